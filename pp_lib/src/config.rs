@@ -1,0 +1,363 @@
+//! Typed settings, shared by every binary.
+//!
+//! Each group is a `clap::Args` struct that a binary flattens into its own command line, so a value
+//! comes from the flag, else from the environment variable, else from a `.env` file (see
+//! [`load_dotenv`]), else from the named default below. The defaults work on a machine prepared by
+//! `make setup`. Values that may hold a password are [`SecretUrl`]s: they print redacted, and
+//! `--help` never shows their environment value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, redact_secrets};
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/personalproject";
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const DEFAULT_QUEUE: &str = "pp_work_queue";
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:3000";
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:3000";
+pub const DEFAULT_DB_CONNECT_TIMEOUT: &str = "5s";
+pub const DEFAULT_DB_STATEMENT_TIMEOUT: &str = "30s";
+
+/// Reads `.env` from the working directory when there is one. Variables already set win.
+pub fn load_dotenv() -> Result<(), Error> {
+    match dotenvy::dotenv() {
+        Ok(_) => Ok(()),
+        Err(error) if error.not_found() => Ok(()),
+        Err(error) => Err(Error::Config(format!(
+            "cannot read .env: {}",
+            redact_secrets(&error.to_string())
+        ))),
+    }
+}
+
+/// A connection URL that may carry a password. `Display` and `Debug` show it redacted; only
+/// [`SecretUrl::expose`] gives the real text, for the one call that connects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL as given, password included: pass it to a client library, never to a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The same URL with the path (the database name, for PostgreSQL) replaced.
+    pub fn with_path(&self, path: &str) -> SecretUrl {
+        let (base, query) = match self.0.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (self.0.as_str(), None),
+        };
+        let authority_start = base.find("://").map_or(0, |i| i + 3);
+        let path_start = base[authority_start..]
+            .find('/')
+            .map_or(base.len(), |i| authority_start + i);
+        let mut url = format!("{}/{}", &base[..path_start], path.trim_start_matches('/'));
+        if let Some(query) = query {
+            url.push('?');
+            url.push_str(query);
+        }
+        SecretUrl(url)
+    }
+
+    /// The path of the URL without its leading `/` (for PostgreSQL, the database name).
+    pub fn path(&self) -> &str {
+        let base = self.0.split(['?', '#']).next().unwrap_or_default();
+        let authority_start = base.find("://").map_or(0, |i| i + 3);
+        base[authority_start..]
+            .find('/')
+            .map_or("", |i| &base[authority_start + i + 1..])
+    }
+}
+
+impl FromStr for SecretUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        match text.split_once("://") {
+            Some((scheme, rest))
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                    && !rest.is_empty() =>
+            {
+                Ok(SecretUrl(text.to_owned()))
+            }
+            _ => Err(format!(
+                "`{}` is not a URL of the form scheme://[user[:password]@]host[:port][/path]",
+                redact_secrets(text)
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_secrets(&self.0))
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({self})")
+    }
+}
+
+/// Parses a duration such as `250ms`, `4s`, `2m`, `1h`, `1d` or `1h30m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration: use e.g. 500ms, 4s, 2m, 1h".to_owned());
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit_len = rest[digits..]
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len() - digits);
+        let (number, unit) = (&rest[..digits], &rest[digits..digits + unit_len]);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration: use e.g. 500ms, 4s, 2m, 1h"))?;
+        let part = match unit {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.saturating_mul(60)),
+            "h" => Duration::from_secs(number.saturating_mul(3_600)),
+            "d" => Duration::from_secs(number.saturating_mul(86_400)),
+            _ => {
+                return Err(format!(
+                    "`{text}` has an unknown unit `{unit}`: use ms, s, m, h or d"
+                ));
+            }
+        };
+        total = total.saturating_add(part);
+        rest = &rest[digits + unit_len..];
+    }
+    Ok(total)
+}
+
+/// A pool as large as the machine can keep busy: a few connections per core.
+pub fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores.saturating_mul(4))
+        .unwrap_or(u32::MAX)
+        .clamp(4, 64)
+}
+
+/// PostgreSQL: where it is and how the pool treats it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL, e.g. postgres://user:password@host:5432/database.
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = DEFAULT_DATABASE_URL,
+        hide_env_values = true
+    )]
+    pub url: SecretUrl,
+    /// Most connections the pool opens (default: four per core, at least 4).
+    #[arg(long = "db-pool-size", env = "PP_DB_POOL_SIZE", default_value_t = default_pool_size())]
+    pub pool_size: u32,
+    /// How long to wait for a connection, new or pooled, before failing (e.g. 5s, 500ms).
+    #[arg(
+        long = "db-connect-timeout",
+        env = "PP_DB_CONNECT_TIMEOUT",
+        default_value = DEFAULT_DB_CONNECT_TIMEOUT,
+        value_parser = parse_duration
+    )]
+    pub connect_timeout: Duration,
+    /// Longest a single SQL statement may run before PostgreSQL cancels it (0 = no limit).
+    #[arg(
+        long = "db-statement-timeout",
+        env = "PP_DB_STATEMENT_TIMEOUT",
+        default_value = DEFAULT_DB_STATEMENT_TIMEOUT,
+        value_parser = parse_duration
+    )]
+    pub statement_timeout: Duration,
+}
+
+impl DatabaseConfig {
+    /// Settings for `url` with every other value at its default.
+    pub fn for_url(url: SecretUrl) -> Self {
+        DatabaseConfig {
+            url,
+            pool_size: default_pool_size(),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Type of the work queue: classic on one node, quorum for a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueType {
+    Classic,
+    Quorum,
+}
+
+/// RabbitMQ: where it is and which queue carries the work demands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AmqpConfig {
+    /// RabbitMQ URL, e.g. amqp://user:password@host:5672/%2f.
+    #[arg(
+        id = "amqp_url",
+        long = "amqp-url",
+        env = "AMQP_URL",
+        default_value = DEFAULT_AMQP_URL,
+        hide_env_values = true
+    )]
+    pub url: SecretUrl,
+    /// Name of the work queue; its dead-letter queue is this name with `.dlq` appended.
+    #[arg(long = "queue", env = "PP_QUEUE", default_value = DEFAULT_QUEUE)]
+    pub queue: String,
+    /// Queue type: classic (one node) or quorum (replicated, for clusters).
+    #[arg(long = "queue-type", env = "PP_QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
+    pub queue_type: QueueType,
+}
+
+/// Redis: optional; without it there is no cache and no rate limit.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisConfig {
+    /// Redis URL, e.g. redis://127.0.0.1:6379/0 (unset: no cache, no rate limit).
+    #[arg(
+        id = "redis_url",
+        long = "redis-url",
+        env = "REDIS_URL",
+        hide_env_values = true
+    )]
+    pub url: Option<SecretUrl>,
+}
+
+/// The API server's listening address.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpConfig {
+    /// Address the API listens on (port 0 picks a free one).
+    #[arg(id = "http_addr", long = "http-addr", env = "PP_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
+    pub addr: SocketAddr,
+}
+
+/// Where clients find the API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiClientConfig {
+    /// Base URL of the pp API.
+    #[arg(id = "api_url", long = "api-url", env = "PP_API_URL", default_value = DEFAULT_API_URL)]
+    pub url: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        amqp: AmqpConfig,
+        #[command(flatten)]
+        redis: RedisConfig,
+        #[command(flatten)]
+        http: HttpConfig,
+        #[command(flatten)]
+        api: ApiClientConfig,
+    }
+
+    #[test]
+    fn verify_cli() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let cli = Cli::try_parse_from([
+            "pp",
+            "--database-url",
+            "postgres://u:pw@db:5433/other",
+            "--db-pool-size",
+            "3",
+            "--db-connect-timeout",
+            "750ms",
+            "--queue",
+            "q1",
+            "--queue-type",
+            "quorum",
+            "--http-addr",
+            "0.0.0.0:8080",
+        ])
+        .expect("valid flags parse");
+        assert_eq!(cli.database.url.expose(), "postgres://u:pw@db:5433/other");
+        assert_eq!(cli.database.pool_size, 3);
+        assert_eq!(cli.database.connect_timeout, Duration::from_millis(750));
+        assert_eq!(cli.amqp.queue, "q1");
+        assert_eq!(cli.amqp.queue_type, QueueType::Quorum);
+        assert_eq!(cli.http.addr.port(), 8080);
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_reason() {
+        let error = Cli::try_parse_from(["pp", "--db-connect-timeout", "5 parsecs"])
+            .expect_err("a bad duration is refused");
+        assert!(error.to_string().contains("unknown unit"), "{error}");
+        let error = Cli::try_parse_from(["pp", "--database-url", "postgres:/x:secret@h"])
+            .expect_err("a bad URL is refused");
+        assert!(error.to_string().contains("not a URL"), "{error}");
+    }
+
+    #[test]
+    fn secret_urls_print_redacted() {
+        let url: SecretUrl = "postgres://pp:secret@db/pp".parse().expect("a valid URL");
+        assert_eq!(url.to_string(), "postgres://pp:***@db/pp");
+        assert_eq!(format!("{url:?}"), "SecretUrl(postgres://pp:***@db/pp)");
+        assert_eq!(url.expose(), "postgres://pp:secret@db/pp");
+    }
+
+    #[test]
+    fn database_name_can_be_read_and_replaced() {
+        let url: SecretUrl = "postgres://u:p@h:5432/pp?sslmode=disable"
+            .parse()
+            .expect("a valid URL");
+        assert_eq!(url.path(), "pp");
+        let other = url.with_path("postgres");
+        assert_eq!(
+            other.expose(),
+            "postgres://u:p@h:5432/postgres?sslmode=disable"
+        );
+        let bare: SecretUrl = "postgres://h".parse().expect("a valid URL");
+        assert_eq!(bare.path(), "");
+        assert_eq!(bare.with_path("x").expose(), "postgres://h/x");
+    }
+
+    #[test]
+    fn durations_parse() {
+        let cases = [
+            ("4", Duration::from_secs(4)),
+            ("4s", Duration::from_secs(4)),
+            ("250ms", Duration::from_millis(250)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3_600)),
+            ("1h30m", Duration::from_secs(5_400)),
+            ("1d", Duration::from_secs(86_400)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), Ok(expected), "parsing {text:?}");
+        }
+        for bad in ["", "s", "4x", "-1s", "1.5s", "ms4"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+}

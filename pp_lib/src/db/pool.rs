@@ -1,0 +1,131 @@
+//! The connection pool (r2d2 through Diesel) and single connections, with bounded waits.
+//!
+//! Every connection, pooled or not, is opened with libpq's `connect_timeout`, so an unreachable
+//! server fails in bounded time instead of hanging, and gets the configured `statement_timeout`,
+//! so a runaway query cannot hold a connection forever.
+
+use std::time::Duration;
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, PooledConnection};
+
+use crate::config::{DatabaseConfig, SecretUrl};
+use crate::error::{Error, redact_secrets};
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+pub type PooledPg = PooledConnection<ConnectionManager<PgConnection>>;
+
+/// Idle connections above the minimum are closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Connections are renewed after this long, so server-side state never grows without bound.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// Builds the pool and waits (at most `connect_timeout`) for its first connection, so a wrong URL
+/// or a stopped server is reported at start-up, not at the first request.
+pub fn build_pool(config: &DatabaseConfig) -> Result<PgPool, Error> {
+    pool_builder(config)
+        .build(manager(config))
+        .map_err(|error| Error::connect(config.url.expose(), error))
+}
+
+/// Builds the pool without connecting: for servers that must start, and report themselves not
+/// ready, while the database is still down.
+pub fn build_pool_lazy(config: &DatabaseConfig) -> PgPool {
+    pool_builder(config).build_unchecked(manager(config))
+}
+
+/// Opens one connection, outside any pool (migrations, administration).
+pub fn establish(url: &SecretUrl, connect_timeout: Duration) -> Result<PgConnection, Error> {
+    let target = with_connect_timeout(url.expose(), connect_timeout);
+    PgConnection::establish(&target).map_err(|error| Error::connect(url.expose(), error))
+}
+
+fn manager(config: &DatabaseConfig) -> ConnectionManager<PgConnection> {
+    ConnectionManager::new(with_connect_timeout(
+        config.url.expose(),
+        config.connect_timeout,
+    ))
+}
+
+fn pool_builder(config: &DatabaseConfig) -> diesel::r2d2::Builder<ConnectionManager<PgConnection>> {
+    Pool::builder()
+        .max_size(config.pool_size.max(1))
+        // Connections are opened as they are needed; one is kept warm.
+        .min_idle(Some(1))
+        .connection_timeout(config.connect_timeout)
+        .idle_timeout(Some(IDLE_TIMEOUT))
+        .max_lifetime(Some(MAX_LIFETIME))
+        // A connection the server closed (restart, failover) is found and replaced at checkout
+        // rather than failing the caller's first query.
+        .test_on_check_out(true)
+        .connection_customizer(Box::new(SessionSettings {
+            statement_timeout: config.statement_timeout,
+        }))
+        .error_handler(Box::new(RedactingErrorHandler))
+}
+
+/// Adds libpq's `connect_timeout` (whole seconds, at least 1) unless the URL sets one itself.
+fn with_connect_timeout(url: &str, timeout: Duration) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let seconds = timeout.as_secs().max(1);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}connect_timeout={seconds}")
+}
+
+/// Session settings applied to every new pooled connection.
+#[derive(Debug)]
+struct SessionSettings {
+    statement_timeout: Duration,
+}
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        let millis = self.statement_timeout.as_millis();
+        conn.batch_execute(&format!("set statement_timeout = {millis}"))
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// r2d2 reports failed connection attempts made in the background here: log them once each,
+/// without secrets. (r2d2's default handler logs the raw text.)
+#[derive(Debug)]
+struct RedactingErrorHandler;
+
+impl HandleError<diesel::r2d2::Error> for RedactingErrorHandler {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        log::warn!(
+            "database connection attempt failed: {}",
+            redact_secrets(&error.to_string())
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_timeout_is_added_once() {
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            with_connect_timeout("postgres://h/db", Duration::from_secs(5)),
+            "postgres://h/db?connect_timeout=5"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?sslmode=disable", second),
+            "postgres://h/db?sslmode=disable&connect_timeout=1"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?connect_timeout=9", second),
+            "postgres://h/db?connect_timeout=9"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db", Duration::from_millis(10)),
+            "postgres://h/db?connect_timeout=1"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Queries on `works`.
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::now;
+use diesel::prelude::*;
+
+use crate::compute::sum_up_to;
+use crate::db::events::insert_events;
+use crate::error::Error;
+use crate::event::{EventVariable, NewEvent};
+use crate::schema::works;
+use crate::work::{NewWork, Work};
+
+/// Default number of works a search returns.
+pub const SEARCH_DEFAULT_LIMIT: i64 = 100;
+/// Most works a search may return.
+pub const SEARCH_MAX_LIMIT: i64 = 1_000;
+
+/// Inserts a work and returns it as stored.
+pub fn insert_work(conn: &mut PgConnection, new_work: &NewWork) -> QueryResult<Work> {
+    diesel::insert_into(works::table)
+        .values(new_work)
+        .returning(Work::as_returning())
+        .get_result(conn)
+}
+
+/// The work with this id, if there is one.
+pub fn find_work(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Work>> {
+    works::table
+        .find(id)
+        .select(Work::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// What a search looks for. Results come in id order; `after_id` pages through them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkSearch {
+    /// Works whose code starts with this text. It is data: `%`, `_` and `\` match themselves.
+    pub code_prefix: String,
+    /// Works created at or after this instant.
+    pub created_since: DateTime<Utc>,
+    /// Works created before this instant, when set.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only done (or only pending) works, when set.
+    pub done: Option<bool>,
+    /// Works with a larger id than this, when set: the last id of the previous page.
+    pub after_id: Option<i64>,
+    /// At most this many works.
+    pub limit: i64,
+}
+
+impl WorkSearch {
+    /// Works whose code starts with `code_prefix`, created since `created_since`, first page.
+    pub fn new(code_prefix: impl Into<String>, created_since: DateTime<Utc>) -> Self {
+        WorkSearch {
+            code_prefix: code_prefix.into(),
+            created_since,
+            created_before: None,
+            done: None,
+            after_id: None,
+            limit: SEARCH_DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// The works that match `search`, in id order.
+pub fn search_works(conn: &mut PgConnection, search: &WorkSearch) -> QueryResult<Vec<Work>> {
+    let mut query = works::table
+        .select(Work::as_select())
+        .filter(
+            works::work_code
+                .like(like_prefix_pattern(&search.code_prefix))
+                .escape('\\'),
+        )
+        .filter(works::created_on.ge(search.created_since))
+        .order(works::id.asc())
+        .limit(search.limit.max(0))
+        .into_boxed();
+    if let Some(before) = search.created_before {
+        query = query.filter(works::created_on.lt(before));
+    }
+    if let Some(done) = search.done {
+        query = query.filter(works::done.eq(done));
+    }
+    if let Some(after_id) = search.after_id {
+        query = query.filter(works::id.gt(after_id));
+    }
+    query.load(conn)
+}
+
+/// A LIKE pattern matching every text that starts with `prefix`, taken literally: the escape
+/// character `\` and the wildcards `%` and `_` are escaped, then `%` is appended.
+pub fn like_prefix_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Claims up to `limit` pending works created over HTTP since `created_since`, oldest first, and
+/// locks them until the caller's transaction ends. Rows another transaction holds are skipped, so
+/// concurrent sweepers share the backlog instead of processing a row twice.
+///
+/// Call it inside a transaction: outside one, the locks end with the statement.
+pub fn claim_pending_works(
+    conn: &mut PgConnection,
+    created_since: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Work>> {
+    works::table
+        .select(Work::as_select())
+        .filter(works::done.eq(false))
+        .filter(works::demand_id.is_null())
+        .filter(works::created_on.ge(created_since))
+        .order((works::created_on.asc(), works::id.asc()))
+        .limit(limit.max(0))
+        .for_update()
+        .skip_locked()
+        .load(conn)
+}
+
+/// Marks a pending work done with its result. `None` when no pending work has this id (it does
+/// not exist, or is done already).
+pub fn mark_work_done(conn: &mut PgConnection, id: i64, result: i64) -> QueryResult<Option<Work>> {
+    diesel::update(works::table.find(id).filter(works::done.eq(false)))
+        .set((
+            works::done.eq(true),
+            works::result.eq(Some(result)),
+            works::updated_on.eq(now),
+        ))
+        .returning(Work::as_returning())
+        .get_result(conn)
+        .optional()
+}
+
+/// What [`complete_work`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// The work was pending; it is now done, with its three events.
+    Completed(Work),
+    /// The work was done already (or is gone): nothing was written.
+    NotPending,
+}
+
+/// Runs a work: computes its sum, records `compute/start`, `compute/stop` and `compute/result`,
+/// and marks it done — all in one transaction (a savepoint when the caller has one open), so a
+/// work is either pending with no events or done with exactly three.
+pub fn complete_work(conn: &mut PgConnection, work: &Work) -> Result<Completion, Error> {
+    conn.transaction(|conn| {
+        let started = Utc::now();
+        let sum = sum_up_to(work.add_up_to)?;
+        let stopped = Utc::now();
+        let Some(done) = mark_work_done(conn, work.id, sum)? else {
+            return Ok(Completion::NotPending);
+        };
+        insert_events(
+            conn,
+            &[
+                NewEvent::new(&done, EventVariable::ComputeStart, String::new(), started),
+                NewEvent::new(&done, EventVariable::ComputeStop, String::new(), stopped),
+                NewEvent::new(
+                    &done,
+                    EventVariable::ComputeResult,
+                    sum.to_string(),
+                    stopped,
+                ),
+            ],
+        )?;
+        Ok(Completion::Completed(done))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_take_the_prefix_literally() {
+        let cases = [
+            ("api-", "api-%"),
+            ("api-%", "api-\\%%"),
+            ("a_b", "a\\_b%"),
+            ("back\\slash", "back\\\\slash%"),
+            ("", "%"),
+            ("'; drop table works; --", "'; drop table works; --%"),
+        ];
+        for (prefix, expected) in cases {
+            assert_eq!(like_prefix_pattern(prefix), expected, "prefix {prefix:?}");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! pp_lib: everything the pp binaries share.
+//!
+//! A short tour:
+//!
+//! - [`work`], [`demand`], [`event`]: the domain types, serialised exactly as the HTTP API and the
+//!   queue carry them (timestamps as epoch seconds).
+//! - [`compute`]: the work itself, `1 + 2 + … + n`, in closed form and checked.
+//! - [`config`]: typed settings read from flags, then the environment, then a `.env` file.
+//! - [`error`]: the one error type of the library, and the policy every crate follows.
+//! - [`db`]: the r2d2 pool and the Diesel queries, a module per table. Diesel is synchronous:
+//!   read the module's documentation before calling it from async code.
+//! - [`schema`]: the Diesel view of the tables that `pp_storage`'s migrations create.
+//! - [`logging`]: one way to start `env_logger` for every binary.
+
+pub mod compute;
+pub mod config;
+pub mod db;
+pub mod demand;
+pub mod error;
+pub mod event;
+pub mod logging;
+pub mod schema;
+pub mod work;
+
+pub use error::{Error, InputError};

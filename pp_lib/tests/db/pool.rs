@@ -1,0 +1,86 @@
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use pp_lib::config::DatabaseConfig;
+use pp_lib::db::{build_pool, build_pool_lazy};
+use pp_storage::testkit::TestDatabase;
+
+#[test]
+fn pooled_connections_run_queries() {
+    let db = TestDatabase::create();
+    let pool = db.pool();
+    let mut conn = pool.get().expect("a pooled connection");
+    let name: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+        "current_database()",
+    ))
+    .get_result(&mut conn)
+    .expect("query");
+    assert_eq!(name, db.name());
+}
+
+#[test]
+fn statement_timeout_cancels_long_queries() {
+    let db = TestDatabase::create();
+    let config = DatabaseConfig {
+        statement_timeout: Duration::from_millis(100),
+        ..db.config()
+    };
+    let pool = build_pool(&config).expect("pool");
+    let mut conn = pool.get().expect("a pooled connection");
+
+    let error = diesel::sql_query("select pg_sleep(5)")
+        .execute(&mut conn)
+        .expect_err("the statement is cancelled");
+    assert!(error.to_string().contains("statement timeout"), "{error}");
+}
+
+#[test]
+fn unreachable_server_fails_fast_without_showing_the_password() {
+    // Port 1 on loopback refuses at once; the error must come back within the connect timeout.
+    let config = DatabaseConfig {
+        connect_timeout: Duration::from_secs(2),
+        ..DatabaseConfig::for_url(
+            "postgres://pp:hunter2@127.0.0.1:1/pp"
+                .parse()
+                .expect("a valid URL"),
+        )
+    };
+    let started = Instant::now();
+
+    let error = build_pool(&config).expect_err("nothing listens on port 1");
+
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(error.is_transient(), "{error:?}");
+    let message = error.to_string();
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(
+        message.contains("postgres://pp:***@127.0.0.1:1/pp"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "one line: {message}");
+}
+
+#[test]
+fn lazy_pool_reports_a_missing_server_at_checkout() {
+    let config = DatabaseConfig {
+        connect_timeout: Duration::from_millis(500),
+        ..DatabaseConfig::for_url(
+            "postgres://pp:hunter2@127.0.0.1:1/pp"
+                .parse()
+                .expect("a valid URL"),
+        )
+    };
+    let pool = build_pool_lazy(&config);
+
+    let Err(error) = pool.get() else {
+        panic!("a pool without a server gives no connection");
+    };
+    let error = pp_lib::Error::from(error);
+
+    assert!(matches!(error, pp_lib::Error::Pool(_)), "{error:?}");
+    assert!(!error.to_string().contains("hunter2"), "{error}");
+}

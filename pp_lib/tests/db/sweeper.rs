@@ -1,0 +1,130 @@
+use std::collections::HashSet;
+
+use chrono::{Duration, Utc};
+use diesel::prelude::*;
+use pp_lib::db::works::{Completion, claim_pending_works, complete_work, insert_work};
+use pp_lib::work::NewWork;
+use pp_storage::testkit::TestDatabase;
+use uuid::Uuid;
+
+use crate::{insert_api_work, set_created_on};
+
+#[test]
+fn only_pending_api_work_inside_the_window_is_claimed_oldest_first() {
+    let db = TestDatabase::create();
+    let mut conn = db.connect();
+    let newer = insert_api_work(&mut conn, "api-newer", 1);
+    let older = insert_api_work(&mut conn, "api-older", 2);
+    set_created_on(&mut conn, older.id, Utc::now() - Duration::hours(1));
+    let stale = insert_api_work(&mut conn, "api-stale", 3);
+    set_created_on(&mut conn, stale.id, Utc::now() - Duration::hours(7));
+    let done = insert_api_work(&mut conn, "api-done", 4);
+    complete_work(&mut conn, &done).expect("complete");
+    insert_work(&mut conn, &NewWork::from_demand(Uuid::new_v4(), 5)).expect("consumer work");
+
+    let window = Utc::now() - Duration::hours(6);
+    let claimed = conn
+        .transaction(|conn| claim_pending_works(conn, window, 10))
+        .expect("claim");
+
+    let ids: Vec<i64> = claimed.iter().map(|work| work.id).collect();
+    assert_eq!(ids, [older.id, newer.id]);
+}
+
+#[test]
+fn concurrent_claims_skip_each_others_rows() {
+    let db = TestDatabase::create();
+    let mut first = db.connect();
+    let mut second = db.connect();
+    for i in 0..5 {
+        insert_api_work(&mut first, &format!("api-claim{i}"), i);
+    }
+    let window = Utc::now() - Duration::hours(6);
+
+    let (mine, theirs) = first
+        .transaction(|first| {
+            let mine = claim_pending_works(first, window, 3)?;
+            let theirs = second.transaction(|second| claim_pending_works(second, window, 10))?;
+            QueryResult::Ok((mine, theirs))
+        })
+        .expect("claims");
+
+    assert_eq!(mine.len(), 3);
+    assert_eq!(
+        theirs.len(),
+        2,
+        "the locked rows are skipped, the rest are taken"
+    );
+    let all: HashSet<i64> = mine.iter().chain(&theirs).map(|work| work.id).collect();
+    assert_eq!(all.len(), 5, "no row is claimed twice");
+}
+
+#[test]
+fn racing_sweepers_complete_every_work_exactly_once() {
+    const WORKS: i32 = 200;
+    let db = TestDatabase::create();
+    let pool = db.pool();
+    {
+        let mut conn = pool.get().expect("connection");
+        for i in 0..WORKS {
+            insert_api_work(&mut conn, &format!("api-race{i:03}"), i);
+        }
+    }
+    let window = Utc::now() - Duration::hours(6);
+
+    let sweepers: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let mut completed = Vec::new();
+                let mut conn = pool.get().expect("connection");
+                loop {
+                    let batch = conn
+                        .transaction::<_, pp_lib::Error, _>(|conn| {
+                            let mut batch = Vec::new();
+                            for work in claim_pending_works(conn, window, 7)? {
+                                match complete_work(conn, &work)? {
+                                    Completion::Completed(done) => batch.push(done.id),
+                                    Completion::NotPending => {
+                                        panic!("a claimed work was done already")
+                                    }
+                                }
+                            }
+                            Ok(batch)
+                        })
+                        .expect("sweep");
+                    if batch.is_empty() {
+                        break completed;
+                    }
+                    completed.extend(batch);
+                }
+            })
+        })
+        .collect();
+    let completed: Vec<i64> = sweepers
+        .into_iter()
+        .flat_map(|sweeper| sweeper.join().expect("a sweeper thread"))
+        .collect();
+
+    let distinct: HashSet<i64> = completed.iter().copied().collect();
+    assert_eq!(completed.len(), WORKS as usize, "every work completed once");
+    assert_eq!(distinct.len(), WORKS as usize);
+
+    #[derive(QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        bad: i64,
+    }
+    let mut conn = pool.get().expect("connection");
+    let check: Check = diesel::sql_query(
+        "select count(*) as bad from works w \
+         where not w.done or w.result is distinct from w.add_up_to::bigint * (w.add_up_to + 1) / 2 \
+            or (select count(*) from events e where e.work_id = w.id) <> 3",
+    )
+    .get_result(&mut conn)
+    .expect("check");
+    assert_eq!(
+        check.bad, 0,
+        "every work is done with its result and three events"
+    );
+}

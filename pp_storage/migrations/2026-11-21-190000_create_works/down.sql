@@ -1,0 +1,2 @@
+drop table works;
+drop function pp_touch_updated_on();

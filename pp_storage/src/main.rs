@@ -1,0 +1,130 @@
+//! `pp_storage`: creates, migrates, inspects and resets pp's PostgreSQL database.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pp_lib::config::{DatabaseConfig, load_dotenv};
+use pp_lib::db::establish;
+use pp_storage::{DatabaseCreation, create_database_if_missing, database_name};
+
+/// Creates, migrates, inspects and resets pp's PostgreSQL database.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the database if it is missing, then apply every pending migration.
+    ///
+    /// Example: pp_storage migrate
+    Migrate,
+    /// List every migration and whether (and when) this database has it.
+    ///
+    /// Example: pp_storage status
+    Status,
+    /// Revert every migration and apply them again: ALL DATA IS DELETED.
+    ///
+    /// Example: pp_storage reset --yes
+    Reset {
+        /// Confirm that every row in the database may be deleted.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    pp_lib::logging::init();
+    match load_dotenv()
+        .map_err(anyhow::Error::from)
+        .and_then(|()| run(Cli::parse()))
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pp_storage: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = &cli.database;
+    let name = database_name(&config.url)?;
+    match cli.command {
+        Command::Migrate => {
+            let creation = create_database_if_missing(&config.url, config.connect_timeout)
+                .context("failed to create the database")?;
+            if creation == DatabaseCreation::Created {
+                println!("created database {name}");
+            }
+            let mut conn = establish(&config.url, config.connect_timeout)?;
+            let applied = pp_storage::run_pending_migrations(&mut conn)
+                .map_err(|error| anyhow::anyhow!("{error}"))
+                .context("failed to migrate")?;
+            for migration in &applied {
+                println!("applied {migration}");
+            }
+            println!(
+                "database {name} is up to date ({} applied now)",
+                applied.len()
+            );
+        }
+        Command::Status => {
+            let mut conn = establish(&config.url, config.connect_timeout).with_context(|| {
+                format!("failed to open database {name} (run `pp_storage migrate` or `make setup` to create it)")
+            })?;
+            let states = pp_storage::migration_status(&mut conn)
+                .map_err(|error| anyhow::anyhow!("{error}"))
+                .context("failed to read the migration status")?;
+            println!("database {name} on {}", config.url);
+            let pending = states
+                .iter()
+                .filter(|state| state.applied_on.is_none())
+                .count();
+            for state in &states {
+                match state.applied_on {
+                    Some(at) => println!(
+                        "  applied  {}  ({})",
+                        state.name,
+                        at.format("%Y-%m-%d %H:%M:%S UTC")
+                    ),
+                    None => println!("  pending  {}", state.name),
+                }
+            }
+            println!("{} migrations, {pending} pending", states.len());
+        }
+        Command::Reset { yes } => {
+            if !yes {
+                anyhow::bail!(
+                    "reset deletes every row in database {name}; run `pp_storage reset --yes` to confirm"
+                );
+            }
+            let mut conn = establish(&config.url, config.connect_timeout)?;
+            let applied = pp_storage::reset(&mut conn)
+                .map_err(|error| anyhow::anyhow!("{error}"))
+                .context("failed to reset")?;
+            println!(
+                "database {name} reset: {} migrations applied",
+                applied.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

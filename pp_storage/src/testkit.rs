@@ -1,0 +1,129 @@
+//! A database per test: unique name, migrated, dropped when the test ends (passed or panicked).
+//!
+//! Tests run in parallel without seeing each other's rows, and leave nothing behind. The server is
+//! the one `DATABASE_URL` (or `.env`, or the default) points at; if it cannot be reached the test
+//! fails, naming `make setup` — it never skips itself.
+//!
+//! ```text
+//! let db = TestDatabase::create();
+//! let mut conn = db.connect();
+//! // … queries on a fresh, empty, migrated schema …
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use diesel::pg::PgConnection;
+use pp_lib::config::{DEFAULT_DATABASE_URL, DatabaseConfig, SecretUrl, load_dotenv};
+use pp_lib::db::{PgPool, build_pool, establish};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use crate::{create_database_if_missing, drop_database, run_pending_migrations};
+
+/// Prefix of every test database's name, so leftovers are easy to recognise.
+pub const TEST_DATABASE_PREFIX: &str = "pp_test_";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A freshly migrated database that is dropped with this value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    url: SecretUrl,
+}
+
+impl TestDatabase {
+    /// Creates and migrates a database with a unique name. Panics, naming `make setup`, when the
+    /// server cannot be reached: a test without its database must fail, not pass unseen.
+    pub fn create() -> TestDatabase {
+        let server = server_url();
+        let name = unique_name();
+        let url = server.with_path(&name);
+        if let Err(error) = create_database_if_missing(&url, CONNECT_TIMEOUT) {
+            panic!(
+                "cannot create test database {name} on {server}: {error}\n\
+                 Is PostgreSQL running? Run `make setup` first (or set DATABASE_URL)."
+            );
+        }
+        let database = TestDatabase { name, url };
+        let mut conn = database.connect();
+        if let Err(error) = run_pending_migrations(&mut conn) {
+            panic!("cannot migrate test database {}: {error}", database.name);
+        }
+        database
+    }
+
+    /// The database's name: `pp_test_…`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The URL of this database (on the configured server).
+    pub fn url(&self) -> &SecretUrl {
+        &self.url
+    }
+
+    /// Default settings pointing at this database, with a small pool.
+    pub fn config(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            pool_size: 4,
+            ..DatabaseConfig::for_url(self.url.clone())
+        }
+    }
+
+    /// A single connection to this database.
+    pub fn connect(&self) -> PgConnection {
+        establish(&self.url, CONNECT_TIMEOUT).unwrap_or_else(|error| {
+            panic!("cannot connect to test database {}: {error}", self.name)
+        })
+    }
+
+    /// A pool over this database, built with [`TestDatabase::config`].
+    pub fn pool(&self) -> PgPool {
+        build_pool(&self.config())
+            .unwrap_or_else(|error| panic!("cannot build a pool for {}: {error}", self.name))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // `with (force)` closes the sessions pools of the test may still hold.
+        if let Err(error) = drop_database(&self.url, CONNECT_TIMEOUT) {
+            eprintln!(
+                "warning: could not drop test database {}: {error}",
+                self.name
+            );
+        }
+    }
+}
+
+/// The server tests use: `DATABASE_URL` (from the environment or `.env`) or the default.
+fn server_url() -> SecretUrl {
+    if let Err(error) = load_dotenv() {
+        panic!("{error}");
+    }
+    let text = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+    text.parse()
+        .unwrap_or_else(|error| panic!("DATABASE_URL is not usable: {error}"))
+}
+
+/// `pp_test_<unix seconds>_<pid>_<counter>_<random>`: unique across threads, processes and runs,
+/// and dated, so a leftover from a killed run shows its age.
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let random: String = rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(6)
+        .map(char::from)
+        .collect();
+    format!(
+        "{TEST_DATABASE_PREFIX}{seconds}_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        random.to_ascii_lowercase()
+    )
+}
