@@ -50,8 +50,11 @@ pub fn create_database_if_missing(
         .execute(&mut admin)
     {
         Ok(_) => Ok(DatabaseCreation::Created),
-        Err(diesel::result::Error::DatabaseError(_, info))
-            if info.message().contains("already exists") =>
+        // A concurrent creator won the race: it reports "already exists", or, when both passed
+        // the catalogue check together, a unique violation on pg_database's name index.
+        Err(diesel::result::Error::DatabaseError(kind, info))
+            if matches!(kind, diesel::result::DatabaseErrorKind::UniqueViolation)
+                || info.message().contains("already exists") =>
         {
             Ok(DatabaseCreation::AlreadyExisted)
         }

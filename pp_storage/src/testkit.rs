@@ -79,6 +79,15 @@ impl TestDatabase {
         })
     }
 
+    /// A name for another database on the same server, `<this name>_<suffix>`, which is not
+    /// created but is dropped (if it then exists) when the returned value goes: for tests of
+    /// creating databases.
+    pub fn scratch(&self, suffix: &str) -> ScratchDatabase {
+        ScratchDatabase {
+            url: self.url.with_path(&format!("{}_{suffix}", self.name)),
+        }
+    }
+
     /// A pool over this database, built with [`TestDatabase::config`].
     pub fn pool(&self) -> PgPool {
         build_pool(&self.config())
@@ -93,6 +102,29 @@ impl Drop for TestDatabase {
             eprintln!(
                 "warning: could not drop test database {}: {error}",
                 self.name
+            );
+        }
+    }
+}
+
+/// A database name reserved by [`TestDatabase::scratch`]; dropped, if it exists, with this value.
+#[derive(Debug)]
+pub struct ScratchDatabase {
+    url: SecretUrl,
+}
+
+impl ScratchDatabase {
+    pub fn url(&self) -> &SecretUrl {
+        &self.url
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        if let Err(error) = drop_database(&self.url, CONNECT_TIMEOUT) {
+            eprintln!(
+                "warning: could not drop scratch database {}: {error}",
+                self.url.path()
             );
         }
     }
