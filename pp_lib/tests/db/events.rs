@@ -1,3 +1,5 @@
+//! The event log: ordering, one row per step, known variables only, cascade with the work.
+
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use pp_lib::db::events::{insert_events, list_events};

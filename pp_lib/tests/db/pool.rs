@@ -1,3 +1,5 @@
+//! The pool: working connections, statement timeouts, bounded and redacted connection failures.
+
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;

@@ -1,3 +1,6 @@
+//! Claiming pending API work: the window, SKIP LOCKED between concurrent claimers, and racing
+//! sweepers that together complete every work exactly once.
+
 use std::collections::HashSet;
 
 use chrono::{Duration, Utc};

@@ -1,3 +1,6 @@
+//! Works: insert and find, the table's constraints, prefix search (literal, windowed, paged,
+//! indexed) and completion with its three events.
+
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use pp_lib::db::works::{

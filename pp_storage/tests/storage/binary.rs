@@ -1,3 +1,5 @@
+//! The `pp_storage` binary run as a user runs it: migrate, status, reset and its refusals.
+
 use pp_lib::config::SecretUrl;
 use pp_lib::db::works::insert_work;
 use pp_lib::work::NewWork;

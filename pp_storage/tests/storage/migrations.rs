@@ -1,3 +1,5 @@
+//! Migrations up, down and again, the updated_on trigger, and creating databases safely.
+
 use std::time::Duration;
 
 use diesel::prelude::*;

@@ -1,0 +1,46 @@
+# pp — one target per operation. `make` alone lists them.
+#
+# The newcomer's path is two commands: `make run` (the whole system) and `make test`.
+# Both prepare the machine first (`make setup`: services, database, migrations).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+.PHONY: help setup build migrate db-status db-reset run test lint fmt ci clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## Start (or install) PostgreSQL, RabbitMQ and Redis, create and migrate the database
+	@scripts/setup.sh
+
+build: ## Build every crate (debug)
+	$(CARGO) build --workspace --all-targets
+
+migrate: ## Create the database if missing and apply pending migrations
+	$(CARGO) run --quiet -p pp_storage -- migrate
+
+db-status: ## Show which migrations the database has
+	$(CARGO) run --quiet -p pp_storage -- status
+
+db-reset: ## Delete every row: revert and re-apply all migrations (asks for nothing: be sure)
+	$(CARGO) run --quiet -p pp_storage -- reset --yes
+
+run: setup ## Run the whole system (services and database today; the binaries join as they are built)
+	@echo "pp: services are up and the database is migrated; see 'make db-status'."
+
+test: setup ## Run every test against the real services (runs setup first)
+	@scripts/test.sh
+
+lint: ## Check formatting and clippy (warnings are errors)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+ci: lint test ## What CI runs: lint, then setup and the tests
+
+clean: ## Remove build output
+	$(CARGO) clean
