@@ -66,6 +66,7 @@ with_timeout() {
 
 # tcp_open HOST PORT: true when a TCP connection succeeds within 2 seconds.
 tcp_open() {
+    # shellcheck disable=SC2016 # $1 and $2 are expanded by the inner bash, on purpose
     with_timeout 2 "$BASH" -c 'exec 3<>"/dev/tcp/$1/$2"' tcp_open "$1" "$2" </dev/null >/dev/null 2>&1
 }
 
@@ -244,21 +245,24 @@ SERVICES="pg amqp redis"
 
 # Per service: LABEL, URL (redacted for display), HOST, PORT, LOCAL (1 = ours to start),
 # WAIT (seconds), COMPOSE (service in docker-compose.yml), PKGS (apt), STATE (for the summary).
-pg_LABEL=PostgreSQL
-pg_WAIT=60
-pg_COMPOSE=postgres
-pg_PKGS="postgresql postgresql-contrib"
-pg_DEFAULT_PORT=5432
-amqp_LABEL=RabbitMQ
-amqp_WAIT=90
-amqp_COMPOSE=rabbitmq
-amqp_PKGS="rabbitmq-server"
-amqp_DEFAULT_PORT=5672
-redis_LABEL=Redis
-redis_WAIT=60
-redis_COMPOSE=redis
-redis_PKGS="redis-server"
-redis_DEFAULT_PORT=6379
+# shellcheck disable=SC2034 # read through get() with indirect expansion
+{
+    pg_LABEL=PostgreSQL
+    pg_WAIT=60
+    pg_COMPOSE=postgres
+    pg_PKGS="postgresql postgresql-contrib"
+    pg_DEFAULT_PORT=5432
+    amqp_LABEL=RabbitMQ
+    amqp_WAIT=90
+    amqp_COMPOSE=rabbitmq
+    amqp_PKGS="rabbitmq-server"
+    amqp_DEFAULT_PORT=5672
+    redis_LABEL=Redis
+    redis_WAIT=60
+    redis_COMPOSE=redis
+    redis_PKGS="redis-server"
+    redis_DEFAULT_PORT=6379
+}
 
 get() { local name="$1_$2"; printf '%s' "${!name}"; }
 set_var() { printf -v "$1_$2" '%s' "$3"; }
@@ -404,9 +408,9 @@ start_installed() {
 
 start_hint() {
     case $1 in
-        pg) printf 'see /var/log/postgresql/ and `pg_lsclusters`' ;;
-        amqp) printf 'see /var/log/rabbitmq/ and `rabbitmqctl status`' ;;
-        redis) printf 'run `redis-server --port %s` in a terminal to see why it stops' "$(get redis PORT)" ;;
+        pg) printf '%s' "see /var/log/postgresql/ and \`pg_lsclusters\`" ;;
+        amqp) printf '%s' "see /var/log/rabbitmq/ and \`rabbitmqctl status\`" ;;
+        redis) printf "run \`redis-server --port %s\` in a terminal to see why it stops" "$(get redis PORT)" ;;
     esac
 }
 
@@ -518,7 +522,7 @@ install_instructions() {
     err "not running and not installed:$(for svc in $NOT_INSTALLED; do printf ' %s' "$(get "$svc" LABEL)"; done)"
     err "install and start them one of these ways, then run \`make setup\` again:"
     err "  Debian/Ubuntu: sudo apt-get install -y --no-install-recommends$pkgs"
-    err "                 (then run \`make setup\` as root or with passwordless sudo to start them)"
+    err "                 (this script does that itself when run as root or with passwordless sudo)"
     err "  macOS:         brew install$brew$starts"
     case " $NOT_INSTALLED " in
         *" pg "*) err "                 (then: createuser -s postgres   so that the default DATABASE_URL works)" ;;
@@ -654,8 +658,9 @@ else
         if [ "$rc" -eq 124 ]; then
             die "build + migrate did not finish within ${cargo_timeout}s (PP_SETUP_CARGO_TIMEOUT)"
         fi
-        die "migration failed (exit $rc); the database server answers on $(get pg HOST):$(get pg PORT)," \
-            "so check DATABASE_URL ($(get pg URL)) and that its user may log in and create databases"
+        die "cargo run -p pp_storage -- migrate failed (exit $rc), output above: either the build failed, or" \
+            "the database server (answering on $(get pg HOST):$(get pg PORT)) refused; then check DATABASE_URL" \
+            "($(get pg URL)) and that its user may log in and create databases"
     fi
     DB_STATE="database ready"
 fi
