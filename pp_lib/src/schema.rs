@@ -31,4 +31,26 @@ diesel::table! {
 
 diesel::joinable!(events -> works (work_id));
 
-diesel::allow_tables_to_appear_in_same_query!(works, events);
+diesel::table! {
+    demand_outbox (id) {
+        id -> Uuid,
+        body -> Jsonb,
+        created_on -> Timestamptz,
+        published_on -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (key) {
+        #[max_length = 255]
+        key -> Varchar,
+        request -> Text,
+        work_id -> Int8,
+        created_on -> Timestamptz,
+        expires_on -> Timestamptz,
+    }
+}
+
+diesel::joinable!(idempotency_keys -> works (work_id));
+
+diesel::allow_tables_to_appear_in_same_query!(works, events, demand_outbox, idempotency_keys);

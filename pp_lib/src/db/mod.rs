@@ -25,6 +25,8 @@
 //! short and free of `.await`; never hold a pooled connection across an await point.
 
 pub mod events;
+pub mod idempotency;
+pub mod outbox;
 pub mod pool;
 pub mod works;
 

@@ -1,6 +1,8 @@
 //! pp_lib's data layer against a real PostgreSQL: each test gets its own migrated database.
 
 mod events;
+mod idempotency;
+mod outbox;
 mod pool;
 mod sweeper;
 mod works;

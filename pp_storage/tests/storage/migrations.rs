@@ -43,7 +43,10 @@ fn a_fresh_database_has_every_migration_applied() {
         states.iter().all(|state| state.applied_on.is_some()),
         "{states:?}"
     );
-    assert_eq!(table_names(&mut conn), ["events", "works"]);
+    assert_eq!(
+        table_names(&mut conn),
+        ["demand_outbox", "events", "idempotency_keys", "works"]
+    );
     assert!(
         run_pending_migrations(&mut conn)
             .expect("migrate again")

@@ -1,0 +1,69 @@
+//! Queries on `demand_outbox`: demands accepted over HTTP, waiting for the relay to publish them.
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::now;
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::demand::WorkDemand;
+use crate::schema::demand_outbox;
+
+/// A demand in the outbox.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = demand_outbox, check_for_backend(diesel::pg::Pg))]
+pub struct OutboxDemand {
+    /// The message id it is (or will be) published with.
+    pub id: Uuid,
+    /// The message body.
+    pub body: serde_json::Value,
+    pub created_on: DateTime<Utc>,
+    /// When the broker confirmed it; `None` while it waits.
+    pub published_on: Option<DateTime<Utc>>,
+}
+
+/// Commits a demand to the outbox under `id`, its future message id.
+pub fn insert_demand(
+    conn: &mut PgConnection,
+    id: Uuid,
+    demand: &WorkDemand,
+) -> QueryResult<OutboxDemand> {
+    // A WorkDemand is two plain fields: turning it into a JSON value cannot fail.
+    let body = serde_json::to_value(demand).expect("a WorkDemand converts to JSON");
+    diesel::insert_into(demand_outbox::table)
+        .values((demand_outbox::id.eq(id), demand_outbox::body.eq(body)))
+        .returning(OutboxDemand::as_returning())
+        .get_result(conn)
+}
+
+/// Claims up to `limit` unpublished demands, oldest first, locking them until the caller's
+/// transaction ends; rows another relay holds are skipped. Call it inside a transaction.
+pub fn claim_unpublished(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<OutboxDemand>> {
+    demand_outbox::table
+        .select(OutboxDemand::as_select())
+        .filter(demand_outbox::published_on.is_null())
+        .order(demand_outbox::created_on.asc())
+        .limit(limit.max(0))
+        .for_update()
+        .skip_locked()
+        .load(conn)
+}
+
+/// Records that the broker confirmed these demands. Returns how many rows changed.
+pub fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<usize> {
+    diesel::update(
+        demand_outbox::table
+            .filter(demand_outbox::id.eq_any(ids))
+            .filter(demand_outbox::published_on.is_null()),
+    )
+    .set(demand_outbox::published_on.eq(now))
+    .execute(conn)
+}
+
+/// The demand with this id, published or not.
+pub fn find_demand(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<OutboxDemand>> {
+    demand_outbox::table
+        .find(id)
+        .select(OutboxDemand::as_select())
+        .first(conn)
+        .optional()
+}
