@@ -1,31 +1,30 @@
-//! `pp_backend_api`: The pp REST API over PostgreSQL.
-//!
-//! Only its command line exists so far: it describes itself and exits.
+//! `pp_backend_api`: the pp REST API. Reads its settings, builds the server, serves until SIGINT
+//! or SIGTERM, then finishes the requests in flight.
 
-use clap::{CommandFactory, Parser};
+use std::process::ExitCode;
 
-/// The pp REST API over PostgreSQL.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {}
+use clap::Parser;
+use pp_backend_api::settings::Settings;
+use pp_backend_api::startup::{Application, shutdown_signal};
 
-fn main() -> std::process::ExitCode {
-    Cli::parse();
-    match Cli::command().print_help() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("pp_backend_api: cannot write the help text: {error}");
-            std::process::ExitCode::FAILURE
-        }
+#[tokio::main]
+async fn main() -> ExitCode {
+    pp_lib::logging::init();
+    if let Err(error) = pp_lib::config::load_dotenv() {
+        eprintln!("pp_backend_api: error: {error}");
+        return ExitCode::FAILURE;
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verify_cli() {
-        Cli::command().debug_assert();
+    let settings = Settings::parse();
+    let outcome = match Application::build(settings).await {
+        Ok(application) => application.run_until_stopped(shutdown_signal()).await,
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("pp_backend_api: {error:#}");
+            eprintln!("pp_backend_api: error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -19,12 +19,19 @@ use crate::work::Work;
     Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Queryable, Selectable, Identifiable,
 )]
 #[diesel(table_name = events, check_for_backend(diesel::pg::Pg))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub id: i64,
     pub work_code: String,
+    /// `compute/start`, `compute/stop` or `compute/result`.
+    #[cfg_attr(feature = "openapi", schema(example = "compute/result"))]
     pub variable: String,
+    /// The sum for `compute/result`; empty for the others.
+    #[cfg_attr(feature = "openapi", schema(example = "10"))]
     pub value: String,
+    /// When it happened, in seconds since the Unix epoch.
     #[serde(with = "chrono::serde::ts_seconds")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64, example = 1634115736))]
     pub created_on: DateTime<Utc>,
     pub work_id: i64,
 }

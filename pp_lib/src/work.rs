@@ -24,14 +24,22 @@ pub const WORK_CODE_MAX_LEN: usize = 50;
     Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Queryable, Selectable, Identifiable,
 )]
 #[diesel(table_name = works, check_for_backend(diesel::pg::Pg))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Work {
+    #[cfg_attr(feature = "openapi", schema(example = 21))]
     pub id: i64,
+    #[cfg_attr(feature = "openapi", schema(example = "api-bjq8euwsEA"))]
     pub work_code: String,
+    #[cfg_attr(feature = "openapi", schema(example = 4, minimum = 0))]
     pub add_up_to: i32,
     pub done: bool,
+    /// Creation time, in seconds since the Unix epoch.
     #[serde(with = "chrono::serde::ts_seconds")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64, example = 1634115736))]
     pub created_on: DateTime<Utc>,
+    /// Last change, in seconds since the Unix epoch.
     #[serde(with = "chrono::serde::ts_seconds")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64, example = 1634115736))]
     pub updated_on: DateTime<Utc>,
     /// `1 + … + add_up_to` once done, null before.
     pub result: Option<i64>,

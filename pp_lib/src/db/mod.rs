@@ -30,4 +30,5 @@ pub mod outbox;
 pub mod pool;
 pub mod works;
 
-pub use pool::{PgPool, PooledPg, build_pool, build_pool_lazy, establish};
+pub use diesel::PgConnection;
+pub use pool::{PgPool, PooledPg, build_pool, build_pool_lazy, establish, ping};

@@ -42,6 +42,11 @@ pub fn establish(url: &SecretUrl, connect_timeout: Duration) -> Result<PgConnect
     PgConnection::establish(&target).map_err(|error| Error::connect(url.expose(), error))
 }
 
+/// Asks the server for the smallest answer: true liveness of a connection.
+pub fn ping(conn: &mut PgConnection) -> diesel::QueryResult<()> {
+    conn.batch_execute("select 1")
+}
+
 fn manager(config: &DatabaseConfig) -> ConnectionManager<PgConnection> {
     ConnectionManager::new(with_connect_timeout(
         config.url.expose(),

@@ -1,0 +1,24 @@
+//! pp_backend_api: the REST API of pp, as a library so tests run it on any port.
+//!
+//! A short tour:
+//!
+//! - [`settings`]: the command line and environment of the server.
+//! - [`startup`]: [`startup::Application`] binds, builds the app and runs it until stopped.
+//! - [`routes`]: one module per resource (`work`, `demand`, `health`, `metrics`, `docs`).
+//! - [`error`]: [`error::ApiError`], the one error type of the handlers, and the JSON error body
+//!   `{"http_code": 404, "message": "…"}` of the original project.
+//! - [`middleware`]: request ids, request metrics, turning panics into 500s, and JSON bodies for
+//!   the errors actix-web answers by itself.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`state`]: what handlers share, and how they reach the database without blocking.
+//!
+//! Handlers never block an actix worker: every query runs on the blocking pool through
+//! `web::block`, with a connection from the r2d2 pool taken inside the closure.
+
+pub mod error;
+pub mod metrics;
+pub mod middleware;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;

@@ -1,0 +1,105 @@
+//! The Prometheus metrics behind `GET /metrics`: requests by route, method and status, their
+//! latency, and the database pool's connections in use and idle.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use pp_lib::db::PgPool;
+
+/// Latency buckets, in seconds: from a cached lookup to a slow query.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The API's registry and its instruments.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool_in_use: IntGauge,
+    pool_idle: IntGauge,
+    pool_max: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("pp_api".to_owned()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from request to response, by route and method",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method"],
+        )?;
+        let pool_in_use =
+            IntGauge::new("db_pool_connections_in_use", "Pooled connections lent out")?;
+        let pool_idle = IntGauge::new("db_pool_connections_idle", "Pooled connections waiting")?;
+        let pool_max = IntGauge::new("db_pool_connections_max", "Most connections the pool opens")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(pool_in_use.clone()))?;
+        registry.register(Box::new(pool_idle.clone()))?;
+        registry.register(Box::new(pool_max.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            pool_in_use,
+            pool_idle,
+            pool_max,
+        })
+    }
+
+    /// Counts one answered request.
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, method, status_label(status)])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    }
+
+    /// The text exposition of every metric, with the pool's state read now.
+    pub fn render(&self, pool: &PgPool) -> Result<String, prometheus::Error> {
+        let state = pool.state();
+        let idle = i64::from(state.idle_connections);
+        self.pool_idle.set(idle);
+        self.pool_in_use.set(i64::from(state.connections) - idle);
+        self.pool_max.set(i64::from(pool.max_size()));
+        let mut text = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut text)?;
+        String::from_utf8(text).map_err(|error| prometheus::Error::Msg(error.to_string()))
+    }
+}
+
+/// Status codes as static labels, so a label is never allocated per request.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        400 => "400",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        422 => "422",
+        500 => "500",
+        503 => "503",
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

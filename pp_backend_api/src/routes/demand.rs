@@ -1,0 +1,59 @@
+//! `POST /work/demand`: accept a work demand durably, for the queue.
+//!
+//! The demand is committed to the `demand_outbox` table, under a fresh UUID that becomes its
+//! AMQP message id, and the answer is 202 with that id. Nothing here talks to the broker, so a
+//! demand is accepted, and never lost, while RabbitMQ is down: the outbox relay publishes it.
+
+use actix_web::{HttpResponse, web};
+use pp_lib::db::outbox::insert_demand;
+use pp_lib::demand::WorkDemand;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::work::{CreateWork, parse_add_up_to};
+use crate::state::AppState;
+
+/// The answer to an accepted demand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DemandAccepted {
+    /// The AMQP message id the demand will be published with; the consumer's work for it will
+    /// carry it as `demand_id`.
+    pub message_id: Uuid,
+    /// What the demand asks.
+    #[schema(example = 4)]
+    pub add_up_to: i32,
+    /// Always false: the demand waits for the consumer.
+    pub done: bool,
+}
+
+/// Accepts a work demand for the queue.
+///
+/// `add_up_to` comes from the optional JSON body, else it is random in 1..100. The demand is
+/// stored durably before the answer, and published to RabbitMQ by the outbox relay.
+#[utoipa::path(
+    post,
+    path = "/work/demand",
+    tag = "work",
+    request_body(content = Option<CreateWork>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted: it will be published with this message id", body = DemandAccepted),
+        (status = 400, description = "Malformed body or add_up_to out of range", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn create_demand(
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let demand = parse_add_up_to(&body)?.unwrap_or_else(WorkDemand::random);
+    let message_id = Uuid::new_v4();
+    state
+        .run_db(move |conn| Ok(insert_demand(conn, message_id, &demand)?))
+        .await?;
+    Ok(HttpResponse::Accepted().json(DemandAccepted {
+        message_id,
+        add_up_to: demand.add_up_to(),
+        done: false,
+    }))
+}

@@ -1,0 +1,60 @@
+//! The API server's settings: flags, else environment variables, else these defaults.
+
+use std::time::Duration;
+
+use clap::Parser;
+use pp_lib::config::{DatabaseConfig, HttpConfig, parse_duration};
+
+/// Largest request body accepted by default: a work request is a few dozen bytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// One worker per core: the handlers do no blocking work themselves.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// The pp REST API over PostgreSQL.
+///
+/// Example: pp_backend_api --http-addr 127.0.0.1:3000
+#[derive(Debug, Clone, Parser)]
+#[command(name = "pp_backend_api", version)]
+pub struct Settings {
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long = "http-workers", env = "PP_HTTP_WORKERS", default_value_t = default_workers())]
+    pub workers: usize,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long = "http-max-body", env = "PP_HTTP_MAX_BODY", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// On SIGINT or SIGTERM, how long requests in flight may take to finish.
+    #[arg(
+        long = "http-shutdown-timeout",
+        env = "PP_HTTP_SHUTDOWN_TIMEOUT",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
+    pub shutdown_timeout: Duration,
+    /// How long an Idempotency-Key of POST /work is remembered.
+    #[arg(
+        long = "idempotency-ttl",
+        env = "PP_IDEMPOTENCY_TTL",
+        default_value = "24h",
+        value_parser = parse_duration
+    )]
+    pub idempotency_ttl: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Settings::command().debug_assert();
+    }
+}

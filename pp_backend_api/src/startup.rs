@@ -1,0 +1,165 @@
+//! Building and running the server. [`Application::build`] binds the listener (port 0 picks a
+//! free one, for tests) and assembles the app; [`Application::run_until_stopped`] serves until
+//! the shutdown future resolves, then lets requests in flight finish.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{Logger, from_fn};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use pp_lib::db::{PgPool, build_pool_lazy};
+
+use crate::metrics::Metrics;
+use crate::middleware::{assign_request_id, catch_panics, json_errors, record_metrics};
+use crate::routes;
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// One access-log line per request: request id, request line, status, bytes, milliseconds.
+const ACCESS_LOG_FORMAT: &str = r#"%{x-request-id}i "%r" %s %b %Dms"#;
+
+/// How often expired idempotency keys are deleted, and how many at most each time.
+const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+const KEY_PURGE_BATCH: i64 = 10_000;
+
+/// The API server, bound and ready to run.
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+    pool: PgPool,
+}
+
+impl Application {
+    /// Binds the listener and builds the server. The pool connects lazily: the server starts
+    /// while the database is down and reports it on `/readyz` (503) until it is back.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.http.addr)
+            .with_context(|| format!("failed to listen on {}", settings.http.addr))?;
+        let address = listener
+            .local_addr()
+            .context("failed to read the bound address")?;
+        let pool = build_pool_lazy(&settings.database);
+        let metrics = Arc::new(Metrics::new().context("failed to create the metrics registry")?);
+        let state = web::Data::new(AppState {
+            pool: pool.clone(),
+            metrics,
+            idempotency_ttl: settings.idempotency_ttl,
+        });
+        let max_body = settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+                .wrap(json_errors())
+                .wrap(from_fn(catch_panics))
+                .wrap(from_fn(record_metrics))
+                .wrap(Logger::new(ACCESS_LOG_FORMAT))
+                .wrap(from_fn(assign_request_id))
+        })
+        .workers(settings.workers.max(1))
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        // Shutdown is ours to trigger (see run_until_stopped): actix treats SIGINT as a forced
+        // stop, and we want both SIGINT and SIGTERM to let requests finish.
+        .disable_signals()
+        .listen(listener)
+        .context("failed to start the HTTP server")?
+        .run();
+        log::info!(
+            "listening on http://{address} ({} workers, database {})",
+            settings.workers.max(1),
+            settings.database.url
+        );
+        Ok(Application {
+            address,
+            server,
+            pool,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The port the server listens on (the one chosen, when asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets requests in flight finish
+    /// (within the shutdown timeout) and returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let purge = tokio::spawn(purge_expired_keys(self.pool.clone()));
+        let mut server = self.server;
+        let outcome = tokio::select! {
+            outcome = &mut server => outcome,
+            () = shutdown => {
+                log::info!("shutting down: finishing the requests in flight");
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        purge.abort();
+        outcome.context("the HTTP server failed")?;
+        log::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            log::error!("cannot listen for SIGINT: {error}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                log::error!("cannot listen for SIGTERM: {error}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => log::info!("SIGINT received"),
+        () = terminate => log::info!("SIGTERM received"),
+    }
+}
+
+/// Deletes expired idempotency keys now and then, so the table holds only live keys.
+async fn purge_expired_keys(pool: PgPool) {
+    let mut ticks = tokio::time::interval(KEY_PURGE_INTERVAL);
+    loop {
+        ticks.tick().await;
+        let pool = pool.clone();
+        let purged = tokio::task::spawn_blocking(move || -> Result<usize, pp_lib::Error> {
+            let mut conn = pool.get()?;
+            Ok(pp_lib::db::idempotency::purge_expired_keys(
+                &mut conn,
+                KEY_PURGE_BATCH,
+            )?)
+        })
+        .await;
+        match purged {
+            Ok(Ok(0)) => {}
+            Ok(Ok(count)) => log::info!("purged {count} expired idempotency keys"),
+            Ok(Err(error)) => log::warn!("cannot purge expired idempotency keys: {error}"),
+            Err(error) => log::error!("the idempotency key purge did not finish: {error}"),
+        }
+    }
+}
