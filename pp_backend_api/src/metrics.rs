@@ -82,24 +82,49 @@ impl Metrics {
     }
 }
 
-/// Status codes as static labels, so a label is never allocated per request.
+/// Status codes as static labels, so a label is never allocated per request: the statuses the
+/// API answers, exactly; any other by its class.
 fn status_label(status: u16) -> &'static str {
-    match status {
-        200 => "200",
-        201 => "201",
-        202 => "202",
-        204 => "204",
-        400 => "400",
-        404 => "404",
-        405 => "405",
-        413 => "413",
-        422 => "422",
-        500 => "500",
-        503 => "503",
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
+    const EXACT: [(u16, &str); 11] = [
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (308, "308"),
+        (400, "400"),
+        (404, "404"),
+        (405, "405"),
+        (413, "413"),
+        (422, "422"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    if let Some((_, label)) = EXACT.iter().find(|(code, _)| *code == status) {
+        return label;
+    }
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
         _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_labelled_exactly_or_by_class() {
+        let cases = [
+            (200, "200"),
+            (422, "422"),
+            (204, "2xx"),
+            (418, "4xx"),
+            (599, "5xx"),
+        ];
+        for (status, label) in cases {
+            assert_eq!(status_label(status), label, "{status}");
+        }
     }
 }
