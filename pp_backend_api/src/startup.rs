@@ -102,8 +102,10 @@ impl Application {
             outcome = &mut server => outcome,
             () = shutdown => {
                 log::info!("shutting down: finishing the requests in flight");
-                handle.stop(true).await;
-                server.await
+                // The stop command is sent now; the server future carries it out, so it must be
+                // polled while the stop is awaited.
+                let (outcome, ()) = tokio::join!(server, handle.stop(true));
+                outcome
             }
         };
         purge.abort();

@@ -1,0 +1,12 @@
+//! The API over real HTTP, against a real PostgreSQL: each test runs its own server on a random
+//! port over its own freshly migrated database.
+
+mod concurrency;
+mod demand;
+mod errors;
+mod helpers;
+mod idempotency;
+mod operations;
+mod search;
+mod shutdown;
+mod work;

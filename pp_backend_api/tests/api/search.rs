@@ -1,0 +1,94 @@
+//! Search: the time window, the done filter, and paging with `after_id`.
+
+use diesel::prelude::*;
+use pp_lib::db::works::complete_work;
+use pp_lib::work::Work;
+use reqwest::StatusCode;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn search_pages_through_every_match_in_id_order() {
+    let app = spawn_app().await;
+    let mut created = Vec::new();
+    for n in 0..7 {
+        created.push(app.create_work(n).await.id);
+    }
+
+    let mut seen = Vec::new();
+    let mut after_id: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut query = vec![("work_code", "api-"), ("limit", "3")];
+        if let Some(after) = after_id.as_deref() {
+            query.push(("after_id", after));
+        }
+        let response = app.search(&query).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let next = response
+            .headers()
+            .get("x-next-after-id")
+            .map(|value| value.to_str().expect("ASCII").to_owned());
+        let page: Vec<Work> = response.json().await.expect("JSON");
+        pages += 1;
+        seen.extend(page.iter().map(|work| work.id));
+        match next {
+            Some(next) => {
+                assert_eq!(page.len(), 3, "only a full page has a next page");
+                assert_eq!(next, page[2].id.to_string());
+                after_id = Some(next);
+            }
+            None => break,
+        }
+        assert!(pages < 10, "paging ends");
+    }
+    assert_eq!(seen, created);
+}
+
+#[tokio::test]
+async fn search_keeps_to_the_window_and_the_done_filter() {
+    let app = spawn_app().await;
+    let recent = app.create_work(1).await;
+    let finished = app.create_work(2).await;
+    let old = app.create_work(3).await;
+    let mut conn = app.db.connect();
+    complete_work(&mut conn, &finished).expect("complete");
+    diesel::sql_query("update works set created_on = now() - interval '3 hours' where id = $1")
+        .bind::<diesel::sql_types::BigInt, _>(old.id)
+        .execute(&mut conn)
+        .expect("age a work");
+
+    let ids = |works: Vec<Work>| works.into_iter().map(|work| work.id).collect::<Vec<_>>();
+    let last_hour: Vec<Work> = app
+        .search(&[("work_code", "api-")])
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        ids(last_hour),
+        [recent.id, finished.id],
+        "default window: the last hour"
+    );
+    let wider: Vec<Work> = app
+        .search(&[("work_code", "api-"), ("since", "4h")])
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(ids(wider), [recent.id, finished.id, old.id]);
+    let done: Vec<Work> = app
+        .search(&[("work_code", "api-"), ("done", "true")])
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(ids(done), [finished.id]);
+    let pending: Vec<Work> = app
+        .search(&[("work_code", "api-"), ("done", "false"), ("since", "1d")])
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(ids(pending), [recent.id, old.id]);
+}

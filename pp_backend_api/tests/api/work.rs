@@ -1,0 +1,134 @@
+//! Creating, getting and listing the events of works: the original's contract, kept exactly.
+
+use pp_lib::db::works::complete_work;
+use pp_lib::demand::RANDOM_ADD_UP_TO;
+use pp_lib::event::Event;
+use pp_lib::work::Work;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{error_message, spawn_app};
+
+#[tokio::test]
+async fn a_created_work_equals_its_get_and_its_search_by_full_code() {
+    let app = spawn_app().await;
+
+    let response = app.post_work(Some(r#"{"add_up_to": 4}"#)).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the original's clients expect 200"
+    );
+    let raw = response.text().await.expect("a body");
+    let created: Value = serde_json::from_str(&raw).expect("JSON");
+
+    let got: Value = app
+        .get_work(created["id"].as_i64().expect("an id"))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let code = created["work_code"].as_str().expect("a code");
+    let found: Vec<Value> = app
+        .search(&[("work_code", code)])
+        .await
+        .json()
+        .await
+        .expect("JSON");
+
+    assert_eq!(got, created);
+    assert_eq!(found, vec![created.clone()]);
+    let positions: Vec<usize> = [
+        "id",
+        "work_code",
+        "add_up_to",
+        "done",
+        "created_on",
+        "updated_on",
+        "result",
+    ]
+    .iter()
+    .map(|key| {
+        raw.find(&format!("\"{key}\":"))
+            .unwrap_or_else(|| panic!("{key} in {raw}"))
+    })
+    .collect();
+    assert!(
+        positions.is_sorted(),
+        "the original's fields first, in order: {raw}"
+    );
+    assert!(raw.starts_with(r#"{"id":"#), "{raw}");
+    assert_eq!(created["add_up_to"], 4);
+    assert_eq!(created["done"], false);
+    assert!(created["created_on"].is_i64(), "epoch seconds: {created}");
+    assert!(code.starts_with("api-") && code.len() == 14, "{code}");
+}
+
+#[tokio::test]
+async fn a_work_without_a_body_gets_a_random_add_up_to() {
+    let app = spawn_app().await;
+    for body in [None, Some(""), Some("{}"), Some(r#"{"add_up_to": null}"#)] {
+        let response = app.post_work(body).await;
+        assert_eq!(response.status(), StatusCode::OK, "{body:?}");
+        let work: Work = response.json().await.expect("a work");
+        assert!(
+            RANDOM_ADD_UP_TO.contains(&work.add_up_to),
+            "{body:?}: {work:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_edges_of_add_up_to_are_accepted() {
+    let app = spawn_app().await;
+    assert_eq!(app.create_work(0).await.add_up_to, 0);
+    assert_eq!(app.create_work(i32::MAX).await.add_up_to, i32::MAX);
+}
+
+#[tokio::test]
+async fn an_unknown_work_is_404() {
+    let app = spawn_app().await;
+    let message = error_message(app.get_work(424_242).await, StatusCode::NOT_FOUND).await;
+    assert_eq!(message, "no work with id 424242");
+    let message = error_message(app.get("/work/424242/events").await, StatusCode::NOT_FOUND).await;
+    assert_eq!(message, "no work with id 424242");
+}
+
+#[tokio::test]
+async fn events_are_empty_while_pending_and_three_once_done() {
+    let app = spawn_app().await;
+    let work = app.create_work(4).await;
+
+    let pending: Vec<Event> = app
+        .get(&format!("/work/{}/events", work.id))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert!(pending.is_empty());
+
+    let mut conn = app.db.connect();
+    complete_work(&mut conn, &work).expect("complete");
+    let events: Vec<Event> = app
+        .get(&format!("/work/{}/events", work.id))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let logged: Vec<(&str, &str)> = events
+        .iter()
+        .map(|event| (event.variable.as_str(), event.value.as_str()))
+        .collect();
+    assert_eq!(
+        logged,
+        [
+            ("compute/start", ""),
+            ("compute/stop", ""),
+            ("compute/result", "10")
+        ]
+    );
+
+    let done: Work = app.get_work(work.id).await.json().await.expect("JSON");
+    assert!(done.done);
+    assert_eq!(done.result, Some(10));
+}
