@@ -10,11 +10,13 @@
 //! - [`middleware`]: request ids, request metrics, turning panics into 500s, and JSON bodies for
 //!   the errors actix-web answers by itself.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`batch`]: under load, concurrent lookups and inserts of works share one statement.
 //! - [`state`]: what handlers share, and how they reach the database without blocking.
 //!
 //! Handlers never block an actix worker: every query runs on the blocking pool through
 //! `web::block`, with a connection from the r2d2 pool taken inside the closure.
 
+pub mod batch;
 pub mod error;
 pub mod metrics;
 pub mod middleware;

@@ -44,11 +44,10 @@ impl Application {
             .context("failed to read the bound address")?;
         let pool = build_pool_lazy(&settings.database);
         let metrics = Arc::new(Metrics::new().context("failed to create the metrics registry")?);
-        let state = web::Data::new(AppState {
-            pool: pool.clone(),
-            metrics,
-            idempotency_ttl: settings.idempotency_ttl,
-        });
+        let state = web::Data::new(
+            AppState::new(pool.clone(), metrics, settings.idempotency_ttl)
+                .context("failed to start the database threads")?,
+        );
         let max_body = settings.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()

@@ -1,11 +1,17 @@
 //! What every handler shares: the pool, the metrics, the settings that shape answers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use pp_lib::db::{PgConnection, PgPool};
+use pp_lib::db::works::{
+    WorkSearch, find_work, find_works, insert_work, insert_works, search_works,
+};
+use pp_lib::db::{PgConnection, PgPool, with_connection};
+use pp_lib::work::{NewWork, Work};
 
+use crate::batch::Batcher;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -15,9 +21,39 @@ pub struct AppState {
     pub pool: PgPool,
     pub metrics: Arc<Metrics>,
     pub idempotency_ttl: Duration,
+    /// `GET /work/{id}`, batched.
+    pub work_finder: Arc<Batcher<i64, Option<Work>>>,
+    /// `POST /work` without an idempotency key, batched.
+    pub work_inserter: Arc<Batcher<NewWork, Work>>,
+    /// `GET /work/search`: each search is its own statement, but a batch of them shares one
+    /// connection checkout and one thread hand-off.
+    pub work_searcher: Arc<Batcher<WorkSearch, Vec<Work>>>,
 }
 
 impl AppState {
+    /// The shared state over `pool`, with its batching database threads (one per pooled
+    /// connection, for each kind of batch).
+    pub fn new(
+        pool: PgPool,
+        metrics: Arc<Metrics>,
+        idempotency_ttl: Duration,
+    ) -> std::io::Result<Self> {
+        let threads = usize::try_from(pool.max_size()).unwrap_or(1);
+        let work_finder = Batcher::start("pp-find", pool.clone(), threads, find_batch, find_one)?;
+        let work_inserter =
+            Batcher::start("pp-insert", pool.clone(), threads, insert_batch, insert_one)?;
+        let work_searcher =
+            Batcher::start("pp-search", pool.clone(), threads, search_batch, search_one)?;
+        Ok(AppState {
+            pool,
+            metrics,
+            idempotency_ttl,
+            work_finder: Arc::new(work_finder),
+            work_inserter: Arc::new(work_inserter),
+            work_searcher: Arc::new(work_searcher),
+        })
+    }
+
     /// Runs `query` with a pooled connection on actix's blocking pool, so the worker thread
     /// stays free while PostgreSQL answers.
     pub async fn run_db<T, F>(&self, query: F) -> Result<T, ApiError>
@@ -26,11 +62,62 @@ impl AppState {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
-        let outcome = web::block(move || {
-            let mut conn = pool.get()?;
-            query(&mut conn)
-        })
-        .await?;
+        let outcome = web::block(move || with_connection(&pool, query)).await?;
         outcome.map_err(ApiError::from)
     }
+}
+
+fn find_batch(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<Option<Work>>, pp_lib::Error> {
+    let mut found: HashMap<i64, Work> = find_works(conn, ids)?
+        .into_iter()
+        .map(|work| (work.id, work))
+        .collect();
+    // The same id may be asked twice in one batch: the last asker takes the row, the others a copy.
+    let mut answers: Vec<Option<Work>> = Vec::with_capacity(ids.len());
+    for (index, id) in ids.iter().enumerate() {
+        let asked_again = ids[index + 1..].contains(id);
+        answers.push(if asked_again {
+            found.get(id).cloned()
+        } else {
+            found.remove(id)
+        });
+    }
+    Ok(answers)
+}
+
+fn find_one(conn: &mut PgConnection, id: &i64) -> Result<Option<Work>, pp_lib::Error> {
+    Ok(find_work(conn, *id)?)
+}
+
+fn insert_batch(
+    conn: &mut PgConnection,
+    new_works: &[NewWork],
+) -> Result<Vec<Work>, pp_lib::Error> {
+    let mut stored: HashMap<String, Work> = insert_works(conn, new_works)?
+        .into_iter()
+        .map(|work| (work.work_code.clone(), work))
+        .collect();
+    // Codes are unique (the table says so), so every new work is found exactly once.
+    Ok(new_works
+        .iter()
+        .filter_map(|new_work| stored.remove(&new_work.work_code))
+        .collect())
+}
+
+fn insert_one(conn: &mut PgConnection, new_work: &NewWork) -> Result<Work, pp_lib::Error> {
+    Ok(insert_work(conn, new_work)?)
+}
+
+fn search_batch(
+    conn: &mut PgConnection,
+    searches: &[WorkSearch],
+) -> Result<Vec<Vec<Work>>, pp_lib::Error> {
+    searches
+        .iter()
+        .map(|search| search_one(conn, search))
+        .collect()
+}
+
+fn search_one(conn: &mut PgConnection, search: &WorkSearch) -> Result<Vec<Work>, pp_lib::Error> {
+    Ok(search_works(conn, search)?)
 }

@@ -4,10 +4,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use pp_lib::db::idempotency::{IdempotentCreation, MAX_KEY_LEN, create_work_once};
-use pp_lib::db::works::{
-    SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT, WorkSearch, find_work, insert_work,
-    search_works as query_works,
-};
+use pp_lib::db::works::{SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT, WorkSearch, find_work};
 use pp_lib::demand::WorkDemand;
 use pp_lib::event::Event;
 use pp_lib::work::{NewWork, Work};
@@ -100,7 +97,8 @@ pub async fn create_work(
     let Some(key) = key else {
         let add_up_to = demand.unwrap_or_else(WorkDemand::random).add_up_to();
         let work = state
-            .run_db(move |conn| Ok(insert_work(conn, &NewWork::from_api(add_up_to))?))
+            .work_inserter
+            .submit(NewWork::from_api(add_up_to))
             .await?;
         return Ok(HttpResponse::Ok().json(work));
     };
@@ -159,7 +157,7 @@ pub async fn get_work(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_work_id(&path)?;
-    let work = state.run_db(move |conn| Ok(find_work(conn, id)?)).await?;
+    let work = state.work_finder.submit(id).await?;
     match work {
         Some(work) => Ok(HttpResponse::Ok().json(work)),
         None => Err(ApiError::NotFound(format!("no work with id {id}"))),
@@ -263,9 +261,7 @@ pub async fn search_works(
         .into_inner();
     let search = query.into_search()?;
     let limit = search.limit;
-    let works: Vec<Work> = state
-        .run_db(move |conn| Ok(query_works(conn, &search)?))
-        .await?;
+    let works: Vec<Work> = state.work_searcher.submit(search).await?;
     let mut response = HttpResponse::Ok();
     if works.len() as i64 == limit
         && let Some(last) = works.last()

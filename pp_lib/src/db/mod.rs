@@ -31,4 +31,7 @@ pub mod pool;
 pub mod works;
 
 pub use diesel::PgConnection;
-pub use pool::{PgPool, PooledPg, build_pool, build_pool_lazy, establish, ping};
+pub use pool::{
+    PgPool, PooledPg, build_pool, build_pool_lazy, discard_if_closed, establish, ping,
+    with_connection,
+};

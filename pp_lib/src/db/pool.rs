@@ -3,6 +3,12 @@
 //! Every connection, pooled or not, is opened with libpq's `connect_timeout`, so an unreachable
 //! server fails in bounded time instead of hanging, and gets the configured `statement_timeout`,
 //! so a runaway query cannot hold a connection forever.
+//!
+//! Connections are not pinged at checkout (that would double the round trips of a small
+//! query). Instead [`with_connection`] watches the errors: a connection the server closed
+//! (a restart, a failover, a terminated backend) is marked broken, and the pool drops it when it
+//! comes back instead of lending it again. After a database restart, each pooled connection
+//! fails at most one unit of work, with a transient error the caller may retry.
 
 use std::time::Duration;
 
@@ -42,6 +48,37 @@ pub fn establish(url: &SecretUrl, connect_timeout: Duration) -> Result<PgConnect
     PgConnection::establish(&target).map_err(|error| Error::connect(url.expose(), error))
 }
 
+/// Runs `work` with a connection from `pool`. When it fails because the server closed the
+/// connection, the connection is marked broken so the pool discards it rather than lending it
+/// out again. Use it for every unit of work on a pool.
+pub fn with_connection<T>(
+    pool: &PgPool,
+    work: impl FnOnce(&mut PgConnection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut conn = pool.get()?;
+    let outcome = work(&mut conn);
+    if let Err(Error::Database(error)) = &outcome {
+        discard_if_closed(&mut conn, error);
+    }
+    outcome
+}
+
+/// Marks `conn` broken when `error` says the server closed it; r2d2 drops broken connections
+/// when they are returned.
+pub fn discard_if_closed(conn: &mut PgConnection, error: &diesel::result::Error) {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    use diesel::result::{DatabaseErrorKind, Error as Diesel};
+    if let Diesel::DatabaseError(
+        DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+        _,
+    ) = error
+    {
+        // Diesel's pool integration treats a connection whose transaction state is in error as
+        // broken; that is the one lever it gives to retire a connection.
+        AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+    }
+}
+
 /// Asks the server for the smallest answer: true liveness of a connection.
 pub fn ping(conn: &mut PgConnection) -> diesel::QueryResult<()> {
     conn.batch_execute("select 1")
@@ -62,9 +99,8 @@ fn pool_builder(config: &DatabaseConfig) -> diesel::r2d2::Builder<ConnectionMana
         .connection_timeout(config.connect_timeout)
         .idle_timeout(Some(IDLE_TIMEOUT))
         .max_lifetime(Some(MAX_LIFETIME))
-        // A connection the server closed (restart, failover) is found and replaced at checkout
-        // rather than failing the caller's first query.
-        .test_on_check_out(true)
+        // No ping per checkout: closed connections are found by with_connection instead.
+        .test_on_check_out(false)
         .connection_customizer(Box::new(SessionSettings {
             statement_timeout: config.statement_timeout,
         }))

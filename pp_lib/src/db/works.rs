@@ -24,6 +24,23 @@ pub fn insert_work(conn: &mut PgConnection, new_work: &NewWork) -> QueryResult<W
         .get_result(conn)
 }
 
+/// Inserts several works in one statement and returns them as stored (in no particular order:
+/// match them by `work_code`, which is unique).
+pub fn insert_works(conn: &mut PgConnection, new_works: &[NewWork]) -> QueryResult<Vec<Work>> {
+    diesel::insert_into(works::table)
+        .values(new_works)
+        .returning(Work::as_returning())
+        .get_results(conn)
+}
+
+/// The works with these ids that exist, in no particular order.
+pub fn find_works(conn: &mut PgConnection, ids: &[i64]) -> QueryResult<Vec<Work>> {
+    works::table
+        .filter(works::id.eq_any(ids))
+        .select(Work::as_select())
+        .load(conn)
+}
+
 /// The work with this id, if there is one.
 pub fn find_work(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Work>> {
     works::table
@@ -64,9 +81,28 @@ impl WorkSearch {
     }
 }
 
+/// Upper bound of a window with no end: far beyond any real timestamp, well inside PostgreSQL's.
+fn far_future() -> DateTime<Utc> {
+    // 9999-12-31 is a valid date: chrono's range reaches year 262143.
+    DateTime::<Utc>::from_naive_utc_and_offset(
+        chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+            .and_then(|day| day.and_hms_opt(0, 0, 0))
+            .expect("9999-12-31 is a valid date"),
+        Utc,
+    )
+}
+
 /// The works that match `search`, in id order.
+///
+/// The statement has one fixed shape whatever filters are set (absent ones become bounds that
+/// match everything), so Diesel prepares it once per connection and PostgreSQL does not plan it
+/// again for every request.
 pub fn search_works(conn: &mut PgConnection, search: &WorkSearch) -> QueryResult<Vec<Work>> {
-    let mut query = works::table
+    let done: Vec<bool> = match search.done {
+        Some(done) => vec![done],
+        None => vec![false, true],
+    };
+    works::table
         .select(Work::as_select())
         .filter(
             works::work_code
@@ -74,19 +110,12 @@ pub fn search_works(conn: &mut PgConnection, search: &WorkSearch) -> QueryResult
                 .escape('\\'),
         )
         .filter(works::created_on.ge(search.created_since))
+        .filter(works::created_on.lt(search.created_before.unwrap_or_else(far_future)))
+        .filter(works::done.eq_any(done))
+        .filter(works::id.gt(search.after_id.unwrap_or(0)))
         .order(works::id.asc())
         .limit(search.limit.max(0))
-        .into_boxed();
-    if let Some(before) = search.created_before {
-        query = query.filter(works::created_on.lt(before));
-    }
-    if let Some(done) = search.done {
-        query = query.filter(works::done.eq(done));
-    }
-    if let Some(after_id) = search.after_id {
-        query = query.filter(works::id.gt(after_id));
-    }
-    query.load(conn)
+        .load(conn)
 }
 
 /// A LIKE pattern matching every text that starts with `prefix`, taken literally: the escape

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use pp_lib::config::DatabaseConfig;
-use pp_lib::db::{build_pool, build_pool_lazy};
+use pp_lib::db::{build_pool, build_pool_lazy, with_connection};
 use pp_storage::testkit::TestDatabase;
 
 #[test]
@@ -85,4 +85,34 @@ fn lazy_pool_reports_a_missing_server_at_checkout() {
 
     assert!(matches!(error, pp_lib::Error::Pool(_)), "{error:?}");
     assert!(!error.to_string().contains("hunter2"), "{error}");
+}
+
+#[test]
+fn a_connection_the_server_closed_is_replaced_after_one_failure() {
+    let db = TestDatabase::create();
+    let config = DatabaseConfig {
+        pool_size: 1,
+        ..db.config()
+    };
+    let pool = build_pool(&config).expect("pool");
+    let backend_pid = |conn: &mut PgConnection| -> Result<i32, pp_lib::Error> {
+        Ok(
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                "pg_backend_pid()",
+            ))
+            .get_result(conn)?,
+        )
+    };
+    let first_pid = with_connection(&pool, backend_pid).expect("a first query");
+    let mut admin = db.connect();
+    diesel::sql_query(format!("select pg_terminate_backend({first_pid})"))
+        .execute(&mut admin)
+        .expect("terminate the pooled connection's backend");
+    std::thread::sleep(Duration::from_millis(200));
+
+    let failed = with_connection(&pool, backend_pid).expect_err("the closed connection fails once");
+    assert!(failed.is_transient(), "{failed:?}");
+    let second_pid = with_connection(&pool, backend_pid).expect("a fresh connection serves");
+
+    assert_ne!(second_pid, first_pid);
 }

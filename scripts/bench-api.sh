@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Benchmarks the API (release build) against the database's own limit for the same statements.
+#
+# For each of GET /work/{id}, POST /work and GET /work/search (a prefix matching every seeded
+# row, default limit), it runs wrk against the API, then pgbench with the same SQL and as many
+# connections as the API's pool, and prints req/s, p99 and the ratio API / pgbench. It ends with
+# the API's peak RSS. Everything runs on loopback, bounded in time (PP_BENCH_SECONDS each run).
+#
+# Environment: DATABASE_URL (the server; the database used is pp_bench, recreated),
+# PP_BENCH_SECONDS (default 10), PP_BENCH_ROWS (seeded works, default 100000),
+# PP_BENCH_POOL (connections, API pool and pgbench, default 8), PP_BENCH_WRK_CONNECTIONS (default 32).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${PP_BENCH_SECONDS:-10}
+rows=${PP_BENCH_ROWS:-100000}
+pool=${PP_BENCH_POOL:-8}
+wrk_connections=${PP_BENCH_WRK_CONNECTIONS:-32}
+port=${PP_BENCH_PORT:-3390}
+server_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/personalproject}
+bench_url="${server_url%/*}/pp_bench"
+export PP_BENCH_ROWS=$rows
+
+say() { printf 'bench: %s\n' "$*"; }
+
+if ! command -v wrk >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing wrk and pgbench (apt)"
+        timeout 300 apt-get install -y --no-install-recommends wrk postgresql-contrib >/dev/null \
+            || { timeout 300 apt-get update >/dev/null && timeout 300 apt-get install -y --no-install-recommends wrk postgresql-contrib >/dev/null; }
+    else
+        echo "bench: error: wrk is missing: install it (Debian/Ubuntu: apt-get install wrk)" >&2
+        exit 1
+    fi
+fi
+command -v pgbench >/dev/null 2>&1 || { echo "bench: error: pgbench is missing (apt-get install postgresql-contrib)" >&2; exit 1; }
+
+say "building the release API"
+cargo build --quiet --release -p pp_backend_api -p pp_storage
+
+say "recreating pp_bench and seeding $rows works"
+psql "${server_url%/*}/postgres" -qAt -c "drop database if exists pp_bench with (force)" -c "create database pp_bench" >/dev/null
+DATABASE_URL=$bench_url target/release/pp_storage migrate >/dev/null
+psql "$bench_url" -qAt >/dev/null <<SQL
+insert into works (work_code, add_up_to)
+select 'api-' || substr(md5(i::text), 1, 10), i % 100 from generate_series(1, $rows) as i;
+vacuum analyze works;
+SQL
+
+api_pid=
+cleanup() {
+    if [ -n "$api_pid" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi
+    psql "${server_url%/*}/postgres" -qAt -c "drop database if exists pp_bench with (force)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+RUST_LOG=warn DATABASE_URL=$bench_url PP_DB_POOL_SIZE=$pool PP_HTTP_ADDR=127.0.0.1:$port \
+    target/release/pp_backend_api &
+api_pid=$!
+for _ in $(seq 1 50); do
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { echo "bench: error: the API did not become ready" >&2; exit 1; }
+
+# run_wrk SCRIPT PATH: prints "rps p99_ms"
+run_wrk() {
+    local script=$1 path=$2 out
+    out=$(cd scripts/bench && cat report.lua "$script" > /tmp/pp_bench_wrk.lua && \
+        timeout $((seconds + 30)) wrk -t2 -c"$wrk_connections" -d"${seconds}s" --timeout 5s \
+            -s /tmp/pp_bench_wrk.lua "http://127.0.0.1:$port$path")
+    local line
+    line=$(grep '^RESULT' <<<"$out")
+    local errors=${line##*errors=}
+    [ "$errors" = 0 ] || say "warning: wrk saw $errors errors on $path"
+    sed -E 's/.*rps=([0-9.]+) p99_ms=([0-9.]+).*/\1 \2/' <<<"$line"
+}
+
+# run_pgbench FILE [-D VAR=VALUE]...: prints "tps p99_ms"
+run_pgbench() {
+    local file=$1 out
+    shift
+    out=$(timeout $((seconds + 30)) pgbench -n -M prepared -c "$pool" -j 2 -T "$seconds" \
+        -D rows="$rows" "$@" -l --log-prefix=/tmp/pp_bench_pgbench -f "scripts/bench/$file" "$bench_url" 2>&1)
+    local tps p99
+    tps=$(grep -E '^tps' <<<"$out" | sed -E 's/tps = ([0-9.]+).*/\1/')
+    p99=$(cat /tmp/pp_bench_pgbench* | awk '{print $3}' | sort -n | awk '{v[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.2f", v[i]/1000}')
+    rm -f /tmp/pp_bench_pgbench*
+    echo "$tps $p99"
+}
+
+printf '\n%-28s %12s %10s %14s %10s %8s %8s\n' "operation" "API req/s" "API p99" "pgbench tps" "pg p99" "ratio" "target"
+report() {
+    local name=$1 api=$2 pg=$3 target=$4
+    read -r api_rps api_p99 <<<"$api"
+    read -r pg_tps pg_p99 <<<"$pg"
+    ratio=$(awk -v a="$api_rps" -v b="$pg_tps" 'BEGIN {printf "%.0f%%", 100 * a / b}')
+    printf '%-28s %12.0f %8sms %14.0f %8sms %8s %8s\n' "$name" "$api_rps" "$api_p99" "$pg_tps" "$pg_p99" "$ratio" ">=$target%"
+}
+
+report "GET /work/{id}" "$(run_wrk get_work.lua /work/1)" "$(run_pgbench get_work.sql)" 70
+report "POST /work" "$(run_wrk post_work.lua /work)" "$(run_pgbench post_work.sql)" 60
+since=$(psql "$bench_url" -Atc "select (now() - interval '1 hour')::text")
+report "GET /work/search (api-)" "$(run_wrk report.lua '/work/search?work_code=api-')" \
+    "$(run_pgbench search_works.sql -D prefix='api-%' -D "since=$since" -D until=9999-12-31 \
+        -D 'done={f,t}' -D after_id=0 -D limit=100)" 50
+
+rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$api_pid/status")
+printf '\nAPI peak RSS: %.1f MiB (pool %s, wrk connections %s, %ss per run)\n' "$(awk -v k="$rss_kib" 'BEGIN {print k / 1024}')" "$pool" "$wrk_connections" "$seconds"
