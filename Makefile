@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset run test lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api run test bench-api lint fmt ci clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,11 +27,18 @@ db-status: ## Show which migrations the database has
 db-reset: ## Delete every row: revert and re-apply all migrations (asks for nothing: be sure)
 	$(CARGO) run --quiet -p pp_storage -- reset --yes
 
-run: setup ## Run the whole system (services and database today; the binaries join as they are built)
-	@echo "pp: services are up and the database is migrated; see 'make db-status'."
+api: ## Run the REST API (release build), migrating the database first
+	$(CARGO) build --release -p pp_backend_api -p pp_storage
+	target/release/pp_storage migrate
+	target/release/pp_backend_api
+
+run: setup api ## Run the whole system: services, database, then the API in the foreground (Ctrl-C stops it)
 
 test: setup ## Run every test against the real services (runs setup first)
 	@scripts/test.sh
+
+bench-api: setup ## Benchmark the API against pgbench on the same statements (installs wrk if missing)
+	@scripts/bench-api.sh
 
 lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check

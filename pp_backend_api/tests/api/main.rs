@@ -1,6 +1,7 @@
 //! The API over real HTTP, against a real PostgreSQL: each test runs its own server on a random
 //! port over its own freshly migrated database.
 
+mod batch;
 mod concurrency;
 mod demand;
 mod errors;
