@@ -9,9 +9,12 @@
 //! per-statement work of PostgreSQL by the batch size.
 //!
 //! A request's statement always starts after the request arrived, so a batch never answers with
-//! data older than the request. When a batch fails, each of its requests is run again alone, so
-//! each gets its own answer or error and one bad item cannot fail its neighbours.
+//! data older than the request. When a batch statement fails because of one item (it then fails
+//! whole, writing nothing), each request is run again alone, so one bad item cannot fail its
+//! neighbours; when the database is unreachable, every request of the batch is answered 503 at
+//! once. A request whose client has gone is dropped before any work is done for it.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
 use pp_lib::db::{PgConnection, PgPool, with_connection};
@@ -80,37 +83,67 @@ fn serve<I, O>(
     single: SingleFn<I, O>,
 ) {
     while let Some(pending) = take_batch(receiver) {
-        let items: Vec<I> = Vec::with_capacity(pending.len());
-        let (items, replies): (Vec<I>, Vec<_>) = pending.into_iter().fold(
-            (items, Vec::new()),
-            |(mut items, mut replies), Pending { item, reply }| {
-                items.push(item);
-                replies.push(reply);
-                (items, replies)
-            },
-        );
-        match with_connection(pool, |conn| batch(conn, &items)) {
-            Ok(outputs) if outputs.len() == items.len() => {
+        let (items, replies): (Vec<I>, Vec<_>) = pending
+            .into_iter()
+            // A requester that went away (client disconnected) needs no work done.
+            .filter(|pending| !pending.reply.is_closed())
+            .map(|Pending { item, reply }| (item, reply))
+            .unzip();
+        if items.is_empty() {
+            continue;
+        }
+        // A bug that panics must cost this batch its answers, not the thread its life.
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            with_connection(pool, |conn| batch(conn, &items))
+        }));
+        match outcome {
+            Ok(Ok(outputs)) if outputs.len() == items.len() => {
                 for (reply, output) in replies.into_iter().zip(outputs) {
-                    // A requester that went away (client disconnected) needs no answer.
                     let _ = reply.send(Ok(output));
                 }
             }
-            Ok(outputs) => {
+            Ok(Ok(outputs)) => {
+                // The statement ran (and may have written): answering is all that is safe.
                 log::error!(
-                    "a batch of {} answered {} results; running each alone",
+                    "a batch of {} answered {} results",
                     items.len(),
                     outputs.len()
                 );
-                run_each(pool, items, replies, single);
+                answer_all(replies, || {
+                    ApiError::Internal(anyhow::anyhow!("a batch lost results"))
+                });
             }
-            Err(error) if items.len() == 1 => {
+            Ok(Err(error)) if error.is_transient() => {
+                // The database is unreachable: every item would wait and fail the same way.
+                let reason = error.to_string();
+                answer_all(replies, || {
+                    ApiError::Unavailable(pp_lib::Error::Pool(reason.clone()))
+                });
+            }
+            Ok(Err(error)) if items.len() == 1 => {
                 if let Some(reply) = replies.into_iter().next() {
                     let _ = reply.send(Err(error.into()));
                 }
             }
-            Err(_) => run_each(pool, items, replies, single),
+            // One item made the statement fail (it failed whole, so nothing was written): run
+            // each alone, so only that item gets the error.
+            Ok(Err(_)) => run_each(pool, items, replies, single),
+            Err(_) => {
+                log::error!(
+                    "a database thread panicked running a batch of {}",
+                    items.len()
+                );
+                answer_all(replies, || {
+                    ApiError::Internal(anyhow::anyhow!("a batch panicked"))
+                });
+            }
         }
+    }
+}
+
+fn answer_all<O>(replies: Vec<oneshot::Sender<Result<O, ApiError>>>, error: impl Fn() -> ApiError) {
+    for reply in replies {
+        let _ = reply.send(Err(error()));
     }
 }
 
@@ -121,7 +154,17 @@ fn run_each<I, O>(
     single: SingleFn<I, O>,
 ) {
     for (item, reply) in items.into_iter().zip(replies) {
-        let outcome = with_connection(pool, |conn| single(conn, &item)).map_err(ApiError::from);
+        if reply.is_closed() {
+            continue;
+        }
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            with_connection(pool, |conn| single(conn, &item)).map_err(ApiError::from)
+        }))
+        .unwrap_or_else(|_| {
+            Err(ApiError::Internal(anyhow::anyhow!(
+                "a database call panicked"
+            )))
+        });
         let _ = reply.send(outcome);
     }
 }

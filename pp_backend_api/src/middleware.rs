@@ -84,12 +84,30 @@ pub async fn record_metrics(
         };
         state.metrics.observe_request(
             &route,
-            method.as_str(),
+            method_label(&method),
             status.as_u16(),
             started.elapsed().as_secs_f64(),
         );
     }
     outcome
+}
+
+/// Methods as a closed set of labels: a client inventing methods cannot grow the metrics.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    const KNOWN: [(Method, &str); 7] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(known, _)| known == method)
+        .map_or("other", |(_, label)| label)
 }
 
 /// Turns a panic in a handler into a logged 500 with a JSON body, instead of a dropped
@@ -156,11 +174,16 @@ pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             ));
         }
         let status = response.status();
-        let message = response
-            .response()
-            .error()
-            .map(ToString::to_string)
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_lowercase());
+        let message = if status.is_server_error() {
+            // What failed inside is for the log, not for the client.
+            "internal error".to_owned()
+        } else {
+            response
+                .response()
+                .error()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_lowercase())
+        };
         let (request, _) = response.into_parts();
         let json = ErrorBody::response(status, message);
         Ok(ErrorHandlerResponse::Response(

@@ -43,6 +43,9 @@ pub enum Error {
     /// The pool gave no connection in time. The text is already redacted.
     #[error("no database connection available: {0}")]
     Pool(String),
+    /// Concurrent writers kept a row changing under us; trying again later will pass.
+    #[error("{0}")]
+    Contention(String),
     /// A query failed.
     #[error("database query failed: {0}")]
     Database(#[from] diesel::result::Error),
@@ -62,7 +65,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error as Diesel};
         match self {
-            Error::Connect { .. } | Error::Pool(_) => true,
+            Error::Connect { .. } | Error::Pool(_) | Error::Contention(_) => true,
             Error::Database(Diesel::DatabaseError(kind, _)) => matches!(
                 kind,
                 DatabaseErrorKind::ClosedConnection

@@ -34,7 +34,7 @@ pub struct CreateWork {
 /// Reads an optional `{"add_up_to": n}` body: `None` when the body (or the field) is absent,
 /// so the caller draws a random one.
 pub(crate) fn parse_add_up_to(body: &[u8]) -> Result<Option<WorkDemand>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(None);
     }
     let object: serde_json::Map<String, serde_json::Value> =
@@ -53,13 +53,12 @@ pub(crate) fn parse_add_up_to(body: &[u8]) -> Result<Option<WorkDemand>, ApiErro
     }
 }
 
-/// Reads a work id from the path: a positive whole number.
+/// Reads a work id from the path: a whole number. Ids start at 1, so 0 and below are simply
+/// unknown (404, like any id no work has).
 fn parse_work_id(text: &str) -> Result<i64, ApiError> {
     match text.parse::<i64>() {
         Ok(id) if id > 0 => Ok(id),
-        Ok(id) => Err(ApiError::BadRequest(format!(
-            "work id must be positive, got {id}"
-        ))),
+        Ok(id) => Err(ApiError::NotFound(format!("no work with id {id}"))),
         Err(_) => Err(ApiError::BadRequest(format!(
             "work id must be a whole number from 1 to {}, got {text:?}",
             i64::MAX
@@ -190,14 +189,23 @@ impl SearchQuery {
                 "missing query parameter work_code (a prefix such as api-)".to_owned(),
             )
         })?;
+        if code_prefix.contains('\0') {
+            return Err(ApiError::BadRequest(
+                "work_code cannot contain a NUL character".to_owned(),
+            ));
+        }
         let since = self.since.as_deref().unwrap_or(DEFAULT_SEARCH_WINDOW);
         let window = pp_lib::config::parse_duration(since)
             .map_err(|error| ApiError::BadRequest(format!("since: {error}")))?;
         let window = chrono::Duration::from_std(window)
             .map_err(|_| ApiError::BadRequest(format!("since: {since} is too long")))?;
+        // No work predates the epoch: a longer window is the same search, and stays within
+        // what PostgreSQL's timestamps hold.
         let created_since = Utc::now()
             .checked_sub_signed(window)
-            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+            .map_or(chrono::DateTime::UNIX_EPOCH, |since| {
+                since.max(chrono::DateTime::UNIX_EPOCH)
+            });
         let done = match self.done.as_deref() {
             None => None,
             Some("true") => Some(true),
@@ -308,9 +316,10 @@ mod tests {
 
     #[test]
     fn bodies_give_add_up_to_or_none() {
-        let cases: [(&str, Option<i32>); 6] = [
+        let cases: [(&str, Option<i32>); 7] = [
             ("", None),
             ("  \n", None),
+            ("null", None),
             ("{}", None),
             (r#"{"add_up_to": null}"#, None),
             (r#"{"add_up_to": 4}"#, Some(4)),
@@ -343,8 +352,17 @@ mod tests {
     #[test]
     fn work_ids_are_positive_whole_numbers() {
         assert_eq!(parse_work_id("7").ok(), Some(7));
-        for bad in ["0", "-1", "abc", "1.5", "99999999999999999999", ""] {
-            assert!(parse_work_id(bad).is_err(), "{bad:?}");
+        for bad in ["abc", "1.5", "99999999999999999999", ""] {
+            assert!(
+                matches!(parse_work_id(bad), Err(ApiError::BadRequest(_))),
+                "{bad:?}"
+            );
+        }
+        for unknown in ["0", "-1"] {
+            assert!(
+                matches!(parse_work_id(unknown), Err(ApiError::NotFound(_))),
+                "{unknown:?}"
+            );
         }
     }
 }

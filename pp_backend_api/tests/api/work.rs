@@ -67,7 +67,13 @@ async fn a_created_work_equals_its_get_and_its_search_by_full_code() {
 #[tokio::test]
 async fn a_work_without_a_body_gets_a_random_add_up_to() {
     let app = spawn_app().await;
-    for body in [None, Some(""), Some("{}"), Some(r#"{"add_up_to": null}"#)] {
+    for body in [
+        None,
+        Some(""),
+        Some("null"),
+        Some("{}"),
+        Some(r#"{"add_up_to": null}"#),
+    ] {
         let response = app.post_work(body).await;
         assert_eq!(response.status(), StatusCode::OK, "{body:?}");
         let work: Work = response.json().await.expect("a work");
@@ -92,6 +98,10 @@ async fn an_unknown_work_is_404() {
     assert_eq!(message, "no work with id 424242");
     let message = error_message(app.get("/work/424242/events").await, StatusCode::NOT_FOUND).await;
     assert_eq!(message, "no work with id 424242");
+    for id in [0, -1] {
+        let message = error_message(app.get_work(id).await, StatusCode::NOT_FOUND).await;
+        assert_eq!(message, format!("no work with id {id}"));
+    }
 }
 
 #[tokio::test]

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use diesel::dsl::now;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Double, Text};
 
 use crate::db::works::{find_work, insert_work};
 use crate::error::Error;
@@ -14,6 +14,9 @@ use crate::work::{NewWork, Work};
 
 /// How long a key is remembered by default.
 pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Longest lifetime a key may be given.
+pub const MAX_KEY_TTL: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 
 /// Longest key accepted (the column's width).
 pub const MAX_KEY_LEN: usize = 255;
@@ -44,9 +47,15 @@ pub fn create_work_once(
     new_work: &NewWork,
     ttl: Duration,
 ) -> Result<IdempotentCreation, Error> {
-    let ttl = chrono::Duration::from_std(ttl)
-        .map_err(|_| Error::Config(format!("idempotency key lifetime {ttl:?} is too long")))?;
-    // A key found and then expired in between is retried once; twice is not expected.
+    let ttl_seconds = ttl.as_secs_f64();
+    if !(1.0..=MAX_KEY_TTL.as_secs_f64()).contains(&ttl_seconds) {
+        return Err(Error::Config(format!(
+            "idempotency key lifetime must be from 1s to {} days, got {ttl:?}",
+            MAX_KEY_TTL.as_secs() / 86_400
+        )));
+    }
+    // A key found and then expired in between is retried; more than twice means the key is
+    // changing hands faster than we can read it.
     for _ in 0..3 {
         // An expired key is as good as absent.
         diesel::delete(
@@ -58,16 +67,17 @@ pub fn create_work_once(
 
         let created = conn.transaction(|conn| {
             let work = insert_work(conn, new_work)?;
-            let claimed = diesel::insert_into(idempotency_keys::table)
-                .values((
-                    idempotency_keys::key.eq(key),
-                    idempotency_keys::request.eq(request),
-                    idempotency_keys::work_id.eq(work.id),
-                    idempotency_keys::expires_on.eq(Utc::now() + ttl),
-                ))
-                .on_conflict(idempotency_keys::key)
-                .do_nothing()
-                .execute(conn)?;
+            // Expiry on the database's clock, like every comparison with it.
+            let claimed = diesel::sql_query(
+                "insert into idempotency_keys (key, request, work_id, expires_on) \
+                 values ($1, $2, $3, now() + $4 * interval '1 second') \
+                 on conflict (key) do nothing",
+            )
+            .bind::<Text, _>(key)
+            .bind::<Text, _>(request)
+            .bind::<BigInt, _>(work.id)
+            .bind::<Double, _>(ttl_seconds)
+            .execute(conn)?;
             if claimed == 0 {
                 // Someone holds the key: undo our insert.
                 return Err(KeyTaken::Taken);
@@ -96,7 +106,9 @@ pub fn create_work_once(
             return Ok(IdempotentCreation::Replayed(work));
         }
     }
-    Err(Error::Database(diesel::result::Error::RollbackTransaction))
+    Err(Error::Contention(format!(
+        "idempotency key {key:?} keeps changing hands; retry"
+    )))
 }
 
 /// Deletes up to `limit` expired keys; returns how many went.
@@ -106,7 +118,7 @@ pub fn purge_expired_keys(conn: &mut PgConnection, limit: i64) -> QueryResult<us
         "delete from idempotency_keys where key in \
          (select key from idempotency_keys where expires_on <= now() limit $1)",
     )
-    .bind::<diesel::sql_types::BigInt, _>(limit.max(0))
+    .bind::<BigInt, _>(limit.max(0))
     .execute(conn)
 }
 

@@ -107,14 +107,23 @@ fn pool_builder(config: &DatabaseConfig) -> diesel::r2d2::Builder<ConnectionMana
         .error_handler(Box::new(RedactingErrorHandler))
 }
 
-/// Adds libpq's `connect_timeout` (whole seconds, at least 1) unless the URL sets one itself.
+/// Adds libpq's `connect_timeout` (whole seconds, at least 1) unless the URL sets one itself,
+/// and TCP keepalives with a `tcp_user_timeout`, so a server that silently stops answering
+/// fails a query in bounded time instead of hanging it.
 fn with_connect_timeout(url: &str, timeout: Duration) -> String {
-    if url.contains("connect_timeout=") {
-        return url.to_owned();
-    }
+    let mut url = url.to_owned();
     let seconds = timeout.as_secs().max(1);
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}connect_timeout={seconds}")
+    for (key, value) in [
+        ("connect_timeout", seconds.to_string()),
+        ("keepalives_idle", "30".to_owned()),
+        ("tcp_user_timeout", "60000".to_owned()),
+    ] {
+        if !url.contains(&format!("{key}=")) {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            url = format!("{url}{separator}{key}={value}");
+        }
+    }
+    url
 }
 
 /// Session settings applied to every new pooled connection.
@@ -150,23 +159,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn connect_timeout_is_added_once() {
+    fn timeouts_are_added_once() {
+        const REST: &str = "keepalives_idle=30&tcp_user_timeout=60000";
         let second = Duration::from_secs(1);
         assert_eq!(
             with_connect_timeout("postgres://h/db", Duration::from_secs(5)),
-            "postgres://h/db?connect_timeout=5"
+            format!("postgres://h/db?connect_timeout=5&{REST}")
         );
         assert_eq!(
             with_connect_timeout("postgres://h/db?sslmode=disable", second),
-            "postgres://h/db?sslmode=disable&connect_timeout=1"
+            format!("postgres://h/db?sslmode=disable&connect_timeout=1&{REST}")
         );
         assert_eq!(
             with_connect_timeout("postgres://h/db?connect_timeout=9", second),
-            "postgres://h/db?connect_timeout=9"
+            format!("postgres://h/db?connect_timeout=9&{REST}")
         );
         assert_eq!(
             with_connect_timeout("postgres://h/db", Duration::from_millis(10)),
-            "postgres://h/db?connect_timeout=1"
+            format!("postgres://h/db?connect_timeout=1&{REST}")
         );
     }
 }
