@@ -69,3 +69,31 @@ async fn concurrent_lookups_each_get_their_own_work() {
     }
     assert_eq!(seen.len(), 20);
 }
+
+fn panic_on_seven(_: &mut PgConnection, items: &[i32]) -> Result<Vec<i32>, pp_lib::Error> {
+    assert!(!items.contains(&7), "seven is a bug");
+    Ok(items.to_vec())
+}
+
+fn panic_on_seven_alone(conn: &mut PgConnection, item: &i32) -> Result<i32, pp_lib::Error> {
+    panic_on_seven(conn, std::slice::from_ref(item)).map(|items| items[0])
+}
+
+#[tokio::test]
+async fn a_panicking_batch_fails_its_requests_and_the_thread_serves_on() {
+    let app = spawn_app().await;
+    let batcher = Batcher::start(
+        "test",
+        app.db.pool(),
+        1,
+        panic_on_seven,
+        panic_on_seven_alone,
+    )
+    .expect("threads");
+
+    let bad = batcher.submit(7).await;
+    let good = batcher.submit(8).await;
+
+    assert!(bad.is_err(), "{bad:?}");
+    assert_eq!(good.expect("the one thread survived the panic"), 8);
+}
