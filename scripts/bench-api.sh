@@ -39,7 +39,7 @@ say "building the release API"
 cargo build --quiet --release -p pp_backend_api -p pp_storage
 
 say "recreating pp_bench and seeding $rows works"
-psql "${server_url%/*}/postgres" -qAt -c "drop database if exists pp_bench with (force)" -c "create database pp_bench" >/dev/null
+PGOPTIONS="--client-min-messages=warning" psql "${server_url%/*}/postgres" -qAt -c "drop database if exists pp_bench with (force)" -c "create database pp_bench" >/dev/null
 DATABASE_URL=$bench_url target/release/pp_storage migrate >/dev/null
 psql "$bench_url" -qAt >/dev/null <<SQL
 insert into works (work_code, add_up_to)

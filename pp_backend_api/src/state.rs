@@ -32,14 +32,16 @@ pub struct AppState {
 
 impl AppState {
     /// The shared state over `pool`, with its batching database threads: for each kind of
-    /// batch, a third of the pool's connections (at least one), so the three kinds together
-    /// leave connections free for the queries that are not batched.
+    /// batch, as many as the pool has connections less two (at least one), so a flood of one
+    /// kind of request always leaves connections for the others and for unbatched queries.
     pub fn new(
         pool: PgPool,
         metrics: Arc<Metrics>,
         idempotency_ttl: Duration,
     ) -> std::io::Result<Self> {
-        let threads = usize::try_from(pool.max_size() / 3).unwrap_or(1).max(1);
+        let threads = usize::try_from(pool.max_size().saturating_sub(2))
+            .unwrap_or(1)
+            .max(1);
         let work_finder = Batcher::start("pp-find", pool.clone(), threads, find_batch, find_one)?;
         let work_inserter =
             Batcher::start("pp-insert", pool.clone(), threads, insert_batch, insert_one)?;
