@@ -7,54 +7,32 @@ pub mod metrics;
 pub mod work;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, Resource, Route, web};
 
 use crate::error::ErrorBody;
 
 /// Registers every route. Order matters where patterns overlap: `/work/search` and
 /// `/work/demand` come before `/work/{id}`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/work")
-            .route(web::post().to(work::create_work))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/work/search")
-            .route(web::get().to(work::search_works))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/work/demand")
-            .route(web::post().to(demand::create_demand))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/work/{id}")
-            .route(web::get().to(work::get_work))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/work/{id}/events")
-            .route(web::get().to(work::list_work_events))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/healthz")
-            .route(web::get().to(health::healthz))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/readyz")
-            .route(web::get().to(health::readyz))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/metrics")
-            .route(web::get().to(metrics::metrics))
-            .default_service(web::to(method_not_allowed)),
-    );
+    cfg.service(only("/work", web::post().to(work::create_work)))
+        .service(only("/work/search", web::get().to(work::search_works)))
+        .service(only("/work/demand", web::post().to(demand::create_demand)))
+        .service(only("/work/{id}", web::get().to(work::get_work)))
+        .service(only(
+            "/work/{id}/events",
+            web::get().to(work::list_work_events),
+        ))
+        .service(only("/healthz", web::get().to(health::healthz)))
+        .service(only("/readyz", web::get().to(health::readyz)))
+        .service(only("/metrics", web::get().to(metrics::metrics)));
     docs::configure(cfg);
+}
+
+/// A resource that serves `route` and answers 405 to every other method.
+fn only(path: &str, route: Route) -> Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
 }
 
 /// 404 for a path no route has.
