@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset api run test bench-api lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api run test bench-api cli-run-02 lint fmt ci clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,15 @@ test: setup ## Run every test against the real services (runs setup first)
 
 bench-api: setup ## Benchmark the API against pgbench on the same statements (installs wrk if missing)
 	@scripts/bench-api.sh
+
+cli-run-02: ## Show cli_02's raw HTTP/1.1 exchanges against a running API (make api in another shell)
+	@$(CARGO) build --quiet -p cli_02
+	@target/debug/cli_02 --addr $(or $(PP_CLI_ADDR),127.0.0.1:3000) /healthz >/dev/null 2>&1 \
+		|| { echo "cli-run-02: no API answers on $(or $(PP_CLI_ADDR),127.0.0.1:3000): start it with 'make api'" >&2; exit 1; }
+	target/debug/cli_02 --addr $(or $(PP_CLI_ADDR),127.0.0.1:3000) --raw -X POST -d '{"add_up_to": 4}' /work
+	@echo
+	target/debug/cli_02 --addr $(or $(PP_CLI_ADDR),127.0.0.1:3000) '/work/search?work_code=api&limit=2'
+	-target/debug/cli_02 --addr $(or $(PP_CLI_ADDR),127.0.0.1:3000) /work/abc
 
 lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check

@@ -1,31 +1,23 @@
-//! `cli_02`: One HTTP/1.1 exchange with the pp API over a raw TCP stream, written by hand.
+//! `cli_02`: one HTTP/1.1 exchange with the pp API over a raw TCP stream, written by hand.
 //!
-//! Only its command line exists so far: it describes itself and exits.
+//! The work is in the library; here the arguments are parsed (usage errors exit 2), the exchange
+//! is run, and its outcome becomes the exit code listed in `--help`.
 
-use clap::{CommandFactory, Parser};
+use std::{io::Write, process::ExitCode};
 
-/// One HTTP/1.1 exchange with the pp API over a raw TCP stream, written by hand.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {}
+use clap::Parser;
+use cli_02::{Cli, error::exit_code_for_status};
 
-fn main() -> std::process::ExitCode {
-    Cli::parse();
-    match Cli::command().print_help() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    match cli_02::run(&cli, &mut out, &mut err) {
+        Ok(status) => ExitCode::from(exit_code_for_status(status)),
         Err(error) => {
-            eprintln!("cli_02: cannot write the help text: {error}");
-            std::process::ExitCode::FAILURE
+            // Nothing is left to tell if stderr itself is gone.
+            let _ = writeln!(err, "cli_02: error: {error}");
+            ExitCode::from(error.exit_code())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verify_cli() {
-        Cli::command().debug_assert();
     }
 }

@@ -1,0 +1,95 @@
+//! cli_02 against the real API: what it prints and how it exits are the API's answers.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use pp_backend_api::settings::{DEFAULT_MAX_BODY_BYTES, Settings};
+use pp_backend_api::startup::Application;
+use pp_lib::config::HttpConfig;
+use pp_storage::testkit::TestDatabase;
+
+/// Starts the API on a free port over a fresh database; returns its address and the database.
+async fn spawn_api() -> (String, TestDatabase) {
+    let db = tokio::task::spawn_blocking(TestDatabase::create)
+        .await
+        .expect("creating the test database");
+    let settings = Settings {
+        http: HttpConfig {
+            addr: "127.0.0.1:0".parse().expect("a valid address"),
+        },
+        database: db.config(),
+        workers: 1,
+        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        shutdown_timeout: Duration::from_secs(5),
+        idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+    };
+    let application = Application::build(settings).await.expect("the API builds");
+    let address = application.address().to_string();
+    tokio::spawn(application.run_until_stopped(std::future::pending()));
+    (address, db)
+}
+
+async fn cli_02(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_cli_02"))
+            .args(args)
+            .output()
+            .expect("cli_02 runs")
+    })
+    .await
+    .expect("the cli_02 task")
+}
+
+fn args(address: &str, rest: &[&str]) -> Vec<String> {
+    ["--addr", address]
+        .iter()
+        .chain(rest)
+        .map(|arg| (*arg).to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_work_posted_by_cli_02_comes_back_from_get_and_search() {
+    let (address, _db) = spawn_api().await;
+
+    let created = cli_02(args(&address, &["-d", r#"{"add_up_to": 4}"#, "/work"])).await;
+    assert_eq!(created.status.code(), Some(0), "{created:?}");
+    let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
+    let (status, body) = stdout
+        .split_once('\n')
+        .expect("a status line, then the body");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let work: serde_json::Value = serde_json::from_str(body).expect("pretty JSON");
+    assert_eq!(work["add_up_to"], 4);
+
+    let id = work["id"].as_i64().expect("an id");
+    let got = cli_02(args(&address, &[&format!("/work/{id}")])).await;
+    assert_eq!(got.status.code(), Some(0));
+    let got_body = String::from_utf8_lossy(&got.stdout).into_owned();
+    let got_work: serde_json::Value =
+        serde_json::from_str(got_body.split_once('\n').expect("status line").1).expect("JSON");
+    assert_eq!(got_work, work);
+
+    let code = work["work_code"].as_str().expect("a code");
+    let found = cli_02(args(&address, &[&format!("/work/search?work_code={code}")])).await;
+    assert_eq!(found.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&found.stdout).contains(code));
+}
+
+#[tokio::test]
+async fn the_apis_errors_become_exit_codes() {
+    let (address, _db) = spawn_api().await;
+
+    let bad = cli_02(args(&address, &["/work/abc"])).await;
+    assert_eq!(bad.status.code(), Some(4), "{bad:?}");
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert!(stdout.starts_with("HTTP/1.1 400 Bad Request"), "{stdout}");
+    assert!(stdout.contains(r#""http_code": 400"#), "{stdout}");
+
+    let missing = cli_02(args(&address, &["/work/424242"])).await;
+    assert_eq!(missing.status.code(), Some(4));
+
+    let wrong_method = cli_02(args(&address, &["-X", "DELETE", "/work/1"])).await;
+    assert_eq!(wrong_method.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&wrong_method.stdout).contains("405"));
+}

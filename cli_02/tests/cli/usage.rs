@@ -1,0 +1,57 @@
+//! The command line: bad usage exits 2 before anything is sent, and --help documents the exits.
+
+use clap::CommandFactory;
+use cli_02::Cli;
+
+use crate::helpers::{assert_exit, refused_addr, run_cli, stderr, stdout};
+
+#[test]
+fn verify_cli() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn bad_usage_exits_2_before_connecting() {
+    let cases: [&[&str]; 8] = [
+        &["-H", "NoColon"],
+        &["-H", "Bad Name: v"],
+        &["-H", "X: a\r\nInjected: yes"],
+        &["-H", "Content-Length: 3"],
+        &["-X", "GE T"],
+        &["work/search"],
+        &["/a b"],
+        &["--timeout", "soon"],
+    ];
+    for args in cases {
+        // A refused port: were anything sent, the exit would be 3.
+        let output = run_cli(refused_addr(), args);
+
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).starts_with("error: "),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn help_lists_the_exit_codes() {
+    let output = run_cli(refused_addr(), &["--help"]);
+
+    assert_exit(&output, 0);
+    let help = stdout(&output);
+    for line in [
+        "Exit status:",
+        "  3  connection failure",
+        "  6  timed out",
+        "  7  malformed response",
+    ] {
+        assert!(help.contains(line), "{line} in {help}");
+    }
+}
