@@ -37,13 +37,7 @@ impl Application {
     /// Binds the listener and builds the server. The pool connects lazily: the server starts
     /// while the database is down and reports it on `/readyz` (503) until it is back.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let ttl = settings.idempotency_ttl;
-        if ttl < Duration::from_secs(1) || ttl > pp_lib::db::idempotency::MAX_KEY_TTL {
-            anyhow::bail!(
-                "the idempotency key lifetime must be from 1s to 366d, got {}s",
-                ttl.as_secs()
-            );
-        }
+        pp_lib::db::idempotency::check_key_ttl(settings.idempotency_ttl)?;
         let listener = TcpListener::bind(settings.http.addr)
             .with_context(|| format!("failed to listen on {}", settings.http.addr))?;
         let address = listener

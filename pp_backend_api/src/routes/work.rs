@@ -298,10 +298,12 @@ pub async fn list_work_events(
     let id = parse_work_id(&path)?;
     let events = state
         .run_db(move |conn| {
-            if find_work(conn, id)?.is_none() {
+            let events = pp_lib::db::events::list_events(conn, id)?;
+            // No events: a pending work, or no work at all; only then is a second look needed.
+            if events.is_empty() && find_work(conn, id)?.is_none() {
                 return Ok(None);
             }
-            Ok(Some(pp_lib::db::events::list_events(conn, id)?))
+            Ok(Some(events))
         })
         .await?;
     match events {

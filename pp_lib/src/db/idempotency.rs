@@ -21,6 +21,17 @@ pub const MAX_KEY_TTL: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 /// Longest key accepted (the column's width).
 pub const MAX_KEY_LEN: usize = 255;
 
+/// Checks a key lifetime: from one second to [`MAX_KEY_TTL`].
+pub fn check_key_ttl(ttl: Duration) -> Result<(), Error> {
+    if (Duration::from_secs(1)..=MAX_KEY_TTL).contains(&ttl) {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "idempotency key lifetime must be from 1s to {} days, got {ttl:?}",
+        MAX_KEY_TTL.as_secs() / 86_400
+    )))
+}
+
 /// What [`create_work_once`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotentCreation {
@@ -47,13 +58,8 @@ pub fn create_work_once(
     new_work: &NewWork,
     ttl: Duration,
 ) -> Result<IdempotentCreation, Error> {
+    check_key_ttl(ttl)?;
     let ttl_seconds = ttl.as_secs_f64();
-    if !(1.0..=MAX_KEY_TTL.as_secs_f64()).contains(&ttl_seconds) {
-        return Err(Error::Config(format!(
-            "idempotency key lifetime must be from 1s to {} days, got {ttl:?}",
-            MAX_KEY_TTL.as_secs() / 86_400
-        )));
-    }
     // A key found and then expired in between is retried; more than twice means the key is
     // changing hands faster than we can read it.
     for _ in 0..3 {
