@@ -7,7 +7,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ErrorBody;
-use crate::routes::{demand, health, metrics, work};
+use crate::routes::{demand, health, metrics, stats, work};
 
 pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
 
@@ -24,13 +24,14 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         work::search_works,
         work::list_work_events,
         demand::create_demand,
+        stats::read_work_stats,
         health::healthz,
         health::readyz,
         metrics::metrics,
     ),
-    components(schemas(ErrorBody, pp_lib::work::Work, pp_lib::event::Event, work::CreateWork, demand::DemandAccepted, health::Health)),
+    components(schemas(ErrorBody, pp_lib::work::Work, pp_lib::event::Event, work::CreateWork, demand::DemandAccepted, pp_lib::db::stats::Stats, health::Health)),
     tags(
-        (name = "work", description = "Works, their events, and work demands"),
+        (name = "work", description = "Works, their events, work demands, and counts of them all"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -4,6 +4,7 @@ pub mod demand;
 pub mod docs;
 pub mod health;
 pub mod metrics;
+pub mod stats;
 pub mod work;
 
 use actix_web::http::StatusCode;
@@ -22,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/work/{id}/events",
             web::get().to(work::list_work_events),
         ))
+        .service(only("/stats", web::get().to(stats::read_work_stats)))
         .service(only("/healthz", web::get().to(health::healthz)))
         .service(only("/readyz", web::get().to(health::readyz)))
         .service(only("/metrics", web::get().to(metrics::metrics)));

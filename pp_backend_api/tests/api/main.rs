@@ -10,4 +10,5 @@ mod idempotency;
 mod operations;
 mod search;
 mod shutdown;
+mod stats;
 mod work;

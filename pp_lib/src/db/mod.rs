@@ -28,6 +28,7 @@ pub mod events;
 pub mod idempotency;
 pub mod outbox;
 pub mod pool;
+pub mod stats;
 pub mod works;
 
 pub use diesel::PgConnection;

@@ -1,0 +1,24 @@
+//! `GET /stats`: the system at a glance — pending and done works, events, and the works done in
+//! the last hour — read by one statement of `pp_lib::db::stats`, which `cli_01 stats --via db`
+//! shares, so both answer the same.
+
+use actix_web::{HttpResponse, web};
+use pp_lib::db::stats::{Stats, read_stats};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+/// Counts of works and events, and the last hour's throughput.
+#[utoipa::path(
+    get,
+    path = "/stats",
+    tag = "work",
+    responses(
+        (status = 200, description = "The counts, from one snapshot of the database", body = Stats),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn read_work_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let stats = state.run_db(|conn| Ok(read_stats(conn)?)).await?;
+    Ok(HttpResponse::Ok().json(stats))
+}

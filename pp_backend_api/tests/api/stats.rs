@@ -1,0 +1,77 @@
+//! `GET /stats`: the counts of works and events, and the last hour's throughput, as
+//! `pp_lib::db::stats` reads them.
+
+use pp_lib::db::stats::{Stats, read_stats};
+use pp_lib::db::works::complete_work;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{error_message, spawn_app};
+
+#[tokio::test]
+async fn stats_count_pending_and_done_works_events_and_the_last_hours_throughput() {
+    let app = spawn_app().await;
+    let mut works = Vec::new();
+    for add_up_to in [1, 2, 3] {
+        works.push(app.create_work(add_up_to).await);
+    }
+    let mut conn = app.db.connect();
+    complete_work(&mut conn, &works[0]).expect("complete");
+
+    let response = app.get("/stats").await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let raw = response.text().await.expect("a body");
+    let stats: Stats = serde_json::from_str(&raw).expect("JSON stats");
+    assert_eq!(
+        stats,
+        Stats {
+            pending_works: 2,
+            done_works: 1,
+            events: 3,
+            done_last_hour: 1,
+        }
+    );
+    assert_eq!(
+        stats,
+        read_stats(&mut conn).expect("stats from the database")
+    );
+    assert_eq!(
+        raw,
+        r#"{"pending_works":2,"done_works":1,"events":3,"done_last_hour":1}"#
+    );
+}
+
+#[tokio::test]
+async fn stats_are_documented_and_only_read() {
+    let app = spawn_app().await;
+
+    let document: Value = app
+        .get("/api-docs/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let posted = app
+        .client
+        .post(app.url("/stats"))
+        .send()
+        .await
+        .expect("POST /stats");
+
+    assert!(document["paths"]["/stats"]["get"].is_object(), "{document}");
+    assert!(document["components"]["schemas"]["Stats"].is_object());
+    error_message(posted, StatusCode::METHOD_NOT_ALLOWED).await;
+}
+
+#[tokio::test]
+async fn stats_over_a_broken_database_are_an_opaque_500() {
+    let app = spawn_app().await;
+    let mut conn = app.db.connect();
+    diesel::RunQueryDsl::execute(diesel::sql_query("drop table events"), &mut conn)
+        .expect("sabotage");
+
+    let message = error_message(app.get("/stats").await, StatusCode::INTERNAL_SERVER_ERROR).await;
+
+    assert_eq!(message, "internal error", "no SQL, no table names");
+}
