@@ -46,6 +46,9 @@ pub enum Error {
     /// Concurrent writers kept a row changing under us; trying again later will pass.
     #[error("{0}")]
     Contention(String),
+    /// RabbitMQ could not be reached, or dropped the connection. The text is already redacted.
+    #[error("RabbitMQ: {0}")]
+    Broker(String),
     /// A query failed.
     #[error("database query failed: {0}")]
     Database(#[from] diesel::result::Error),
@@ -65,7 +68,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error as Diesel};
         match self {
-            Error::Connect { .. } | Error::Pool(_) | Error::Contention(_) => true,
+            Error::Connect { .. } | Error::Pool(_) | Error::Contention(_) | Error::Broker(_) => {
+                true
+            }
             Error::Database(Diesel::DatabaseError(kind, _)) => matches!(
                 kind,
                 DatabaseErrorKind::ClosedConnection
@@ -77,6 +82,13 @@ impl Error {
                 false
             }
         }
+    }
+}
+
+impl Error {
+    /// Builds a [`Error::Broker`] from what went wrong, without secrets, on one line.
+    pub fn broker(what: impl fmt::Display) -> Self {
+        Error::Broker(one_line(&redact_secrets(&what.to_string())))
     }
 }
 

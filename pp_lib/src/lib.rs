@@ -11,7 +11,11 @@
 //!   read the module's documentation before calling it from async code.
 //! - [`schema`]: the Diesel view of the tables that `pp_storage`'s migrations create.
 //! - [`logging`]: one way to start `env_logger` for every binary.
+//! - [`amqp`] and [`shutdown`] (feature `amqp`): RabbitMQ topology, the supervised connection,
+//!   publishing with confirms; the shutdown signal shared by a process's tasks.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod compute;
 pub mod config;
 pub mod db;
@@ -20,6 +24,10 @@ pub mod error;
 pub mod event;
 pub mod logging;
 pub mod schema;
+#[cfg(feature = "amqp")]
+pub mod shutdown;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod work;
 
 pub use error::{Error, InputError};

@@ -3,13 +3,15 @@
 use chrono::{DateTime, Utc};
 use diesel::dsl::now;
 use diesel::prelude::*;
+use uuid::Uuid;
 
 use crate::compute::sum_up_to;
 use crate::db::events::insert_events;
+use crate::demand::WorkDemand;
 use crate::error::Error;
 use crate::event::{EventVariable, NewEvent};
 use crate::schema::works;
-use crate::work::{NewWork, Work};
+use crate::work::{NewWork, Work, WorkOrigin};
 
 /// Default number of works a search returns.
 pub const SEARCH_DEFAULT_LIMIT: i64 = 100;
@@ -202,6 +204,142 @@ pub fn complete_work(conn: &mut PgConnection, work: &Work) -> Result<Completion,
             ],
         )?;
         Ok(Completion::Completed(done))
+    })
+}
+
+/// A work inserted already done: the consumer computes a demand before it writes anything.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = works, check_for_backend(diesel::pg::Pg))]
+struct DoneWork {
+    work_code: String,
+    add_up_to: i32,
+    demand_id: Option<Uuid>,
+    done: bool,
+    result: Option<i64>,
+}
+
+/// What [`record_demands`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The works created, done, each with its three events.
+    pub created: Vec<Work>,
+    /// Demands whose id already had a work (a redelivery, or the same id twice): nothing written.
+    pub duplicates: usize,
+}
+
+/// Records demands received from the queue, in ONE transaction: for each demand id without a work
+/// yet, a done work (`consumer-` code, `demand_id` = the id, the sum as result) and its events
+/// `compute/start`, `compute/stop`, `compute/result`. An id that has a work already — a
+/// redelivery — writes nothing, however many consumers race on it (the unique `demand_id` makes
+/// the later insert wait for the earlier one, then skip). Either everything is written or
+/// nothing is, so the caller acks the messages only after this returns `Ok`.
+///
+/// Several demands per transaction is what makes the consumer fast: one round trip for the
+/// works, one for the events, one commit, whatever the batch size.
+pub fn record_demands(
+    conn: &mut PgConnection,
+    demands: &[(Uuid, WorkDemand)],
+) -> Result<Recorded, Error> {
+    // Sorted and unique: two batches sharing ids lock them in the same order (no deadlock), and
+    // one statement never inserts an id twice.
+    let mut ordered: Vec<(Uuid, i32)> = demands
+        .iter()
+        .map(|(id, demand)| (*id, demand.add_up_to()))
+        .collect();
+    ordered.sort_unstable_by_key(|(id, _)| *id);
+    ordered.dedup_by_key(|(id, _)| *id);
+    if ordered.is_empty() {
+        return Ok(Recorded {
+            created: Vec::new(),
+            duplicates: 0,
+        });
+    }
+    conn.transaction(|conn| {
+        let started = Utc::now();
+        let rows = ordered
+            .iter()
+            .map(|(id, add_up_to)| {
+                Ok(DoneWork {
+                    work_code: WorkOrigin::Consumer.random_code(),
+                    add_up_to: *add_up_to,
+                    demand_id: Some(*id),
+                    done: true,
+                    result: Some(sum_up_to(*add_up_to)?),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let stopped = Utc::now();
+        let created: Vec<Work> = diesel::insert_into(works::table)
+            .values(&rows)
+            .on_conflict(works::demand_id)
+            .do_nothing()
+            .returning(Work::as_returning())
+            .get_results(conn)?;
+        if !created.is_empty() {
+            insert_events(conn, &execution_log(&created, started, stopped))?;
+        }
+        Ok(Recorded {
+            duplicates: demands.len() - created.len(),
+            created,
+        })
+    })
+}
+
+/// The three events of each of these done works.
+fn execution_log(works: &[Work], started: DateTime<Utc>, stopped: DateTime<Utc>) -> Vec<NewEvent> {
+    let mut events = Vec::with_capacity(works.len() * 3);
+    for work in works {
+        let sum = work.result.map(|sum| sum.to_string()).unwrap_or_default();
+        events.push(NewEvent::new(
+            work,
+            EventVariable::ComputeStart,
+            String::new(),
+            started,
+        ));
+        events.push(NewEvent::new(
+            work,
+            EventVariable::ComputeStop,
+            String::new(),
+            stopped,
+        ));
+        events.push(NewEvent::new(
+            work,
+            EventVariable::ComputeResult,
+            sum,
+            stopped,
+        ));
+    }
+    events
+}
+
+/// The sweeper's unit of work, in ONE transaction: claims up to `limit` pending works created
+/// over HTTP since `created_since` (rows another sweeper holds are skipped), computes each, marks
+/// it done with its result and records its three events. Returns the works it finished; fewer
+/// than `limit` means the backlog is empty for now.
+pub fn sweep_pending_works(
+    conn: &mut PgConnection,
+    created_since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Work>, Error> {
+    conn.transaction(|conn| {
+        let claimed = claim_pending_works(conn, created_since, limit)?;
+        let started = Utc::now();
+        let sums = claimed
+            .iter()
+            .map(|work| Ok((work.id, sum_up_to(work.add_up_to)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let stopped = Utc::now();
+        let mut done = Vec::with_capacity(sums.len());
+        for (id, sum) in sums {
+            // The row is locked by this transaction, so it is still pending.
+            if let Some(work) = mark_work_done(conn, id, sum)? {
+                done.push(work);
+            }
+        }
+        if !done.is_empty() {
+            insert_events(conn, &execution_log(&done, started, stopped))?;
+        }
+        Ok(done)
     })
 }
 

@@ -1,0 +1,316 @@
+//! The supervised broker connection: connect → channel → confirm mode → declare the topology,
+//! again and again, with backoff, for as long as the process needs it.
+//!
+//! lapin's own recovery is not relied on (it does not survive every broker restart). Instead a
+//! [`Broker`] makes fresh [`BrokerSession`]s: its user runs on a session until an operation fails
+//! (a publish, the consumer stream ending), reports it with [`Broker::lost`], and asks for a new
+//! one. Heartbeats (10 s unless the URL sets `heartbeat=`) make a silent broker fail a session
+//! within seconds. Each outage is logged once when it starts and once when it ends, however many
+//! attempts it takes.
+
+use std::time::{Duration, Instant};
+
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection, ConnectionProperties};
+use rand::Rng;
+
+use crate::amqp::topology::Topology;
+use crate::config::SecretUrl;
+use crate::error::Error;
+use crate::shutdown::Shutdown;
+
+/// Heartbeat interval asked for unless the URL sets one.
+pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+/// Longest wait for one connection attempt (TCP, AMQP handshake, channel, declarations).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Exponential backoff with jitter between connection attempts.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            next: initial,
+        }
+    }
+
+    /// The next wait: it doubles each time up to the maximum, with ±20 % jitter so that many
+    /// clients do not retry in step.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let jitter = rand::rng().random_range(0.8..1.2);
+        base.mul_f64(jitter)
+    }
+
+    /// Back to the initial wait, after a success.
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
+    }
+}
+
+/// One live connection with one channel, in confirm mode when asked, topology declared.
+#[derive(Debug)]
+pub struct BrokerSession {
+    connection: Connection,
+    channel: Channel,
+}
+
+impl BrokerSession {
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// True while both the connection and the channel are usable.
+    pub fn is_open(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+
+    /// Closes the connection politely (unacknowledged deliveries go back to their queue).
+    pub async fn close(self) {
+        if self.connection.status().connected()
+            && let Err(error) = self.connection.close(200, "bye".into()).await
+        {
+            log::debug!("closing the RabbitMQ connection: {error}");
+        }
+    }
+}
+
+/// Makes broker sessions, with backoff, and logs outages once each.
+#[derive(Debug)]
+pub struct Broker {
+    url: SecretUrl,
+    topology: Topology,
+    name: String,
+    confirms: bool,
+    connect_timeout: Duration,
+    backoff: Backoff,
+    /// Set while the broker is unreachable and the outage has been logged.
+    down_since: Option<Instant>,
+}
+
+impl Broker {
+    /// A supervisor for connections named `name` (shown in RabbitMQ's management UI), with
+    /// publisher confirms on.
+    pub fn new(url: SecretUrl, topology: Topology, name: impl Into<String>) -> Self {
+        Broker {
+            url,
+            topology,
+            name: name.into(),
+            confirms: true,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            backoff: Backoff::default(),
+            down_since: None,
+        }
+    }
+
+    /// Consumers do not need publisher confirms.
+    pub fn without_confirms(mut self) -> Self {
+        self.confirms = false;
+        self
+    }
+
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The broker's URL, printable (the password is redacted).
+    pub fn url(&self) -> &SecretUrl {
+        &self.url
+    }
+
+    /// One attempt, bounded by the connect timeout.
+    pub async fn try_connect(&self) -> Result<BrokerSession, Error> {
+        match tokio::time::timeout(self.connect_timeout, self.open()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::broker(format!(
+                "no answer from {} within {:?}",
+                self.url, self.connect_timeout
+            ))),
+        }
+    }
+
+    /// Connects, retrying with backoff until it succeeds or shutdown is asked for (`None`).
+    pub async fn connect(&mut self, shutdown: &Shutdown) -> Option<BrokerSession> {
+        loop {
+            if shutdown.is_requested() {
+                return None;
+            }
+            let attempt = tokio::select! {
+                attempt = self.try_connect() => attempt,
+                () = shutdown.requested() => return None,
+            };
+            match attempt {
+                Ok(session) => return Some(self.connected(session)),
+                Err(error) => {
+                    self.failed(&error);
+                    if !shutdown.sleep(self.backoff.next_delay()).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connects, retrying with backoff for at most `patience` (at least one attempt).
+    pub async fn connect_within(&mut self, patience: Duration) -> Result<BrokerSession, Error> {
+        let deadline = Instant::now() + patience;
+        loop {
+            match self.try_connect().await {
+                Ok(session) => return Ok(self.connected(session)),
+                Err(error) => {
+                    self.failed(&error);
+                    let delay = self.backoff.next_delay();
+                    if Instant::now() + delay >= deadline {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Reports that a session stopped working; the next `connect` makes a new one.
+    pub fn lost(&mut self, reason: impl std::fmt::Display) {
+        if self.down_since.is_none() {
+            log::warn!(
+                "lost the connection to RabbitMQ at {}: {}; reconnecting",
+                self.url,
+                Error::broker(reason)
+            );
+            self.down_since = Some(Instant::now());
+        }
+    }
+
+    fn connected(&mut self, session: BrokerSession) -> BrokerSession {
+        self.backoff.reset();
+        match self.down_since.take() {
+            Some(since) => log::info!(
+                "RabbitMQ at {} is back after {:.1}s",
+                self.url,
+                since.elapsed().as_secs_f64()
+            ),
+            None => log::info!(
+                "connected to RabbitMQ at {} (queue {})",
+                self.url,
+                self.topology.queue()
+            ),
+        }
+        session
+    }
+
+    fn failed(&mut self, error: &Error) {
+        if self.down_since.is_none() {
+            log::warn!("{error}; retrying with backoff until it answers");
+            self.down_since = Some(Instant::now());
+        } else {
+            log::debug!("still unreachable: {error}");
+        }
+    }
+
+    async fn open(&self) -> Result<BrokerSession, Error> {
+        let url = with_heartbeat(self.url.expose());
+        let properties =
+            ConnectionProperties::default().with_connection_name(self.name.as_str().into());
+        let connection = Connection::connect(&url, properties)
+            .await
+            .map_err(|error| Error::broker(format!("cannot connect to {}: {error}", self.url)))?;
+        let setup = async {
+            let channel = connection.create_channel().await?;
+            if self.confirms {
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await?;
+            }
+            self.topology.declare(&channel).await?;
+            Ok::<_, lapin::Error>(channel)
+        };
+        match setup.await {
+            Ok(channel) => Ok(BrokerSession {
+                connection,
+                channel,
+            }),
+            Err(error) => {
+                let _ = connection.close(200, "setup failed".into()).await;
+                Err(Error::broker(format!(
+                    "cannot set up queue {} on {}: {error}",
+                    self.topology.queue(),
+                    self.url
+                )))
+            }
+        }
+    }
+}
+
+/// Adds `heartbeat=` to an AMQP URL that does not set it.
+fn with_heartbeat(url: &str) -> String {
+    if url.contains("heartbeat=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}heartbeat={DEFAULT_HEARTBEAT_SECS}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_is_added_once() {
+        assert_eq!(
+            with_heartbeat("amqp://h:5672/%2f"),
+            "amqp://h:5672/%2f?heartbeat=10"
+        );
+        assert_eq!(
+            with_heartbeat("amqp://h/%2f?frame_max=8192"),
+            "amqp://h/%2f?frame_max=8192&heartbeat=10"
+        );
+        assert_eq!(
+            with_heartbeat("amqp://h/%2f?heartbeat=30"),
+            "amqp://h/%2f?heartbeat=30"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
+        let delays: Vec<Duration> = (0..5).map(|_| backoff.next_delay()).collect();
+        let bounds = [100, 200, 400, 400, 400];
+        for (delay, bound) in delays.iter().zip(bounds) {
+            let bound = Duration::from_millis(bound);
+            assert!(
+                *delay >= bound.mul_f64(0.8) && *delay <= bound.mul_f64(1.2),
+                "{delays:?}"
+            );
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(120));
+    }
+}

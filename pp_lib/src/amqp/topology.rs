@@ -1,0 +1,107 @@
+//! The queues, declared the same way by every process that touches them.
+//!
+//! - `<queue>` (`pp_work_queue` by default): durable, carries the work demands. A message the
+//!   consumer rejects without requeue is dead-lettered, through the default exchange, to
+//! - `<queue>.dlq`: durable, holds the messages that can never succeed, for an operator to read.
+//!
+//! Both are classic queues by default, quorum queues when configured (for clusters). Declaring is
+//! idempotent, so the producer, the consumer and the API's outbox relay all declare on every
+//! (re)connection and whichever starts first creates them.
+
+use lapin::Channel;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::config::{AmqpConfig, QueueType};
+
+/// Suffix of the dead-letter queue's name.
+pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
+
+/// The work queue and its dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    queue: String,
+    queue_type: QueueType,
+}
+
+impl Topology {
+    pub fn new(queue: impl Into<String>, queue_type: QueueType) -> Self {
+        Topology {
+            queue: queue.into(),
+            queue_type,
+        }
+    }
+
+    pub fn from_config(config: &AmqpConfig) -> Self {
+        Topology::new(config.queue.clone(), config.queue_type)
+    }
+
+    /// Name of the work queue.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Name of the dead-letter queue: the work queue's name and `.dlq`.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}{DEAD_LETTER_SUFFIX}", self.queue)
+    }
+
+    /// Declares the dead-letter queue, then the work queue pointing at it.
+    ///
+    /// A queue that exists with other arguments (declared by an older version without
+    /// dead-lettering, say) makes the broker refuse with PRECONDITION_FAILED and close the
+    /// channel; the error says so, and the operator deletes or renames the old queue.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        let mut dead_letter_arguments = FieldTable::default();
+        self.add_type(&mut dead_letter_arguments);
+        channel
+            .queue_declare(
+                self.dead_letter_queue().as_str().into(),
+                QueueDeclareOptions::durable(),
+                dead_letter_arguments,
+            )
+            .await?;
+        let mut arguments = FieldTable::default();
+        self.add_type(&mut arguments);
+        // The default exchange routes by queue name: a rejected message goes to `<queue>.dlq`.
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(self.dead_letter_queue().as_str().into()),
+        );
+        channel
+            .queue_declare(
+                self.queue.as_str().into(),
+                QueueDeclareOptions::durable(),
+                arguments,
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn add_type(&self, arguments: &mut FieldTable) {
+        let queue_type = match self.queue_type {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        };
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(queue_type.into()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dead_letter_queue_is_named_after_the_queue() {
+        let topology = Topology::new("pp_work_queue", QueueType::Classic);
+        assert_eq!(topology.queue(), "pp_work_queue");
+        assert_eq!(topology.dead_letter_queue(), "pp_work_queue.dlq");
+    }
+}

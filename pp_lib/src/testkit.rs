@@ -1,0 +1,369 @@
+//! Helpers for tests that talk to RabbitMQ (feature `testkit`).
+//!
+//! - [`TestQueue`]: a work queue (and its `.dlq`) with a unique name, deleted when the value is
+//!   dropped, so tests run in parallel on one broker and leave nothing behind. The broker is the
+//!   one `AMQP_URL` (or the default) points at; when it cannot be reached the test fails, naming
+//!   `make setup`.
+//! - [`TcpProxy`]: a TCP forwarder on 127.0.0.1 that a test can cut (every connection closed, new
+//!   ones refused) and restore, to show what a client does when its broker or database restarts,
+//!   without disturbing the other tests that share the real server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeleteOptions};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use tokio::sync::watch;
+
+use crate::amqp::Topology;
+use crate::config::{AmqpConfig, DEFAULT_AMQP_URL, QueueType, SecretUrl};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The broker the tests use: `AMQP_URL`, else the default.
+pub fn amqp_url() -> SecretUrl {
+    let _ = crate::config::load_dotenv();
+    let text = std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned());
+    text.parse()
+        .unwrap_or_else(|error| panic!("AMQP_URL is not usable: {error}"))
+}
+
+/// A uniquely named work queue and dead-letter queue, deleted on drop.
+#[derive(Debug)]
+pub struct TestQueue {
+    topology: Topology,
+    url: SecretUrl,
+}
+
+impl TestQueue {
+    /// Names a fresh queue and declares it (with its `.dlq`). Panics, naming `make setup`, when
+    /// RabbitMQ cannot be reached.
+    pub async fn create() -> TestQueue {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let suffix: String = rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(6)
+            .map(char::from)
+            .collect();
+        let name = format!(
+            "pp_test_{}_{}_{suffix}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let queue = TestQueue {
+            topology: Topology::new(name, QueueType::Classic),
+            url: amqp_url(),
+        };
+        let (connection, channel) = queue.open().await;
+        queue
+            .topology
+            .declare(&channel)
+            .await
+            .unwrap_or_else(|error| panic!("cannot declare {}: {error}", queue.name()));
+        let _ = connection.close(200, "declared".into()).await;
+        queue
+    }
+
+    pub fn name(&self) -> &str {
+        self.topology.queue()
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub fn url(&self) -> &SecretUrl {
+        &self.url
+    }
+
+    /// Settings pointing at this queue on the test broker.
+    pub fn config(&self) -> AmqpConfig {
+        AmqpConfig {
+            url: self.url.clone(),
+            queue: self.name().to_owned(),
+            queue_type: QueueType::Classic,
+        }
+    }
+
+    /// Opens a connection and a channel to the test broker.
+    pub async fn open(&self) -> (Connection, Channel) {
+        let attempt = async {
+            let connection =
+                Connection::connect(self.url.expose(), ConnectionProperties::default()).await?;
+            let channel = connection.create_channel().await?;
+            Ok::<_, lapin::Error>((connection, channel))
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(error)) => panic!(
+                "cannot connect to RabbitMQ at {}: {error}\n\
+                 Is RabbitMQ running? Run `make setup` first (or set AMQP_URL).",
+                self.url
+            ),
+            Err(_) => panic!(
+                "RabbitMQ at {} did not answer within {CONNECT_TIMEOUT:?}. Run `make setup` first.",
+                self.url
+            ),
+        }
+    }
+
+    /// Publishes raw bytes to the work queue with these properties, waiting for the broker to
+    /// have them (for messages a real producer would never send).
+    pub async fn publish_raw(&self, body: &[u8], properties: BasicProperties) {
+        let (connection, channel) = self.open().await;
+        channel
+            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .expect("confirm mode");
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                self.name().into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(confirm.is_ack(), "the broker refused the message");
+        let _ = connection.close(200, "published".into()).await;
+    }
+
+    /// Messages waiting in `queue` (the work queue or the dead-letter queue), ready for delivery.
+    pub async fn ready_count(&self, queue: &str) -> u32 {
+        let (connection, channel) = self.open().await;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("cannot inspect {queue}: {error}"));
+        let _ = connection.close(200, "inspected".into()).await;
+        declared.message_count()
+    }
+
+    /// Takes every message from the dead-letter queue: (body, x-death reason) pairs.
+    pub async fn drain_dead_letters(&self) -> Vec<(Vec<u8>, String)> {
+        let (connection, channel) = self.open().await;
+        let mut letters = Vec::new();
+        let dlq = self.topology.dead_letter_queue();
+        while let Some(message) = channel
+            .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap_or_else(|error| panic!("cannot read {dlq}: {error}"))
+        {
+            let reason = message
+                .delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|headers| headers.inner().get("x-first-death-reason").cloned())
+                .map(|value| match value {
+                    lapin::types::AMQPValue::LongString(text) => {
+                        String::from_utf8_lossy(text.as_bytes()).into_owned()
+                    }
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            letters.push((message.delivery.data.clone(), reason));
+        }
+        let _ = connection.close(200, "drained".into()).await;
+        letters
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let queues = [
+            self.topology.queue().to_owned(),
+            self.topology.dead_letter_queue(),
+        ];
+        // Drop cannot await, and may run inside a runtime: delete from a thread of its own.
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| error.to_string())?;
+            runtime.block_on(async move {
+                let connection = Connection::connect(url.expose(), ConnectionProperties::default())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let channel = connection
+                    .create_channel()
+                    .await
+                    .map_err(|error| error.to_string())?;
+                for queue in queues {
+                    channel
+                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await
+                        .map_err(|error| error.to_string())?;
+                }
+                let _ = connection.close(200, "cleaned up".into()).await;
+                Ok::<(), String>(())
+            })
+        })
+        .join();
+        match deleted {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                eprintln!("warning: cannot delete test queue {}: {error}", self.name())
+            }
+            Err(_) => eprintln!("warning: deleting test queue {} panicked", self.name()),
+        }
+    }
+}
+
+/// A TCP forwarder that can be cut and restored, on its own thread and runtime.
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    cuts: watch::Sender<u64>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding from a free port on 127.0.0.1 to `target`.
+    pub fn start(target: SocketAddr) -> TcpProxy {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the proxy");
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("the proxy binds a free port");
+        listener
+            .set_nonblocking(true)
+            .expect("the proxy's socket is non-blocking");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let up = Arc::new(AtomicBool::new(true));
+        let (cuts, _) = watch::channel(0_u64);
+        let accepting_up = up.clone();
+        let cut_signal = cuts.clone();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("the proxy listens");
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accepting_up.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = cut_signal.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        TcpProxy {
+            addr,
+            up,
+            cuts,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Closes every forwarded connection and refuses new ones until [`TcpProxy::restore`].
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cuts.send_modify(|generation| *generation += 1);
+    }
+
+    /// Forwards new connections again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// `url` with its host and port replaced by `addr` (to send a client through a [`TcpProxy`]).
+pub fn via(url: &SecretUrl, addr: SocketAddr) -> SecretUrl {
+    let text = url.expose();
+    let authority_start = text.find("://").map_or(0, |i| i + 3);
+    let rest = &text[authority_start..];
+    let authority_len = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_len];
+    let userinfo = authority.rfind('@').map_or("", |at| &authority[..=at]);
+    format!(
+        "{}{userinfo}{addr}{}",
+        &text[..authority_start],
+        &rest[authority_len..]
+    )
+    .parse()
+    .expect("replacing the host keeps a valid URL")
+}
+
+/// The host and port `url` points at.
+pub fn socket_addr_of(url: &SecretUrl, default_port: u16) -> SocketAddr {
+    use std::net::ToSocketAddrs;
+    let text = url.expose();
+    let authority_start = text.find("://").map_or(0, |i| i + 3);
+    let rest = &text[authority_start..];
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let host_port = authority
+        .rfind('@')
+        .map_or(authority, |at| &authority[at + 1..]);
+    let with_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:{default_port}")
+    };
+    with_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .unwrap_or_else(|| panic!("cannot resolve {with_port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_can_be_sent_through_a_proxy() {
+        let url: SecretUrl = "amqp://guest:pw@127.0.0.1:5672/%2f".parse().expect("a URL");
+        let addr: SocketAddr = "127.0.0.1:4000".parse().expect("an address");
+        assert_eq!(
+            via(&url, addr).expose(),
+            "amqp://guest:pw@127.0.0.1:4000/%2f"
+        );
+        assert_eq!(
+            socket_addr_of(&url, 1),
+            "127.0.0.1:5672".parse().expect("addr")
+        );
+        let bare: SecretUrl = "postgres://127.0.0.1/db?x=1".parse().expect("a URL");
+        assert_eq!(
+            via(&bare, addr).expose(),
+            "postgres://127.0.0.1:4000/db?x=1"
+        );
+        assert_eq!(socket_addr_of(&bare, 5432).port(), 5432);
+    }
+}

@@ -1,0 +1,113 @@
+//! task_consumer: turns work demands from RabbitMQ into done works with their events, and sweeps
+//! the works created over HTTP. [`run`] is the whole process: the binary parses its settings and
+//! calls it; tests call it in-process.
+//!
+//! - [`consume`]: deliveries → one transaction per batch → acks after the commit; poison to the
+//!   dead-letter queue; retries while the database is down.
+//! - [`sweeper`]: pending API-created works, claimed with `FOR UPDATE SKIP LOCKED`.
+//! - [`metrics`]: counters, served for Prometheus.
+
+pub mod consume;
+pub mod metrics;
+pub mod settings;
+pub mod sweeper;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pp_lib::amqp::{Broker, Topology};
+use pp_lib::db::build_pool_lazy;
+use pp_lib::shutdown::Shutdown;
+
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+
+/// A started consumer: where its metrics are served, and the task to await.
+pub struct Running {
+    /// The bound metrics address (the port chosen when 0 was asked for), if any.
+    pub metrics_addr: Option<SocketAddr>,
+    pub metrics: Arc<Metrics>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the consumer has stopped (after shutdown), in-flight work finished.
+    pub async fn stopped(self) -> anyhow::Result<()> {
+        self.task
+            .await
+            .map_err(|error| anyhow::anyhow!("the consumer task failed: {error}"))?;
+        log::info!("stopped: {}", self.metrics.summary());
+        Ok(())
+    }
+
+    /// Stops at once, without finishing anything (as a crash would), for tests.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the consumer, the sweeper and the metrics endpoint. The database and the broker may be
+/// down: the consumer waits for them (and reports it) instead of failing.
+pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Running> {
+    let metrics = Arc::new(Metrics::new()?);
+    let pool = build_pool_lazy(&settings.database);
+    let mut metrics_addr = None;
+    let server = match settings.metrics_addr.0 {
+        Some(addr) => {
+            let listener = metrics::bind(addr).await?;
+            metrics_addr = listener.local_addr().ok();
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    let broker = Broker::new(
+        settings.amqp.url.clone(),
+        Topology::from_config(&settings.amqp),
+        "task_consumer",
+    )
+    .without_confirms();
+    log::info!(
+        "consuming {} (prefetch {}, batches of up to {}, {} workers), database {}{}",
+        settings.amqp.queue,
+        settings.consumer.prefetch,
+        settings.consumer.batch_size,
+        settings.consumer.workers,
+        settings.database.url,
+        metrics_addr.map_or_else(String::new, |addr| format!(
+            ", metrics on http://{addr}/metrics"
+        ))
+    );
+    let sweeper = tokio::spawn(sweeper::sweep(
+        pool.clone(),
+        settings.sweeper.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let consumer = consume::consume(
+        broker,
+        pool,
+        settings.consumer.clone(),
+        metrics.clone(),
+        shutdown,
+    );
+    let task = tokio::spawn(async move {
+        consumer.await;
+        if let Err(error) = sweeper.await {
+            log::error!("the sweeper failed: {error}");
+        }
+        if let Some(server) = server
+            && let Err(error) = server.await
+        {
+            log::error!("the metrics endpoint failed: {error}");
+        }
+    });
+    Ok(Running {
+        metrics_addr,
+        metrics,
+        task,
+    })
+}

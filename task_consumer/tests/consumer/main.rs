@@ -1,0 +1,8 @@
+//! The consumer against the real RabbitMQ and PostgreSQL: each test has its own queue and its own
+//! database.
+
+mod helpers;
+mod outages;
+mod pipeline;
+mod process;
+mod sweeper;

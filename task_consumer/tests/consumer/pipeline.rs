@@ -1,0 +1,159 @@
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use pp_lib::amqp::{DemandId, Outgoing, demand_properties};
+use pp_lib::demand::WorkDemand;
+use uuid::Uuid;
+
+use crate::helpers::{DONE_FROM_QUEUE, Harness, demands, start, stop};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_1000_demands_all_land_as_done_works_with_three_events() {
+    let harness = Harness::new().await;
+    let (trigger, running) = start(harness.settings()).await;
+    let ids = harness.publish(&demands(1_000)).await;
+    harness
+        .wait_for(DONE_FROM_QUEUE, 1_000, Duration::from_secs(60))
+        .await;
+    harness.assert_exactly_once(&ids);
+    assert_eq!(harness.count("select count(*) as n from events"), 3_000);
+    let metrics = running.metrics.clone();
+    let metrics_addr = running.metrics_addr.expect("metrics are served");
+    let scraped = scrape(metrics_addr).await;
+    assert!(
+        scraped.contains("pp_consumer_processed_total 1000"),
+        "{scraped}"
+    );
+    stop(trigger, running).await;
+    assert_eq!(metrics.processed.get(), 1_000);
+    assert_eq!(metrics.dead_lettered.get(), 0);
+    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_published_twice_makes_one_work() {
+    let harness = Harness::new().await;
+    let demand = WorkDemand::new(10).expect("valid");
+    let id = Uuid::new_v4();
+    let twice = vec![
+        Outgoing::demand_with_id(id, &demand),
+        Outgoing::demand_with_id(id, &demand),
+    ];
+    harness.publish_messages(twice).await;
+    let (trigger, running) = start(harness.settings()).await;
+    harness
+        .wait_for(DONE_FROM_QUEUE, 1, Duration::from_secs(30))
+        .await;
+    // Once more after it was recorded: a redelivery long after the first.
+    harness
+        .publish_messages(vec![Outgoing::demand_with_id(id, &demand)])
+        .await;
+    let metrics = running.metrics.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metrics.duplicates.get() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "duplicates: {}",
+            metrics.duplicates.get()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(trigger, running).await;
+    harness.assert_exactly_once(&[id]);
+    assert_eq!(
+        harness.count("select count(*) as n from works where result = 55"),
+        1
+    );
+    assert_eq!(metrics.processed.get(), 1);
+    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_goes_to_the_dead_letter_queue_and_the_consumer_keeps_going() {
+    let harness = Harness::new().await;
+    let (trigger, running) = start(harness.settings()).await;
+    let poison: [&[u8]; 6] = [
+        b"not json",
+        b"",
+        br#"{"done": false}"#,
+        br#"{"add_up_to": -1, "done": false}"#,
+        br#"{"add_up_to": 3000000000, "done": false}"#,
+        br#"{"add_up_to": "7"}"#,
+    ];
+    for body in poison {
+        harness
+            .queue
+            .publish_raw(body, demand_properties(Uuid::new_v4()))
+            .await;
+    }
+    // Valid ones after the poison: one with our properties, one with a message_id that is not a
+    // UUID (recorded under a stable derived id), one without message_id (accepted).
+    let good = Uuid::new_v4();
+    harness
+        .queue
+        .publish_raw(
+            br#"{"add_up_to": 4, "done": false}"#,
+            demand_properties(good),
+        )
+        .await;
+    harness
+        .queue
+        .publish_raw(
+            br#"{"add_up_to": 5}"#,
+            BasicProperties::default().with_message_id("order-42".into()),
+        )
+        .await;
+    harness
+        .queue
+        .publish_raw(
+            br#"{"add_up_to": 6, "done": false}"#,
+            BasicProperties::default(),
+        )
+        .await;
+    harness
+        .wait_for(DONE_FROM_QUEUE, 3, Duration::from_secs(30))
+        .await;
+    let metrics = running.metrics.clone();
+    stop(trigger, running).await;
+    assert_eq!(metrics.dead_lettered.get(), 6);
+    let letters = harness.queue.drain_dead_letters().await;
+    let mut bodies: Vec<&[u8]> = letters.iter().map(|(body, _)| body.as_slice()).collect();
+    bodies.sort();
+    let mut expected = poison.to_vec();
+    expected.sort();
+    assert_eq!(bodies, expected, "every poison message, untouched");
+    assert!(
+        letters
+            .iter()
+            .all(|(_, reason)| reason.contains("rejected")),
+        "{letters:?}"
+    );
+    let derived = DemandId::of(Some("order-42")).id();
+    assert_eq!(
+        harness.count(&format!(
+            "select count(*) as n from works where demand_id in ('{good}', '{derived}') and done"
+        )),
+        2
+    );
+    assert_eq!(
+        harness.count("select count(*) as n from works where add_up_to = 6 and result = 21"),
+        1
+    );
+    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
+}
+
+/// Reads the consumer's metrics endpoint with a plain HTTP/1.1 request.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the metrics endpoint accepts");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    response
+}

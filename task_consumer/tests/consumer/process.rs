@@ -1,0 +1,118 @@
+//! The real binary: killed with SIGKILL mid-stream, then restarted; and stopped with SIGTERM.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{DONE_FROM_QUEUE, Harness, demands};
+
+fn spawn_consumer(harness: &Harness) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_task_consumer"))
+        .args([
+            "run",
+            "--metrics-addr",
+            "off",
+            "--batch-size",
+            "16",
+            "--workers",
+            "2",
+            "--prefetch",
+            "64",
+        ])
+        .env("DATABASE_URL", harness.db.url().expose())
+        .env("AMQP_URL", harness.queue.url().expose())
+        .env("PP_QUEUE", harness.queue.name())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the consumer binary starts")
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+async fn wait_exit(child: &mut Child, patience: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the consumer did not exit within {patience:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_mid_stream_and_restarted_records_every_demand_once() {
+    let harness = Harness::new().await;
+    let ids = harness.publish(&demands(3_000)).await;
+    let mut first = spawn_consumer(&harness);
+    // Kill it once it is well into the stream.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while harness.count(DONE_FROM_QUEUE) < 300 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first consumer made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    let after_kill = harness.count(DONE_FROM_QUEUE);
+    assert!(
+        after_kill < 3_000,
+        "killed before the end ({after_kill} done)"
+    );
+    let mut second = spawn_consumer(&harness);
+    harness
+        .wait_for(DONE_FROM_QUEUE, 3_000, Duration::from_secs(90))
+        .await;
+    terminate(&second);
+    let status = wait_exit(&mut second, Duration::from_secs(20)).await;
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    harness.assert_exactly_once(&ids);
+    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_and_acks_in_flight_work_and_exits_0() {
+    let harness = Harness::new().await;
+    let ids = harness.publish(&demands(2_000)).await;
+    let mut consumer = spawn_consumer(&harness);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while harness.count(DONE_FROM_QUEUE) < 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consumer made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    terminate(&consumer);
+    let status = wait_exit(&mut consumer, Duration::from_secs(20)).await;
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    // Everything recorded was acked, everything else is back in the queue: nothing is both.
+    let done = harness.count(DONE_FROM_QUEUE);
+    let ready = i64::from(harness.queue.ready_count(harness.queue.name()).await);
+    assert_eq!(done + ready, 2_000, "{done} recorded + {ready} waiting");
+    // A new consumer finishes the rest, exactly once.
+    let mut second = spawn_consumer(&harness);
+    harness
+        .wait_for(DONE_FROM_QUEUE, 2_000, Duration::from_secs(60))
+        .await;
+    terminate(&second);
+    assert!(
+        wait_exit(&mut second, Duration::from_secs(20))
+            .await
+            .success()
+    );
+    harness.assert_exactly_once(&ids);
+}
