@@ -1,0 +1,162 @@
+//! The producer binary against the real RabbitMQ, on a queue of its own per test.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lapin::options::BasicGetOptions;
+use pp_lib::config::SecretUrl;
+use pp_lib::testkit::{TcpProxy, TestQueue, socket_addr_of, via};
+use uuid::Uuid;
+
+fn producer(url: &SecretUrl, queue: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_task_producer"));
+    command
+        .env("AMQP_URL", url.expose())
+        .env("PP_QUEUE", queue)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    command
+}
+
+fn output(mut command: Command) -> Output {
+    command.output().expect("the producer runs")
+}
+
+#[tokio::test]
+async fn a_burst_publishes_every_demand_persistent_with_its_own_message_id() {
+    let queue = TestQueue::create().await;
+    let mut command = producer(queue.url(), queue.name());
+    command.args(["burst", "--count", "50", "--add-up-to", "7"]);
+    let out = output(command);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("confirmed 50 of 50 demands"), "{stdout}");
+    assert_eq!(queue.ready_count(queue.name()).await, 50);
+
+    let (connection, channel) = queue.open().await;
+    let mut ids = HashSet::new();
+    while let Some(message) = channel
+        .basic_get(queue.name().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        let delivery = message.delivery;
+        assert_eq!(delivery.data, br#"{"add_up_to":7,"done":false}"#);
+        let properties = &delivery.properties;
+        assert_eq!(properties.delivery_mode(), &Some(2), "persistent");
+        assert_eq!(
+            properties.content_type().as_ref().map(|t| t.as_str()),
+            Some("application/json")
+        );
+        assert!(properties.timestamp().is_some());
+        let id = properties
+            .message_id()
+            .as_ref()
+            .map(|id| Uuid::parse_str(id.as_str()).expect("a UUID message_id"))
+            .expect("a message_id");
+        ids.insert(id);
+    }
+    let _ = connection.close(200, "done".into()).await;
+    assert_eq!(ids.len(), 50, "every message has its own id");
+}
+
+#[test]
+fn a_burst_exits_3_with_one_line_when_the_broker_is_unreachable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = closed.local_addr().expect("its address").port();
+    drop(closed);
+    let url: SecretUrl = format!("amqp://guest:sekrit@127.0.0.1:{port}/%2f")
+        .parse()
+        .expect("a URL");
+    let mut command = producer(&url, "pp_test_unreachable");
+    command.args(["burst", "--count", "5", "--patience", "1s"]);
+    let started = Instant::now();
+    let out = output(command);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("task_producer: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("cannot connect"), "{stderr}");
+    assert!(!stderr.contains("sekrit"), "the password leaked: {stderr}");
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let out = output({
+        let mut command = Command::new(env!("CARGO_BIN_EXE_task_producer"));
+        command.args(["burst", "--count", "many"]);
+        command
+    });
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+async fn wait_for_messages(queue: &TestQueue, at_least: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = queue.ready_count(queue.name()).await;
+        if ready >= at_least {
+            return ready;
+        }
+        assert!(Instant::now() < deadline, "only {ready} messages, waited for {at_least}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn run_publishes_on_its_schedule_rides_out_an_outage_and_stops_on_sigterm() {
+    let queue = TestQueue::create().await;
+    let proxy = TcpProxy::start(socket_addr_of(queue.url(), 5672));
+    let mut command = producer(&via(queue.url(), proxy.addr()), queue.name());
+    command
+        .args(["run", "--every", "100ms", "--per-tick", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("the producer starts");
+    wait_for_messages(&queue, 6).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let during = queue.ready_count(queue.name()).await;
+    proxy.restore();
+    // It comes back by itself and goes on publishing.
+    wait_for_messages(&queue, during + 6).await;
+    terminate(&child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    let out = child.wait_with_output().expect("stderr");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let outage_lines = stderr
+        .lines()
+        .filter(|line| line.contains("RabbitMQ"))
+        .count();
+    assert_eq!(outage_lines, 1, "one warning per outage, not one per attempt:\n{stderr}");
+    // Every message is a well-formed demand (nothing half-published).
+    let (connection, channel) = queue.open().await;
+    while let Some(message) = channel
+        .basic_get(queue.name().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        pp_lib::demand::WorkDemand::from_json(&message.delivery.data).expect("a valid demand");
+    }
+    let _ = connection.close(200, "done".into()).await;
+}
