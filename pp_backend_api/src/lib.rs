@@ -10,6 +10,7 @@
 //! - [`middleware`]: request ids, request metrics, turning panics into 500s, and JSON bodies for
 //!   the errors actix-web answers by itself.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`relay`]: the outbox relay, publishing accepted demands to RabbitMQ from this process.
 //! - [`batch`]: under load, concurrent lookups and inserts of works share one statement.
 //! - [`state`]: what handlers share, and how they reach the database without blocking.
 //!
@@ -20,6 +21,7 @@ pub mod batch;
 pub mod error;
 pub mod metrics;
 pub mod middleware;
+pub mod relay;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -2,7 +2,8 @@
 //! latency, and the database pool's connections in use and idle.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use pp_lib::db::PgPool;
@@ -20,6 +21,10 @@ pub struct Metrics {
     pool_in_use: IntGauge,
     pool_idle: IntGauge,
     pool_max: IntGauge,
+    /// Outbox rows the relay published (broker-confirmed).
+    pub outbox_published: IntCounter,
+    /// 1 while the outbox relay is connected to RabbitMQ.
+    pub outbox_broker_connected: IntGauge,
 }
 
 impl Metrics {
@@ -49,6 +54,16 @@ impl Metrics {
         registry.register(Box::new(pool_in_use.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
         registry.register(Box::new(pool_max.clone()))?;
+        let outbox_published = IntCounter::new(
+            "outbox_published_total",
+            "Accepted demands the outbox relay published, confirmed by the broker",
+        )?;
+        let outbox_broker_connected = IntGauge::new(
+            "outbox_broker_connected",
+            "1 while the outbox relay is connected to RabbitMQ",
+        )?;
+        registry.register(Box::new(outbox_published.clone()))?;
+        registry.register(Box::new(outbox_broker_connected.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -56,6 +71,8 @@ impl Metrics {
             pool_in_use,
             pool_idle,
             pool_max,
+            outbox_published,
+            outbox_broker_connected,
         })
     }
 

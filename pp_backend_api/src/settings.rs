@@ -5,6 +5,8 @@ use std::time::Duration;
 use clap::Parser;
 use pp_lib::config::{DatabaseConfig, HttpConfig, parse_duration};
 
+use crate::relay::RelayConfig;
+
 /// Largest request body accepted by default: a work request is a few dozen bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -45,6 +47,8 @@ pub struct Settings {
         value_parser = parse_duration
     )]
     pub idempotency_ttl: Duration,
+    #[command(flatten)]
+    pub relay: RelayConfig,
 }
 
 #[cfg(test)]

@@ -12,9 +12,11 @@ use actix_web::middleware::{Logger, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use pp_lib::db::{PgPool, build_pool_lazy};
+use pp_lib::shutdown::Shutdown;
 
 use crate::metrics::Metrics;
 use crate::middleware::{assign_request_id, catch_panics, json_errors, record_metrics};
+use crate::relay::{self, RelayConfig};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -26,11 +28,22 @@ const ACCESS_LOG_FORMAT: &str = r#"%{x-request-id}i "%r" %s %b %Dms"#;
 const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 const KEY_PURGE_BATCH: i64 = 10_000;
 
+/// Longest wait, at shutdown, for the outbox relay to finish its round.
+const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The API server, bound and ready to run.
 pub struct Application {
     address: SocketAddr,
     server: Server,
     pool: PgPool,
+    relay: Option<RelayTask>,
+}
+
+/// What the outbox relay needs to start with the server.
+struct RelayTask {
+    config: RelayConfig,
+    wakeup: Arc<tokio::sync::Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl Application {
@@ -46,9 +59,17 @@ impl Application {
         let pool = build_pool_lazy(&settings.database);
         let metrics = Arc::new(Metrics::new().context("failed to create the metrics registry")?);
         let state = web::Data::new(
-            AppState::new(pool.clone(), metrics, settings.idempotency_ttl)
+            AppState::new(pool.clone(), metrics.clone(), settings.idempotency_ttl)
                 .context("failed to start the database threads")?,
         );
+        let relay = settings.relay.enabled.then(|| RelayTask {
+            config: settings.relay.clone(),
+            wakeup: state.outbox_wakeup.clone(),
+            metrics,
+        });
+        if relay.is_none() {
+            log::info!("outbox relay off: accepted demands wait for another relay");
+        }
         let max_body = settings.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
@@ -79,6 +100,7 @@ impl Application {
             address,
             server,
             pool,
+            relay,
         })
     }
 
@@ -97,6 +119,16 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let purge = tokio::spawn(purge_expired_keys(self.pool.clone()));
+        let (stop_relay, relay_shutdown) = Shutdown::new();
+        let relay = self.relay.map(|task| {
+            tokio::spawn(relay::relay(
+                self.pool.clone(),
+                task.config,
+                task.wakeup,
+                task.metrics,
+                relay_shutdown,
+            ))
+        });
         let mut server = self.server;
         let outcome = tokio::select! {
             outcome = &mut server => outcome,
@@ -109,6 +141,17 @@ impl Application {
             }
         };
         purge.abort();
+        // The relay finishes its round (and its transaction) before the process goes.
+        stop_relay.trigger();
+        if let Some(relay) = relay
+            && tokio::time::timeout(RELAY_STOP_TIMEOUT, relay)
+                .await
+                .is_err()
+        {
+            log::warn!(
+                "the outbox relay did not stop in {RELAY_STOP_TIMEOUT:?}; its round rolls back"
+            );
+        }
         outcome.context("the HTTP server failed")?;
         log::info!("stopped");
         Ok(())

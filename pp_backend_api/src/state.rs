@@ -28,6 +28,8 @@ pub struct AppState {
     /// `GET /work/search`: each search is its own statement, but a batch of them shares one
     /// connection checkout and one thread hand-off.
     pub work_searcher: Arc<Batcher<WorkSearch, Vec<Work>>>,
+    /// Woken when a demand enters the outbox, so the relay publishes it at once.
+    pub outbox_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
             work_finder: Arc::new(work_finder),
             work_inserter: Arc::new(work_inserter),
             work_searcher: Arc::new(work_searcher),
+            outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

@@ -22,6 +22,7 @@ async fn spawn_api() -> (String, TestDatabase) {
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         shutdown_timeout: Duration::from_secs(5),
         idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+        relay: pp_backend_api::relay::RelayConfig::off(),
     };
     let application = Application::build(settings).await.expect("the API builds");
     let address = application.address().to_string();

@@ -51,6 +51,7 @@ pub async fn create_demand(
     state
         .run_db(move |conn| Ok(insert_demand(conn, message_id, &demand)?))
         .await?;
+    state.outbox_wakeup.notify_one();
     Ok(HttpResponse::Accepted().json(DemandAccepted {
         message_id,
         add_up_to: demand.add_up_to(),

@@ -32,6 +32,7 @@ pub fn test_settings(database: DatabaseConfig) -> Settings {
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         shutdown_timeout: Duration::from_secs(10),
         idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+        relay: pp_backend_api::relay::RelayConfig::off(),
     }
 }
 

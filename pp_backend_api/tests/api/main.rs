@@ -8,6 +8,7 @@ mod errors;
 mod helpers;
 mod idempotency;
 mod operations;
+mod relay;
 mod search;
 mod shutdown;
 mod stats;
