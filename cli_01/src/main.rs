@@ -1,31 +1,29 @@
-//! `cli_01`: Queries and drives pp over its HTTP API or straight from PostgreSQL.
+//! `cli_01`: queries and drives pp over its HTTP API or straight from PostgreSQL.
 //!
-//! Only its command line exists so far: it describes itself and exits.
+//! The work is in the library; here a `.env` is read, the arguments are parsed (usage errors exit
+//! 2), the command is run, and its outcome becomes the exit code listed in `--help`.
 
-use clap::{CommandFactory, Parser};
+use std::io::Write;
+use std::process::ExitCode;
 
-/// Queries and drives pp over its HTTP API or straight from PostgreSQL.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {}
+use clap::Parser;
+use cli_01::Cli;
+use cli_01::error::EXIT_FAILURE;
+use pp_lib::error::redact_secrets;
 
-fn main() -> std::process::ExitCode {
-    Cli::parse();
-    match Cli::command().print_help() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("cli_01: cannot write the help text: {error}");
-            std::process::ExitCode::FAILURE
-        }
+fn main() -> ExitCode {
+    // Nothing is left to tell if stderr itself is gone: its write errors are ignored.
+    let mut err = std::io::stderr().lock();
+    if let Err(error) = pp_lib::config::load_dotenv() {
+        let _ = writeln!(err, "cli_01: error: {}", redact_secrets(&error.to_string()));
+        return ExitCode::from(EXIT_FAILURE);
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verify_cli() {
-        Cli::command().debug_assert();
+    let cli = Cli::parse();
+    match cli_01::run(&cli, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = writeln!(err, "cli_01: error: {}", error.one_line());
+            ExitCode::from(error.exit_code())
+        }
     }
 }

@@ -1,0 +1,281 @@
+//! Over the API, with reqwest: each question is one request, bounded by `--timeout`.
+//!
+//! reqwest is async; a current-thread tokio runtime, built once, drives each request to its end,
+//! so the rest of the CLI stays plain synchronous code like the database backend. An answer's
+//! status decides its fate: 2xx is parsed as the route documents it, 404 is [`Error::NotFound`]
+//! with the API's own message, 503 (the API's database is down) counts as unreachable, anything
+//! else is reported with the API's message. The base URL is shown redacted in every error.
+
+use std::time::Duration;
+
+use pp_lib::db::stats::Stats;
+use pp_lib::error::redact_secrets;
+use pp_lib::event::Event;
+use pp_lib::work::Work;
+use reqwest::{RequestBuilder, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{Backend, DemandAccepted, SearchQuery};
+use crate::error::Error;
+
+/// The API's error body, `{"http_code": 404, "message": "no work with id 7"}`.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    message: String,
+}
+
+/// A client of the API at one base URL.
+pub struct HttpBackend {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    /// `http://host:port[/path]`, without a trailing slash (the command line checked it).
+    base_url: String,
+    timeout: Duration,
+}
+
+impl HttpBackend {
+    /// A client for the API at `base_url` whose every request ends within `timeout`.
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| Error::Http(format!("cannot start the HTTP runtime: {error}")))?;
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("cli_01/", env!("CARGO_PKG_VERSION")))
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|error| Error::Http(describe(&error)))?;
+        Ok(HttpBackend {
+            runtime,
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            timeout,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends `request` and reads the answer as `T` when its status is 2xx.
+    fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, Error> {
+        self.runtime.block_on(async {
+            let response = request.send().await.map_err(|error| self.failed(&error))?;
+            let status = response.status();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|error| self.failed(&error))?;
+            if status.is_success() {
+                return serde_json::from_slice(&body).map_err(|error| {
+                    Error::BadAnswer(format!("{status} with a body that does not parse: {error}"))
+                });
+            }
+            Err(self.refused(status, &body))
+        })
+    }
+
+    /// An exchange that produced no answer.
+    fn failed(&self, error: &reqwest::Error) -> Error {
+        let url = redact_secrets(&self.base_url);
+        if error.is_timeout() {
+            Error::ApiUnreachable {
+                url,
+                reason: format!("no answer within {:?}", self.timeout),
+            }
+        } else if error.is_connect() || error.is_request() || error.is_body() {
+            Error::ApiUnreachable {
+                url,
+                reason: describe(error),
+            }
+        } else {
+            Error::Http(describe(error))
+        }
+    }
+
+    /// An answer with a status other than 2xx.
+    fn refused(&self, status: StatusCode, body: &[u8]) -> Error {
+        let message = serde_json::from_slice::<ErrorBody>(body).map_or_else(
+            |_| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("no reason given")
+                    .to_owned()
+            },
+            |body| body.message,
+        );
+        match status {
+            StatusCode::NOT_FOUND => Error::NotFound(message),
+            StatusCode::SERVICE_UNAVAILABLE => Error::ApiUnavailable {
+                url: redact_secrets(&self.base_url),
+                message,
+            },
+            _ => Error::Api {
+                status: status.as_u16(),
+                message,
+            },
+        }
+    }
+}
+
+/// The error and its causes on one line, without the URL (the caller names it, redacted):
+/// `error sending request: client error (Connect): tcp connect error: Connection refused`.
+fn describe(error: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        // reqwest names the URL in its own line; the URL is shown once, by the caller.
+        let text = match text.split_once(" for url (") {
+            Some((before, _)) => before.to_owned(),
+            None => text,
+        };
+        if !parts.iter().any(|part| part == &text) {
+            parts.push(text);
+        }
+        cause = current.source();
+    }
+    redact_secrets(&parts.join(": "))
+}
+
+/// The search as the API's query string: every filter explicit, the window in whole seconds
+/// (or milliseconds when it has a fraction), which the API parses exactly.
+fn search_params(query: &SearchQuery) -> Vec<(&'static str, String)> {
+    let since = if query.since.subsec_nanos() == 0 {
+        format!("{}s", query.since.as_secs())
+    } else {
+        format!("{}ms", query.since.as_millis())
+    };
+    let mut params = vec![
+        ("work_code", query.prefix.clone()),
+        ("since", since),
+        ("limit", query.limit.to_string()),
+    ];
+    if let Some(done) = query.done {
+        params.push(("done", done.to_string()));
+    }
+    params
+}
+
+/// `{"add_up_to": n}`, or no body for a random one.
+fn with_add_up_to(request: RequestBuilder, add_up_to: Option<i32>) -> RequestBuilder {
+    match add_up_to {
+        Some(add_up_to) => request.json(&serde_json::json!({ "add_up_to": add_up_to })),
+        None => request,
+    }
+}
+
+impl Backend for HttpBackend {
+    fn get_work(&mut self, id: i64) -> Result<Work, Error> {
+        self.send(self.client.get(self.url(&format!("/work/{id}"))))
+    }
+
+    fn search_works(&mut self, query: &SearchQuery) -> Result<Vec<Work>, Error> {
+        let request = self
+            .client
+            .get(self.url("/work/search"))
+            .query(&search_params(query));
+        self.send(request)
+    }
+
+    fn list_events(&mut self, id: i64) -> Result<Vec<Event>, Error> {
+        self.send(self.client.get(self.url(&format!("/work/{id}/events"))))
+    }
+
+    fn read_stats(&mut self) -> Result<Stats, Error> {
+        self.send(self.client.get(self.url("/stats")))
+    }
+
+    fn create_work(&mut self, add_up_to: Option<i32>) -> Result<Work, Error> {
+        let request = with_add_up_to(self.client.post(self.url("/work")), add_up_to);
+        self.send(request)
+    }
+
+    fn create_demand(&mut self, add_up_to: Option<i32>) -> Result<DemandAccepted, Error> {
+        let request = with_add_up_to(self.client.post(self.url("/work/demand")), add_up_to);
+        self.send(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend() -> HttpBackend {
+        HttpBackend::new("http://u:hunter2@127.0.0.1:9", Duration::from_secs(1))
+            .expect("a client builds")
+    }
+
+    #[test]
+    fn answers_map_to_errors_by_status() {
+        let backend = backend();
+        let body = br#"{"http_code":404,"message":"no work with id 7"}"#;
+
+        let cases: [(StatusCode, &[u8], &str, u8); 5] = [
+            (StatusCode::NOT_FOUND, body, "no work with id 7", 4),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                br#"{"http_code":503,"message":"database unavailable, retry later"}"#,
+                "the API at http://u:***@127.0.0.1:9 cannot serve now: database unavailable, retry later",
+                3,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"http_code":400,"message":"since: bad"}"#,
+                "the API answered 400: since: bad",
+                1,
+            ),
+            (
+                StatusCode::BAD_GATEWAY,
+                b"<html>proxy</html>",
+                "the API answered 502: Bad Gateway",
+                1,
+            ),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                br#"{"http_code":500,"message":"internal error"}"#,
+                "the API answered 500: internal error",
+                1,
+            ),
+        ];
+        for (status, body, message, code) in cases {
+            let error = backend.refused(status, body);
+            assert_eq!(error.to_string(), message, "{status}");
+            assert_eq!(error.exit_code(), code, "{status}");
+        }
+    }
+
+    #[test]
+    fn search_params_spell_every_filter() {
+        let mut query = SearchQuery {
+            prefix: "api-%".to_owned(),
+            since: Duration::from_secs(5_400),
+            done: None,
+            limit: 5,
+        };
+        assert_eq!(
+            search_params(&query),
+            vec![
+                ("work_code", "api-%".to_owned()),
+                ("since", "5400s".to_owned()),
+                ("limit", "5".to_owned()),
+            ]
+        );
+
+        query.since = Duration::from_millis(1_500);
+        query.done = Some(false);
+        let params = search_params(&query);
+
+        assert!(
+            params.contains(&("since", "1500ms".to_owned())),
+            "{params:?}"
+        );
+        assert!(params.contains(&("done", "false".to_owned())), "{params:?}");
+        for (_, value) in params.iter().filter(|(name, _)| *name == "since") {
+            let parsed = pp_lib::config::parse_duration(value).expect("the API's syntax");
+            assert_eq!(parsed, query.since);
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Creating works and enqueueing demands, over HTTP and straight into the database.
+
+use pp_lib::db::outbox::find_demand;
+use pp_lib::db::works::find_work;
+use pp_lib::demand::RANDOM_ADD_UP_TO;
+use pp_lib::work::Work;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{VIAS, assert_exit, spawn_api, stdout};
+
+#[tokio::test]
+async fn demand_commits_an_outbox_row_both_ways_and_answers_like_the_api() {
+    let api = spawn_api().await;
+
+    for via in VIAS {
+        let output = api.cli(via, &["demand", "--add-up-to", "2"]).await;
+
+        assert_exit(&output, 0);
+        let answer: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+        let keys: Vec<&String> = answer.as_object().expect("an object").keys().collect();
+        assert_eq!(keys, ["add_up_to", "done", "message_id"], "--via {via}");
+        assert_eq!(answer["add_up_to"], 2, "--via {via}");
+        assert_eq!(answer["done"], false, "--via {via}");
+        let message_id: Uuid = answer["message_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("a UUID message id");
+        let mut conn = api.db.connect();
+        let stored = find_demand(&mut conn, message_id)
+            .expect("query")
+            .unwrap_or_else(|| panic!("--via {via}: the demand is in the outbox"));
+        assert_eq!(
+            stored.body,
+            json!({"add_up_to": 2, "done": false}),
+            "--via {via}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_demand_without_add_up_to_is_random() {
+    let api = spawn_api().await;
+
+    for via in VIAS {
+        let output = api.cli(via, &["demand"]).await;
+
+        assert_exit(&output, 0);
+        let answer: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+        let add_up_to = answer["add_up_to"].as_i64().expect("a number");
+        assert!(
+            RANDOM_ADD_UP_TO.contains(&i32::try_from(add_up_to).expect("an i32")),
+            "--via {via}: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn create_stores_a_work_both_ways_that_the_other_way_finds() {
+    let api = spawn_api().await;
+
+    for (via, other) in [("http", "db"), ("db", "http")] {
+        let output = api.cli(via, &["create", "--add-up-to", "7"]).await;
+
+        assert_exit(&output, 0);
+        let created: Work = serde_json::from_str(&stdout(&output)).expect("a work");
+        assert_eq!(created.add_up_to, 7);
+        assert!(created.work_code.starts_with("api-"), "{created:?}");
+        assert!(!created.done);
+        let got = api.cli(other, &["get", &created.id.to_string()]).await;
+        assert_eq!(
+            stdout(&got),
+            stdout(&output),
+            "created --via {via}, read --via {other}"
+        );
+        let mut conn = api.db.connect();
+        let stored = find_work(&mut conn, created.id)
+            .expect("query")
+            .expect("the work is stored");
+        // The JSON carries whole seconds; the row, microseconds: compare what the API would send.
+        assert_eq!(
+            serde_json::to_string(&stored).expect("JSON"),
+            stdout(&output).trim_end()
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! The command line: bad usage exits 2 before anything is asked, `--help` documents every flag
+//! with examples and never shows a secret, and completions are printed for the shells.
+
+use std::process::Command;
+
+use crate::helpers::{assert_exit, closed_port, run_cli, stderr, stdout};
+
+#[test]
+fn bad_usage_exits_2_before_anything_is_asked() {
+    // A closed port: were anything asked, the exit would be 3.
+    let url = format!("http://{}", closed_port());
+    let cases: [&[&str]; 10] = [
+        &[],
+        &["get"],
+        &["get", "abc"],
+        &["get", "0"],
+        &["search"],
+        &["search", "api-", "--since", "soon"],
+        &["search", "api-", "--done", "maybe"],
+        &["create", "--add-up-to", "-3"],
+        &["--via", "pigeon", "stats"],
+        &["stats", "--api-url", "ftp://example.com"],
+    ];
+    for args in cases {
+        let output = run_cli(&[&["--api-url", url.as_str()][..], args].concat());
+
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).starts_with("error: ") || stderr(&output).starts_with("Usage: "),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(!stderr(&output).contains("panicked"), "{args:?}");
+    }
+}
+
+#[test]
+fn help_explains_every_flag_with_examples_and_the_exit_codes() {
+    let output = run_cli(&["--help"]);
+
+    assert_exit(&output, 0);
+    let help = stdout(&output);
+    for text in [
+        "--via <VIA>",
+        "--api-url <URL>",
+        "--database-url <URL>",
+        "--output <OUTPUT>",
+        "--timeout <DURATION>",
+        "Examples:",
+        "Exit status:",
+        "  3  the API or the database cannot be reached",
+        "  4  no work with that id",
+    ] {
+        assert!(help.contains(text), "{text} in {help}");
+    }
+    for subcommand in [
+        "get",
+        "search",
+        "create",
+        "demand",
+        "events",
+        "stats",
+        "completions",
+    ] {
+        let output = run_cli(&[subcommand, "--help"]);
+        assert_exit(&output, 0);
+        assert!(
+            stdout(&output).contains(&format!("Examples:\n  cli_01 {subcommand}")),
+            "{subcommand}: {}",
+            stdout(&output)
+        );
+    }
+}
+
+#[test]
+fn help_never_shows_a_password_from_the_environment() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cli_01"))
+        .arg("--help")
+        .env("DATABASE_URL", "postgres://pp:hunter2@db/pp")
+        .env("PP_API_URL", "http://pp:hunter2@api:3000")
+        .output()
+        .expect("cli_01 runs");
+
+    assert_exit(&output, 0);
+    assert!(!stdout(&output).contains("hunter2"), "{}", stdout(&output));
+}
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish() {
+    for (shell, marker) in [
+        ("bash", "complete -F _cli_01"),
+        ("zsh", "#compdef cli_01"),
+        ("fish", "complete -c cli_01"),
+    ] {
+        let output = run_cli(&["completions", shell]);
+
+        assert_exit(&output, 0);
+        let script = stdout(&output);
+        assert!(script.contains(marker), "{shell}: {marker}");
+        assert!(script.contains("search"), "{shell}: the subcommands");
+        assert!(script.contains("--via"), "{shell}: the flags");
+    }
+}
