@@ -120,24 +120,21 @@ impl HttpBackend {
     }
 }
 
-/// The error and its causes on one line, without the URL (the caller names it, redacted):
-/// `error sending request: client error (Connect): tcp connect error: Connection refused`.
+/// What went wrong, in the words of the deepest cause (`Connection refused (os error 111)`,
+/// `failed to lookup address information: …`): the layers above it (reqwest's "error sending
+/// request", hyper's "client error (Connect)") add nothing a user can act on. The URL is left
+/// out: the caller names it, redacted.
 fn describe(error: &reqwest::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cause: Option<&dyn std::error::Error> = Some(error);
-    while let Some(current) = cause {
-        let text = current.to_string();
-        // reqwest names the URL in its own line; the URL is shown once, by the caller.
-        let text = match text.split_once(" for url (") {
-            Some((before, _)) => before.to_owned(),
-            None => text,
-        };
-        if !parts.iter().any(|part| part == &text) {
-            parts.push(text);
-        }
-        cause = current.source();
+    let mut deepest: &dyn std::error::Error = error;
+    while let Some(source) = deepest.source() {
+        deepest = source;
     }
-    redact_secrets(&parts.join(": "))
+    let text = deepest.to_string();
+    let text = match text.split_once(" for url (") {
+        Some((before, _)) => before,
+        None => &text,
+    };
+    redact_secrets(text)
 }
 
 /// The search as the API's query string: every filter explicit, the window in whole seconds

@@ -4,6 +4,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use pp_backend_api::relay::RelayConfig;
 use pp_backend_api::settings::{DEFAULT_MAX_BODY_BYTES, Settings};
 use pp_backend_api::startup::Application;
 use pp_lib::config::{DatabaseConfig, HttpConfig};
@@ -24,7 +25,8 @@ pub fn api_settings(database: DatabaseConfig) -> Settings {
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         shutdown_timeout: Duration::from_secs(5),
         idempotency_ttl: Duration::from_secs(24 * 60 * 60),
-        relay: pp_backend_api::relay::RelayConfig::off(),
+        // No broker: accepted demands stay in the outbox, where the tests look for them.
+        relay: RelayConfig::off(),
     }
 }
 
