@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset api run test bench-api cli-run-02 lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api run test bench-api cli-run-01 cli-run-02 lint fmt ci clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,26 @@ test: setup ## Run every test against the real services (runs setup first)
 
 bench-api: setup ## Benchmark the API against pgbench on the same statements (installs wrk if missing)
 	@scripts/bench-api.sh
+
+cli-run-01: ## Show cli_01 driving pp over the API and straight from the database (make api in another shell)
+	@$(CARGO) build --quiet -p cli_01
+	@target/debug/cli_01 --timeout 2s stats >/dev/null 2>&1 \
+		|| { echo "cli-run-01: no API answers on $(or $(PP_API_URL),http://127.0.0.1:3000): start it with 'make api'" >&2; exit 1; }
+	@set -e; \
+	show() { printf '\n$$ cli_01 %s\n' "$$*"; target/debug/cli_01 "$$@"; }; \
+	work=$$(target/debug/cli_01 --output json create --add-up-to 4); \
+	printf '$$ cli_01 --output json create --add-up-to 4\n%s\n' "$$work"; \
+	id=$$(printf '%s' "$$work" | sed -E 's/^\{"id":([0-9]+),.*/\1/'); \
+	show get $$id; \
+	show --via db --output json get $$id; \
+	show search api- --limit 3; \
+	show --via db search api- --limit 3; \
+	show events $$id; \
+	show demand --add-up-to 2; \
+	show --via db demand --add-up-to 2; \
+	show stats; \
+	show --via db stats; \
+	show get 999999999 || echo "exit $$?"
 
 cli-run-02: ## Show cli_02's raw HTTP/1.1 exchanges against a running API (make api in another shell)
 	@$(CARGO) build --quiet -p cli_02
