@@ -33,7 +33,8 @@ pub struct RelayConfig {
         long = "outbox-relay",
         env = "PP_OUTBOX_RELAY",
         default_value = "on",
-        value_parser = parse_switch
+        value_parser = parse_switch,
+        action = clap::ArgAction::Set
     )]
     pub enabled: bool,
     /// Most outbox rows published per transaction.
@@ -245,6 +246,25 @@ mod tests {
         assert_eq!(wire_body(&stored), br#"{"add_up_to":2,"done":false}"#);
         let odd = serde_json::json!({"x": 1});
         assert_eq!(wire_body(&odd), br#"{"x":1}"#);
+    }
+
+    #[test]
+    fn the_relay_is_switched_by_flag_or_environment() {
+        use clap::Parser;
+        let settings = crate::settings::Settings::try_parse_from([
+            "pp_backend_api",
+            "--outbox-relay",
+            "off",
+        ])
+        .expect("off is accepted");
+        assert!(!settings.relay.enabled);
+        let settings = crate::settings::Settings::try_parse_from(["pp_backend_api"])
+            .expect("defaults parse");
+        assert!(settings.relay.enabled, "on by default");
+        assert!(
+            crate::settings::Settings::try_parse_from(["pp_backend_api", "--outbox-relay", "maybe"])
+                .is_err()
+        );
     }
 
     #[test]
