@@ -7,10 +7,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset api run test bench-api cli-run-01 cli-run-02 lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api producer consumer run test bench-api bench-queue cli-run-01 cli-run-02 lint fmt ci clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: ## Start (or install) PostgreSQL, RabbitMQ and Redis, create and migrate the database
 	@scripts/setup.sh
@@ -32,13 +32,26 @@ api: ## Run the REST API (release build), migrating the database first
 	target/release/pp_storage migrate
 	target/release/pp_backend_api
 
-run: setup api ## Run the whole system: services, database, then the API in the foreground (Ctrl-C stops it)
+producer: ## Run task_producer (release build): one random demand every 4 s, until Ctrl-C
+	$(CARGO) build --release -p task_producer
+	target/release/task_producer run
+
+consumer: ## Run task_consumer (release build) with its sweeper, migrating the database first
+	$(CARGO) build --release -p task_consumer -p pp_storage
+	target/release/pp_storage migrate
+	target/release/task_consumer run
+
+run: setup ## Run the whole system: services, database, then API + consumer + producer (Ctrl-C stops all)
+	@scripts/run.sh
 
 test: setup ## Run every test against the real services (runs setup first)
 	@scripts/test.sh
 
 bench-api: setup ## Benchmark the API against pgbench on the same statements (installs wrk if missing)
 	@scripts/bench-api.sh
+
+bench-queue: setup ## Benchmark the pipeline: publish rate, consumer rate, and pgbench on the consumer's transaction
+	@scripts/bench-queue.sh
 
 cli-run-01: ## Show cli_01 driving pp over the API and straight from the database (make api in another shell)
 	@$(CARGO) build --quiet -p cli_01
