@@ -251,19 +251,20 @@ mod tests {
     #[test]
     fn the_relay_is_switched_by_flag_or_environment() {
         use clap::Parser;
-        let settings = crate::settings::Settings::try_parse_from([
-            "pp_backend_api",
-            "--outbox-relay",
-            "off",
-        ])
-        .expect("off is accepted");
+        let settings =
+            crate::settings::Settings::try_parse_from(["pp_backend_api", "--outbox-relay", "off"])
+                .expect("off is accepted");
         assert!(!settings.relay.enabled);
-        let settings = crate::settings::Settings::try_parse_from(["pp_backend_api"])
-            .expect("defaults parse");
+        let settings =
+            crate::settings::Settings::try_parse_from(["pp_backend_api"]).expect("defaults parse");
         assert!(settings.relay.enabled, "on by default");
         assert!(
-            crate::settings::Settings::try_parse_from(["pp_backend_api", "--outbox-relay", "maybe"])
-                .is_err()
+            crate::settings::Settings::try_parse_from([
+                "pp_backend_api",
+                "--outbox-relay",
+                "maybe"
+            ])
+            .is_err()
         );
     }
 

@@ -60,7 +60,10 @@ async fn producer_and_consumer_ride_out_a_broker_restart_with_every_demand_once(
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while harness.count(DONE_FROM_QUEUE) < 500 {
-        assert!(std::time::Instant::now() < deadline, "no progress before the restart");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress before the restart"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::task::spawn_blocking(restart_broker)

@@ -24,8 +24,6 @@ const EXIT_UNREACHABLE: u8 = 3;
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
-    #[command(flatten)]
-    amqp: AmqpConfig,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +35,8 @@ enum Command {
     ///
     /// Example: task_producer run --every 500ms --per-tick 10
     Run {
+        #[command(flatten)]
+        amqp: AmqpConfig,
         /// Time between two ticks (e.g. 4s, 500ms).
         #[arg(long, env = "PP_PRODUCER_EVERY", default_value = "4s", value_parser = parse_duration)]
         every: Duration,
@@ -52,6 +52,8 @@ enum Command {
     ///
     /// Example: task_producer burst --count 1000 --rate 200 --add-up-to 10
     Burst {
+        #[command(flatten)]
+        amqp: AmqpConfig,
         /// How many demands to publish.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         count: u64,
@@ -79,18 +81,22 @@ async fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let shutdown = shutdown::on_signals();
-    let broker = Broker::new(
-        cli.amqp.url.clone(),
-        Topology::from_config(&cli.amqp),
-        "task_producer",
-    );
+    let broker = |amqp: &AmqpConfig| {
+        Broker::new(
+            amqp.url.clone(),
+            Topology::from_config(amqp),
+            "task_producer",
+        )
+    };
     match cli.command {
         Command::Run {
+            amqp,
             every,
             per_tick,
             add_up_to,
-        } => run(broker, every, per_tick, add_up_to, shutdown).await,
+        } => run(broker(&amqp), every, per_tick, add_up_to, shutdown).await,
         Command::Burst {
+            amqp,
             count,
             rate,
             add_up_to,
@@ -102,7 +108,7 @@ async fn main() -> ExitCode {
                 rate: rate.filter(|rate| *rate > 0.0),
                 reconnect: Reconnect::Within(patience),
             };
-            burst(broker, count, add_up_to, options, shutdown).await
+            burst(broker(&amqp), count, add_up_to, options, shutdown).await
         }
     }
 }

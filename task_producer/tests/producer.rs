@@ -110,7 +110,10 @@ async fn wait_for_messages(queue: &TestQueue, at_least: u32) -> u32 {
         if ready >= at_least {
             return ready;
         }
-        assert!(Instant::now() < deadline, "only {ready} messages, waited for {at_least}");
+        assert!(
+            Instant::now() < deadline,
+            "only {ready} messages, waited for {at_least}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -148,7 +151,10 @@ async fn run_publishes_on_its_schedule_rides_out_an_outage_and_stops_on_sigterm(
         .lines()
         .filter(|line| line.contains("RabbitMQ"))
         .count();
-    assert_eq!(outage_lines, 1, "one warning per outage, not one per attempt:\n{stderr}");
+    assert_eq!(
+        outage_lines, 1,
+        "one warning per outage, not one per attempt:\n{stderr}"
+    );
     // Every message is a well-formed demand (nothing half-published).
     let (connection, channel) = queue.open().await;
     while let Some(message) = channel

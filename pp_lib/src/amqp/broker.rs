@@ -228,7 +228,7 @@ impl Broker {
 
     fn failed(&mut self, error: &Error) {
         if self.down_since.is_none() {
-            log::warn!("{error}; retrying with backoff until it answers");
+            log::warn!("{error}; retrying with backoff");
             self.down_since = Some(Instant::now());
         } else {
             log::debug!("still unreachable: {error}");

@@ -28,7 +28,9 @@ async fn demands_and_works_created_over_http_end_up_done_with_their_events() {
             ..RelayConfig::to(harness.queue.config())
         },
     };
-    let api = Application::build(api_settings).await.expect("the API builds");
+    let api = Application::build(api_settings)
+        .await
+        .expect("the API builds");
     let base = format!("http://{}", api.address());
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(api.run_until_stopped(async {
@@ -46,7 +48,10 @@ async fn demands_and_works_created_over_http_end_up_done_with_their_events() {
         .json()
         .await
         .expect("JSON");
-    let message_id = accepted["message_id"].as_str().expect("a message id").to_owned();
+    let message_id = accepted["message_id"]
+        .as_str()
+        .expect("a message id")
+        .to_owned();
     let created: Value = client
         .post(format!("{base}/work"))
         .body(r#"{"add_up_to": 10}"#)
@@ -61,11 +66,15 @@ async fn demands_and_works_created_over_http_end_up_done_with_their_events() {
     let done_demand = format!(
         "select count(*) as n from works where demand_id = '{message_id}' and done and result = 5050"
     );
-    harness.wait_for(&done_demand, 1, Duration::from_secs(30)).await;
+    harness
+        .wait_for(&done_demand, 1, Duration::from_secs(30))
+        .await;
     let api_work = created["id"].as_i64().expect("an id");
     harness
         .wait_for(
-            &format!("select count(*) as n from works where id = {api_work} and done and result = 55"),
+            &format!(
+                "select count(*) as n from works where id = {api_work} and done and result = 55"
+            ),
             1,
             Duration::from_secs(30),
         )
@@ -84,7 +93,10 @@ async fn demands_and_works_created_over_http_end_up_done_with_their_events() {
         .iter()
         .map(|event| event["variable"].as_str().expect("a variable"))
         .collect();
-    assert_eq!(variables, ["compute/start", "compute/stop", "compute/result"]);
+    assert_eq!(
+        variables,
+        ["compute/start", "compute/stop", "compute/result"]
+    );
     assert_eq!(events[2]["value"], "55");
 
     stop(trigger, running).await;
