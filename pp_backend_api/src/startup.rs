@@ -160,30 +160,8 @@ impl Application {
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            log::error!("cannot listen for SIGINT: {error}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                log::error!("cannot listen for SIGTERM: {error}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => log::info!("SIGINT received"),
-        () = terminate => log::info!("SIGTERM received"),
-    }
+    let name = pp_lib::shutdown::signal().await;
+    log::info!("{name} received");
 }
 
 /// Deletes expired idempotency keys now and then, so the table holds only live keys.

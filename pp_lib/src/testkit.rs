@@ -225,6 +225,15 @@ impl Drop for TestQueue {
     }
 }
 
+/// Sends SIGTERM to a child process (what `kill` and process managers send).
+pub fn terminate(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -TERM {} failed", child.id());
+}
+
 /// A TCP forwarder that can be cut and restored, on its own thread and runtime.
 #[derive(Debug)]
 pub struct TcpProxy {

@@ -16,8 +16,8 @@
 //! to a stable UUID (v5); a message without one is accepted under a fresh id, with a warning,
 //! since nothing identifies its redeliveries (our producers always set it).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -45,6 +45,20 @@ struct Shared {
     shutdown: Shutdown,
     /// Set while recording fails, so the outage is logged once.
     database_down: AtomicBool,
+    /// After shutdown was asked for: when in-flight demands stop being retried. One deadline for
+    /// the whole process, so a shutdown while the database is down takes one grace period.
+    give_up_at: OnceLock<Instant>,
+}
+
+impl Shared {
+    /// True once shutdown was asked for and its grace period is over.
+    fn past_grace(&self) -> bool {
+        self.shutdown.is_requested()
+            && Instant::now()
+                >= *self
+                    .give_up_at
+                    .get_or_init(|| Instant::now() + self.config.shutdown_grace)
+    }
 }
 
 /// Consumes until shutdown, then stops taking deliveries, finishes and acks the ones taken, and
@@ -64,6 +78,7 @@ pub async fn consume(
         config: config.clone(),
         shutdown: shutdown.clone(),
         database_down: AtomicBool::new(false),
+        give_up_at: OnceLock::new(),
     });
     let workers: Vec<_> = (0..config.workers.max(1))
         .map(|_| tokio::spawn(work(receiver.clone(), shared.clone())))
@@ -104,20 +119,24 @@ pub async fn consume(
             let next = tokio::select! {
                 next = stream.next() => next,
                 () = shutdown.requested() => {
-                    // No new deliveries; the ones already taken are finished below.
-                    if let Err(error) = channel
-                        .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
-                        .await
-                    {
-                        log::debug!("cancelling the consumer: {error}");
-                    }
+                    cancel(&channel, &consumer_tag).await;
                     break 'connections;
                 }
             };
             match next {
                 Some(Ok(delivery)) => {
-                    if deliveries.send(delivery).await.is_err() {
-                        break 'connections;
+                    // The workers may be busy (the database down): keep watching for shutdown.
+                    // A delivery dropped here is unacked, so the broker delivers it again.
+                    tokio::select! {
+                        sent = deliveries.send(delivery) => {
+                            if sent.is_err() {
+                                break 'connections;
+                            }
+                        }
+                        () = shutdown.requested() => {
+                            cancel(&channel, &consumer_tag).await;
+                            break 'connections;
+                        }
                     }
                 }
                 Some(Err(error)) => {
@@ -141,6 +160,16 @@ pub async fn consume(
     }
     if let Some(session) = last_session {
         session.close().await;
+    }
+}
+
+/// Asks the broker for no more deliveries; the ones already taken are finished by the workers.
+async fn cancel(channel: &lapin::Channel, consumer_tag: &str) {
+    if let Err(error) = channel
+        .basic_cancel(consumer_tag.into(), BasicCancelOptions::default())
+        .await
+    {
+        log::debug!("cancelling the consumer: {error}");
     }
 }
 
@@ -207,8 +236,15 @@ async fn process(batch: Vec<Delivery>, shared: &Shared) {
         std::time::Duration::from_millis(100),
         shared.config.retry_max,
     );
-    let mut give_up_at: Option<Instant> = None;
     loop {
+        if shared.past_grace() {
+            log::warn!(
+                "shutting down with {} demand(s) unrecorded: left unacknowledged, the broker \
+                 will deliver them again",
+                accepted.len()
+            );
+            return;
+        }
         let pool = shared.pool.clone();
         let batch = demands.clone();
         let outcome = tokio::task::spawn_blocking(move || {
@@ -258,18 +294,6 @@ async fn process(batch: Vec<Delivery>, shared: &Shared) {
                         log::debug!("nack failed: {error}");
                     }
                 }
-                return;
-            }
-        }
-        if shared.shutdown.is_requested() {
-            let deadline =
-                *give_up_at.get_or_insert_with(|| Instant::now() + shared.config.shutdown_grace);
-            if Instant::now() >= deadline {
-                log::warn!(
-                    "shutting down with {} demand(s) unrecorded: left unacknowledged, the broker \
-                     will deliver them again",
-                    accepted.len()
-                );
                 return;
             }
         }

@@ -1,12 +1,12 @@
 //! The producer binary against the real RabbitMQ, on a queue of its own per test.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lapin::options::BasicGetOptions;
 use pp_lib::config::SecretUrl;
-use pp_lib::testkit::{TcpProxy, TestQueue, socket_addr_of, via};
+use pp_lib::testkit::{TcpProxy, TestQueue, socket_addr_of, terminate, via};
 use uuid::Uuid;
 
 fn producer(url: &SecretUrl, queue: &str) -> Command {
@@ -93,14 +93,6 @@ fn bad_usage_exits_2() {
         command
     });
     assert_eq!(out.status.code(), Some(2));
-}
-
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
 }
 
 async fn wait_for_messages(queue: &TestQueue, at_least: u32) -> u32 {

@@ -3,6 +3,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use pp_lib::testkit::terminate;
+
 use crate::helpers::{DONE_FROM_QUEUE, Harness, demands};
 
 fn spawn_consumer(harness: &Harness) -> Child {
@@ -27,14 +29,6 @@ fn spawn_consumer(harness: &Harness) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the consumer binary starts")
-}
-
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
 }
 
 async fn wait_exit(child: &mut Child, patience: Duration) -> std::process::ExitStatus {
