@@ -3,7 +3,7 @@
 //! The work is in the library; here a `.env` is read, the arguments are parsed (usage errors exit
 //! 2), the command is run, and its outcome becomes the exit code listed in `--help`.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -21,6 +21,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli_01::run(&cli, &mut std::io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`cli_01 search api- | head -1`): stop quietly, as Unix tools do.
+        Err(cli_01::error::Error::Output(error)) if error.kind() == ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             let _ = writeln!(err, "cli_01: error: {}", error.one_line());
             ExitCode::from(error.exit_code())

@@ -106,3 +106,22 @@ fn completions_are_printed_for_bash_zsh_and_fish() {
         assert!(script.contains("--via"), "{shell}: the flags");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cli_01"))
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cli_01 starts");
+    // Close the pipe before (or while) it writes, as `| head -1` does.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("cli_01 ends");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "",
+        "no error for a closed pipe"
+    );
+}

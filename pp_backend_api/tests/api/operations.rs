@@ -144,6 +144,7 @@ async fn the_openapi_document_describes_every_route_and_swagger_ui_is_served_off
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
+        ("/stats", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|item| item.get(method)).is_some(),
