@@ -197,8 +197,10 @@ impl Drop for TestQueue {
                 .build()
                 .map_err(|error| error.to_string())?;
             runtime.block_on(async move {
-                let connection = Connection::connect(url.expose(), ConnectionProperties::default())
+                let connect = Connection::connect(url.expose(), ConnectionProperties::default());
+                let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
                     .await
+                    .map_err(|_| "RabbitMQ did not answer".to_owned())?
                     .map_err(|error| error.to_string())?;
                 let channel = connection
                     .create_channel()

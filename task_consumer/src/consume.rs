@@ -27,6 +27,7 @@ use lapin::options::{
     BasicRejectOptions,
 };
 use lapin::types::FieldTable;
+use pp_lib::amqp::broker::BROKER_CALL_TIMEOUT;
 use pp_lib::amqp::{Backoff, Broker, DemandId};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::demand::WorkDemand;
@@ -165,11 +166,15 @@ pub async fn consume(
 
 /// Asks the broker for no more deliveries; the ones already taken are finished by the workers.
 async fn cancel(channel: &lapin::Channel, consumer_tag: &str) {
-    if let Err(error) = channel
-        .basic_cancel(consumer_tag.into(), BasicCancelOptions::default())
-        .await
-    {
-        log::debug!("cancelling the consumer: {error}");
+    let cancelled = tokio::time::timeout(
+        BROKER_CALL_TIMEOUT,
+        channel.basic_cancel(consumer_tag.into(), BasicCancelOptions::default()),
+    )
+    .await;
+    match cancelled {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => log::debug!("cancelling the consumer: {error}"),
+        Err(_) => log::debug!("RabbitMQ did not answer the cancel"),
     }
 }
 
@@ -290,9 +295,7 @@ async fn process(batch: Vec<Delivery>, shared: &Shared) {
                         multiple: false,
                         requeue: true,
                     };
-                    if let Err(error) = delivery.acker.nack(requeue).await {
-                        log::debug!("nack failed: {error}");
-                    }
+                    settle(delivery.acker.nack(requeue), "nack").await;
                 }
                 return;
             }
@@ -300,11 +303,13 @@ async fn process(batch: Vec<Delivery>, shared: &Shared) {
         tokio::time::sleep(backoff.next_delay()).await;
     }
     for (id, _, delivery) in accepted {
-        if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
-            // Recorded but not acked (the connection dropped): the redelivery will be
-            // recognised as a duplicate.
-            log::debug!("ack of demand {id} failed: {error}");
-        }
+        // Recorded but not acked (the connection dropped) is safe: the redelivery will be
+        // recognised as a duplicate.
+        settle(
+            delivery.acker.ack(BasicAckOptions::default()),
+            &format!("ack of demand {id}"),
+        )
+        .await;
     }
 }
 
@@ -320,7 +325,19 @@ async fn dead_letter(delivery: Delivery, reason: &str, shared: &Shared) {
     );
     shared.metrics.dead_lettered.inc();
     let reject = BasicRejectOptions { requeue: false };
-    if let Err(error) = delivery.acker.reject(reject).await {
-        log::debug!("reject of message {message_id} failed: {error}");
+    settle(
+        delivery.acker.reject(reject),
+        &format!("reject of message {message_id}"),
+    )
+    .await;
+}
+
+/// Awaits an ack, nack or reject for at most [`BROKER_CALL_TIMEOUT`]. A failure only means the
+/// broker will deliver the message again, which the deduplication absorbs: it is logged, no more.
+async fn settle(call: impl Future<Output = Result<bool, lapin::Error>>, what: &str) {
+    match tokio::time::timeout(BROKER_CALL_TIMEOUT, call).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => log::debug!("{what} failed: {error}"),
+        Err(_) => log::debug!("{what}: RabbitMQ did not answer"),
     }
 }

@@ -16,7 +16,8 @@ use pp_lib::amqp::{Broker, Outgoing, PublishOptions, Publisher, Reconnect};
 
 use helpers::{DONE_FROM_QUEUE, Harness, demands, start, stop};
 
-const DEFAULT_RESTART: &str = "rabbitmqctl stop_app && rabbitmqctl start_app";
+const DEFAULT_RESTART: &str =
+    "timeout 120 rabbitmqctl stop_app && timeout 120 rabbitmqctl start_app";
 
 fn restart_broker() {
     let command =
@@ -36,6 +37,8 @@ fn restart_broker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_and_consumer_ride_out_a_broker_restart_with_every_demand_once() {
+    // RUST_LOG=debug shows each reconnection and each call the broker left unanswered.
+    pp_lib::logging::init();
     let harness = Harness::new().await;
     let (trigger, running) = start(harness.settings()).await;
     let messages: Vec<Outgoing> = demands(4_000).iter().map(Outgoing::demand).collect();
@@ -69,7 +72,10 @@ async fn producer_and_consumer_ride_out_a_broker_restart_with_every_demand_once(
     tokio::task::spawn_blocking(restart_broker)
         .await
         .expect("the restart command ran");
-    let (confirmed, republished) = publishing.await.expect("the publishing task");
+    let (confirmed, republished) = tokio::time::timeout(Duration::from_secs(180), publishing)
+        .await
+        .expect("publishing finishes after the restart")
+        .expect("the publishing task");
     assert_eq!(confirmed, Ok(4_000), "every demand confirmed in the end");
     harness
         .wait_for(DONE_FROM_QUEUE, 4_000, Duration::from_secs(120))

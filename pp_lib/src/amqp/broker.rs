@@ -24,6 +24,10 @@ pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 /// Longest wait for one connection attempt (TCP, AMQP handshake, channel, declarations).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest wait for the broker to answer a call made while stopping or acknowledging (a cancel,
+/// a close, an ack): a connection that died unnoticed must not hold a shutdown.
+pub const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Exponential backoff with jitter between connection attempts.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -83,12 +87,21 @@ impl BrokerSession {
         self.connection.status().connected() && self.channel.status().connected()
     }
 
-    /// Closes the connection politely (unacknowledged deliveries go back to their queue).
+    /// Closes the connection politely (unacknowledged deliveries go back to their queue),
+    /// waiting at most [`BROKER_CALL_TIMEOUT`] for the broker: a half-dead connection is dropped.
     pub async fn close(self) {
-        if self.connection.status().connected()
-            && let Err(error) = self.connection.close(200, "bye".into()).await
+        if !self.connection.status().connected() {
+            return;
+        }
+        match tokio::time::timeout(
+            BROKER_CALL_TIMEOUT,
+            self.connection.close(200, "bye".into()),
+        )
+        .await
         {
-            log::debug!("closing the RabbitMQ connection: {error}");
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => log::debug!("closing the RabbitMQ connection: {error}"),
+            Err(_) => log::debug!("RabbitMQ did not answer the close; dropping the connection"),
         }
     }
 }
@@ -200,10 +213,15 @@ impl Broker {
     /// Reports that a session stopped working; the next `connect` makes a new one.
     pub fn lost(&mut self, reason: impl std::fmt::Display) {
         if self.down_since.is_none() {
+            let reason = match Error::broker(reason) {
+                Error::Broker(text) => text,
+                other => other.to_string(),
+            };
+            // The reason may itself be one of our broker errors: name RabbitMQ once.
+            let reason = reason.trim_start_matches("RabbitMQ: ");
             log::warn!(
-                "lost the connection to RabbitMQ at {}: {}; reconnecting",
-                self.url,
-                Error::broker(reason)
+                "lost the connection to RabbitMQ at {}: {reason}; reconnecting",
+                self.url
             );
             self.down_since = Some(Instant::now());
         }
@@ -258,7 +276,11 @@ impl Broker {
                 channel,
             }),
             Err(error) => {
-                let _ = connection.close(200, "setup failed".into()).await;
+                let _ = tokio::time::timeout(
+                    BROKER_CALL_TIMEOUT,
+                    connection.close(200, "setup failed".into()),
+                )
+                .await;
                 Err(Error::broker(format!(
                     "cannot set up queue {} on {}: {error}",
                     self.topology.queue(),

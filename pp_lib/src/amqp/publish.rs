@@ -72,6 +72,10 @@ impl PublishOptions {
 /// Default number of unconfirmed messages in flight.
 pub const DEFAULT_WINDOW: usize = 1_000;
 
+/// Longest wait for one confirm. The broker confirms in milliseconds; a connection that died
+/// without lapin noticing must not stall publishing forever.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Pause before publishing again a message the broker nacked.
 const NACK_PAUSE: Duration = Duration::from_millis(200);
 
@@ -162,7 +166,7 @@ impl Publisher {
             };
             let channel = session.channel().clone();
             let queue = self.broker.topology().queue().to_owned();
-            let mut failure: Option<lapin::Error> = None;
+            let mut failure: Option<Error> = None;
             while in_flight.len() < window {
                 let Some(message) = again.pop_front().or_else(|| source.next()) else {
                     break;
@@ -187,7 +191,7 @@ impl Publisher {
                     }
                     Err(error) => {
                         again.push_front(message);
-                        failure = Some(error);
+                        failure = Some(Error::broker(error));
                         break;
                     }
                 }
@@ -196,7 +200,13 @@ impl Publisher {
                 let Some((message, confirm)) = in_flight.pop_front() else {
                     return Ok(confirmed);
                 };
-                match confirm.await {
+                let confirmation = match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+                    Ok(confirmation) => confirmation.map_err(Error::broker),
+                    Err(_) => Err(Error::broker(format!(
+                        "no confirm within {CONFIRM_TIMEOUT:?}"
+                    ))),
+                };
+                match confirmation {
                     Ok(Confirmation::Ack(_)) => {
                         confirmed += 1;
                         on_confirmed(&message);
