@@ -226,6 +226,8 @@ impl Publisher {
                         return Err(PublishError { confirmed, reason });
                     }
                     Err(error) => {
+                        // Published, never confirmed: it goes out again with the rest.
+                        self.republished += 1;
                         again.push_front(message);
                         failure = Some(error);
                     }
