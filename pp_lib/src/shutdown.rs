@@ -21,27 +21,12 @@ impl ShutdownTrigger {
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     receiver: watch::Receiver<bool>,
-    /// The sender of a signal nobody can pull, kept so that it never counts as dropped.
-    _never: Option<std::sync::Arc<watch::Sender<bool>>>,
 }
 
 impl Shutdown {
     pub fn new() -> (ShutdownTrigger, Shutdown) {
         let (sender, receiver) = watch::channel(false);
-        let shutdown = Shutdown {
-            receiver,
-            _never: None,
-        };
-        (ShutdownTrigger(sender), shutdown)
-    }
-
-    /// A signal that is never pulled, for callers that stop by other means.
-    pub fn never() -> Shutdown {
-        let (sender, receiver) = watch::channel(false);
-        Shutdown {
-            receiver,
-            _never: Some(std::sync::Arc::new(sender)),
-        }
+        (ShutdownTrigger(sender), Shutdown { receiver })
     }
 
     /// True once shutdown has been asked for.
@@ -127,8 +112,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn never_stays_pending() {
-        let shutdown = Shutdown::never();
+    async fn an_unpulled_trigger_stays_pending() {
+        let (_trigger, shutdown) = Shutdown::new();
         assert!(shutdown.sleep(std::time::Duration::from_millis(10)).await);
         assert!(!shutdown.is_requested());
     }

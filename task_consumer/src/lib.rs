@@ -39,11 +39,6 @@ impl Running {
         log::info!("stopped: {}", self.metrics.summary());
         Ok(())
     }
-
-    /// Stops at once, without finishing anything (as a crash would), for tests.
-    pub fn abort(self) {
-        self.task.abort();
-    }
 }
 
 /// Starts the consumer, the sweeper and the metrics endpoint. The database and the broker may be

@@ -78,10 +78,6 @@ impl BrokerSession {
         &self.channel
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.connection
-    }
-
     /// True while both the connection and the channel are usable.
     pub fn is_open(&self) -> bool {
         self.connection.status().connected() && self.channel.status().connected()
@@ -113,7 +109,6 @@ pub struct Broker {
     topology: Topology,
     name: String,
     confirms: bool,
-    connect_timeout: Duration,
     backoff: Backoff,
     /// Set while the broker is unreachable and the outage has been logged.
     down_since: Option<Instant>,
@@ -128,7 +123,6 @@ impl Broker {
             topology,
             name: name.into(),
             confirms: true,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             backoff: Backoff::default(),
             down_since: None,
         }
@@ -140,32 +134,17 @@ impl Broker {
         self
     }
 
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
 
-    /// The broker's URL, printable (the password is redacted).
-    pub fn url(&self) -> &SecretUrl {
-        &self.url
-    }
-
     /// One attempt, bounded by the connect timeout.
     pub async fn try_connect(&self) -> Result<BrokerSession, Error> {
-        match tokio::time::timeout(self.connect_timeout, self.open()).await {
+        match tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, self.open()).await {
             Ok(outcome) => outcome,
             Err(_) => Err(Error::broker(format!(
                 "no answer from {} within {:?}",
-                self.url, self.connect_timeout
+                self.url, DEFAULT_CONNECT_TIMEOUT
             ))),
         }
     }

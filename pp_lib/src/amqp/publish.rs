@@ -94,7 +94,6 @@ pub struct Publisher {
     broker: Broker,
     session: Option<BrokerSession>,
     republished: u64,
-    nacked: u64,
 }
 
 impl Publisher {
@@ -103,18 +102,12 @@ impl Publisher {
             broker,
             session: None,
             republished: 0,
-            nacked: 0,
         }
     }
 
     /// Messages published a second time because a connection was lost before their confirm.
     pub fn republished(&self) -> u64 {
         self.republished
-    }
-
-    /// Messages the broker refused (nacked); each was published again.
-    pub fn nacked(&self) -> u64 {
-        self.nacked
     }
 
     /// True when a connection is open now.
@@ -212,7 +205,6 @@ impl Publisher {
                         on_confirmed(&message);
                     }
                     Ok(Confirmation::Nack(_)) => {
-                        self.nacked += 1;
                         log::warn!(
                             "RabbitMQ refused message {}; publishing it again",
                             message.id
