@@ -42,12 +42,23 @@ pub struct Batcher<I, O> {
     queue: mpsc::UnboundedSender<Pending<I, O>>,
 }
 
+/// How a [`Batcher`]'s threads run the requests they take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// Up to [`MAX_BATCH`] waiting requests at once, as one statement.
+    Together,
+    /// One request at a time: for statements whose cost varies so much (searches) that one
+    /// slow request must not hold up others taken with it, nor be run twice when it fails.
+    Alone,
+}
+
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Starts `threads` database threads named `name`. They stop when the batcher is dropped.
     pub fn start(
         name: &str,
         pool: PgPool,
         threads: usize,
+        batching: Batching,
         batch: BatchFn<I, O>,
         single: SingleFn<I, O>,
     ) -> std::io::Result<Self> {
@@ -58,7 +69,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             let pool = pool.clone();
             std::thread::Builder::new()
                 .name(format!("{name}-{index}"))
-                .spawn(move || serve(&receiver, &pool, batch, single))?;
+                .spawn(move || serve(&receiver, &pool, batching, batch, single))?;
         }
         Ok(Batcher { queue })
     }
@@ -79,10 +90,15 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
 fn serve<I, O>(
     receiver: &Queue<I, O>,
     pool: &PgPool,
+    batching: Batching,
     batch: BatchFn<I, O>,
     single: SingleFn<I, O>,
 ) {
-    while let Some(pending) = take_batch(receiver) {
+    let most = match batching {
+        Batching::Together => MAX_BATCH,
+        Batching::Alone => 1,
+    };
+    while let Some(pending) = take_batch(receiver, most) {
         let (items, replies): (Vec<I>, Vec<_>) = pending
             .into_iter()
             // A requester that went away (client disconnected) needs no work done.
@@ -169,9 +185,9 @@ fn run_each<I, O>(
     }
 }
 
-/// Blocks for the first waiting request, then takes every other queued one up to [`MAX_BATCH`].
+/// Blocks for the first waiting request, then takes every other queued one up to `most`.
 /// `None` once the queue is closed and empty.
-fn take_batch<I, O>(receiver: &Queue<I, O>) -> Option<Vec<Pending<I, O>>> {
+fn take_batch<I, O>(receiver: &Queue<I, O>, most: usize) -> Option<Vec<Pending<I, O>>> {
     // Only one thread waits on the queue at a time; the others wait for the lock.
     let mut receiver = match receiver.lock() {
         Ok(receiver) => receiver,
@@ -180,7 +196,7 @@ fn take_batch<I, O>(receiver: &Queue<I, O>) -> Option<Vec<Pending<I, O>>> {
     };
     let first = receiver.blocking_recv()?;
     let mut batch = vec![first];
-    while batch.len() < MAX_BATCH {
+    while batch.len() < most {
         match receiver.try_recv() {
             Ok(pending) => batch.push(pending),
             Err(_) => break,

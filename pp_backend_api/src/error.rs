@@ -29,6 +29,9 @@ impl ErrorBody {
     }
 }
 
+/// `Retry-After` of a 503: soon enough for a passing overload, long enough not to add to it.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 /// Every way a handler fails.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -66,7 +69,15 @@ impl ResponseError for ApiError {
             ApiError::Internal(cause) => log::error!("request failed: {cause:#}"),
             _ => {}
         }
-        ErrorBody::response(self.status_code(), self.to_string())
+        let mut response = ErrorBody::response(self.status_code(), self.to_string());
+        if let ApiError::Unavailable(_) = self {
+            // Overload and outages pass: tell clients when to come back instead of hammering.
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 

@@ -11,7 +11,7 @@ use pp_lib::db::works::{
 use pp_lib::db::{PgConnection, PgPool, with_connection};
 use pp_lib::work::{NewWork, Work};
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, Batching};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -25,8 +25,7 @@ pub struct AppState {
     pub work_finder: Arc<Batcher<i64, Option<Work>>>,
     /// `POST /work` without an idempotency key, batched.
     pub work_inserter: Arc<Batcher<NewWork, Work>>,
-    /// `GET /work/search`: each search is its own statement, but a batch of them shares one
-    /// connection checkout and one thread hand-off.
+    /// `GET /work/search`, one search at a time per database thread.
     pub work_searcher: Arc<Batcher<WorkSearch, Vec<Work>>>,
     /// Woken when a demand enters the outbox, so the relay publishes it at once.
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
@@ -44,11 +43,32 @@ impl AppState {
         let threads = usize::try_from(pool.max_size().saturating_sub(2))
             .unwrap_or(1)
             .max(1);
-        let work_finder = Batcher::start("pp-find", pool.clone(), threads, find_batch, find_one)?;
-        let work_inserter =
-            Batcher::start("pp-insert", pool.clone(), threads, insert_batch, insert_one)?;
-        let work_searcher =
-            Batcher::start("pp-search", pool.clone(), threads, search_batch, search_one)?;
+        let work_finder = Batcher::start(
+            "pp-find",
+            pool.clone(),
+            threads,
+            Batching::Together,
+            find_batch,
+            find_one,
+        )?;
+        let work_inserter = Batcher::start(
+            "pp-insert",
+            pool.clone(),
+            threads,
+            Batching::Together,
+            insert_batch,
+            insert_one,
+        )?;
+        // A search may read thousands of rows where a lookup reads one: each runs alone, so a
+        // slow one holds up no other, and one that times out is answered 503, not run again.
+        let work_searcher = Batcher::start(
+            "pp-search",
+            pool.clone(),
+            threads,
+            Batching::Alone,
+            search_batch,
+            search_one,
+        )?;
         Ok(AppState {
             pool,
             metrics,
@@ -114,6 +134,7 @@ fn insert_one(conn: &mut PgConnection, new_work: &NewWork) -> Result<Work, pp_li
     Ok(insert_work(conn, new_work)?)
 }
 
+/// Searches run alone (see [`Batching::Alone`]): a "batch" holds one.
 fn search_batch(
     conn: &mut PgConnection,
     searches: &[WorkSearch],

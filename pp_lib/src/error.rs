@@ -71,18 +71,27 @@ impl Error {
             Error::Connect { .. } | Error::Pool(_) | Error::Contention(_) | Error::Broker(_) => {
                 true
             }
-            Error::Database(Diesel::DatabaseError(kind, _)) => matches!(
-                kind,
-                DatabaseErrorKind::ClosedConnection
-                    | DatabaseErrorKind::SerializationFailure
-                    | DatabaseErrorKind::UnableToSendCommand
-            ),
+            Error::Database(Diesel::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::ClosedConnection
+                        | DatabaseErrorKind::SerializationFailure
+                        | DatabaseErrorKind::UnableToSendCommand
+                ) || is_statement_timeout(info.message())
+            }
             Error::Database(Diesel::BrokenTransactionManager) => true,
             Error::Config(_) | Error::Input(_) | Error::NotFound { .. } | Error::Database(_) => {
                 false
             }
         }
     }
+}
+
+/// True for PostgreSQL's message when `statement_timeout` cancelled a statement: the server was
+/// too slow this time, which says nothing about the input. (Diesel does not expose the SQLSTATE,
+/// 57014, so the message tells.)
+fn is_statement_timeout(message: &str) -> bool {
+    message.starts_with("canceling statement due to statement timeout")
 }
 
 impl Error {

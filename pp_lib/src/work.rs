@@ -21,7 +21,16 @@ pub const WORK_CODE_MAX_LEN: usize = 50;
 
 /// A stored work. Field order is the wire order.
 #[derive(
-    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Queryable, Selectable, Identifiable,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Queryable,
+    QueryableByName,
+    Selectable,
+    Identifiable,
 )]
 #[diesel(table_name = works, check_for_backend(diesel::pg::Pg))]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use pp_backend_api::batch::Batcher;
+use pp_backend_api::batch::{Batcher, Batching};
 use pp_lib::db::PgConnection;
 use pp_lib::work::Work;
 use reqwest::StatusCode;
@@ -25,7 +25,8 @@ fn double_one(conn: &mut PgConnection, item: &i32) -> Result<i32, pp_lib::Error>
 async fn a_failing_batch_is_retried_item_by_item() {
     let app = spawn_app().await;
     let pool = app.db.pool();
-    let batcher = Batcher::start("test", pool, 1, double_all, double_one).expect("threads");
+    let batcher = Batcher::start("test", pool, 1, Batching::Together, double_all, double_one)
+        .expect("threads");
 
     let answers = futures_util::future::join_all((0..40).map(|item| batcher.submit(item))).await;
 
@@ -86,6 +87,7 @@ async fn a_panicking_batch_fails_its_requests_and_the_thread_serves_on() {
         "test",
         app.db.pool(),
         1,
+        Batching::Together,
         panic_on_seven,
         panic_on_seven_alone,
     )
@@ -96,4 +98,111 @@ async fn a_panicking_batch_fails_its_requests_and_the_thread_serves_on() {
 
     assert!(bad.is_err(), "{bad:?}");
     assert_eq!(good.expect("the one thread survived the panic"), 8);
+}
+
+/// Waits for advisory lock `item` (held by the test until it lets go), then answers `item`.
+fn wait_for_lock(conn: &mut PgConnection, items: &[i64]) -> Result<Vec<i64>, pp_lib::Error> {
+    use diesel::RunQueryDsl;
+    for item in items {
+        diesel::sql_query(format!(
+            "select pg_advisory_lock({item}), pg_advisory_unlock({item})"
+        ))
+        .execute(conn)?;
+    }
+    Ok(items.to_vec())
+}
+
+fn wait_for_lock_alone(conn: &mut PgConnection, item: &i64) -> Result<i64, pp_lib::Error> {
+    wait_for_lock(conn, std::slice::from_ref(item)).map(|items| items[0])
+}
+
+#[tokio::test]
+async fn a_slow_request_run_alone_holds_up_no_other() {
+    use diesel::RunQueryDsl;
+    let app = spawn_app().await;
+    let batcher = Batcher::start(
+        "test",
+        app.db.pool(),
+        2,
+        Batching::Alone,
+        wait_for_lock,
+        wait_for_lock_alone,
+    )
+    .expect("threads");
+    // The test holds lock 1, so request 1 blocks in the database until the test lets go.
+    let mut holder = app.db.connect();
+    diesel::sql_query("select pg_advisory_lock(1)")
+        .execute(&mut holder)
+        .expect("lock");
+
+    let batcher = std::sync::Arc::new(batcher);
+    let slow = tokio::spawn({
+        let batcher = batcher.clone();
+        async move { batcher.submit(1).await }
+    });
+    tokio::task::yield_now().await;
+
+    // Queued right behind the slow one; taken with it, they would wait until the lock is freed.
+    let fast = futures_util::future::join_all((2..20).map(|item| batcher.submit(item)));
+    let fast = tokio::time::timeout(std::time::Duration::from_secs(30), fast)
+        .await
+        .expect("the other requests are answered while the slow one waits");
+
+    for (item, answer) in (2..20).zip(fast) {
+        assert_eq!(answer.expect("answered"), item);
+    }
+    assert!(
+        !slow.is_finished(),
+        "the slow request still waits for its lock"
+    );
+    diesel::sql_query("select pg_advisory_unlock(1)")
+        .execute(&mut holder)
+        .expect("unlock");
+    assert_eq!(slow.await.expect("joined").expect("answered"), 1);
+}
+
+static TIMED_OUT_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs past a 50 ms statement timeout, counting its runs.
+fn time_out(conn: &mut PgConnection, _: &[i32]) -> Result<Vec<i32>, pp_lib::Error> {
+    use diesel::Connection;
+    use diesel::RunQueryDsl;
+    TIMED_OUT_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    conn.transaction(|conn| {
+        diesel::sql_query("set local statement_timeout = 50").execute(conn)?;
+        diesel::sql_query("select pg_sleep(5)").execute(conn)?;
+        Ok(Vec::new())
+    })
+}
+
+fn time_out_alone(conn: &mut PgConnection, item: &i32) -> Result<i32, pp_lib::Error> {
+    time_out(conn, std::slice::from_ref(item)).map(|_| *item)
+}
+
+#[tokio::test]
+async fn a_statement_that_times_out_is_answered_503_and_not_run_again() {
+    let app = spawn_app().await;
+    let batcher = Batcher::start(
+        "test",
+        app.db.pool(),
+        1,
+        Batching::Together,
+        time_out,
+        time_out_alone,
+    )
+    .expect("threads");
+
+    let answer = batcher.submit(1).await;
+
+    let error = answer.expect_err("the statement timed out");
+    assert_eq!(
+        actix_web::ResponseError::status_code(&error).as_u16(),
+        StatusCode::SERVICE_UNAVAILABLE.as_u16(),
+        "{error:?}"
+    );
+    assert_eq!(
+        TIMED_OUT_RUNS.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a statement that timed out is not run again"
+    );
 }

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::now;
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use uuid::Uuid;
 
@@ -94,44 +95,150 @@ fn far_future() -> DateTime<Utc> {
     )
 }
 
+// PostgreSQL's byte-wise text comparisons, the operators `varchar_pattern_ops` indexes serve
+// whatever the database's collation is.
+diesel::infix_operator!(PatternGe, " ~>=~ ", backend: Pg);
+diesel::infix_operator!(PatternLt, " ~<~ ", backend: Pg);
+
+/// The texts that start with a prefix, as a range in byte order: a text `t` starts with the
+/// prefix exactly when `lower <= t` and, if there is an upper bound, `t < upper`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixRange {
+    /// The prefix itself: the smallest text that starts with it.
+    pub lower: String,
+    /// The smallest text above every text that starts with the prefix: the prefix with its last
+    /// character replaced by the next one. `None` when no such text exists (an empty prefix, or
+    /// one made only of U+10FFFF, the highest character).
+    pub upper: Option<String>,
+}
+
+impl PrefixRange {
+    /// The range of the texts starting with `prefix`, taken literally (no character is a
+    /// wildcard, so `%`, `_` and `\` match themselves).
+    pub fn of(prefix: &str) -> Self {
+        // UTF-8 keeps code-point order in byte order, so the next code point is the next text.
+        let mut chars: Vec<char> = prefix.chars().collect();
+        while let Some(last) = chars.pop() {
+            if let Some(next) = next_char(last) {
+                chars.push(next);
+                return PrefixRange {
+                    lower: prefix.to_owned(),
+                    upper: Some(chars.into_iter().collect()),
+                };
+            }
+            // The highest character has no successor: every text starting with the shorter
+            // prefix and then any character at least this one is below the shorter prefix's
+            // upper bound, so carry to the character before.
+        }
+        PrefixRange {
+            lower: prefix.to_owned(),
+            upper: None,
+        }
+    }
+}
+
+/// The next Unicode scalar value: surrogates are no characters, so U+D7FF is followed by U+E000.
+fn next_char(c: char) -> Option<char> {
+    match c {
+        '\u{D7FF}' => Some('\u{E000}'),
+        char::MAX => None,
+        c => char::from_u32(u32::from(c) + 1),
+    }
+}
+
 /// The works that match `search`, in id order.
 ///
-/// The statement has one fixed shape whatever filters are set (absent ones become bounds that
-/// match everything), so Diesel prepares it once per connection and PostgreSQL does not plan it
-/// again for every request.
+/// The prefix is a range on `work_code` (`~>=~ lower and ~<~ upper`), which the pattern-ops
+/// index serves in every plan. (A statement with `like $1` cannot use it once PostgreSQL's plan
+/// cache switches to a generic plan, and then reads the whole window.) The statement has one
+/// fixed shape whatever filters are set (absent ones become bounds that match everything), so
+/// Diesel prepares it once per connection and PostgreSQL plans it once.
+///
+/// A search with no upper bound (the empty prefix) has nothing selective for a generic plan to
+/// rely on: its statement is planned anew with its values each time, so a short window is read
+/// through `works_created_on_idx`, and a window holding most of the table walks the primary key
+/// and stops at `limit`.
 pub fn search_works(conn: &mut PgConnection, search: &WorkSearch) -> QueryResult<Vec<Work>> {
-    let done: Vec<bool> = match search.done {
+    let range = PrefixRange::of(&search.code_prefix);
+    match range.upper {
+        Some(upper) => prefix_range_query(search, range.lower, upper).load(conn),
+        None => search_open_ended(conn, search, range.lower),
+    }
+}
+
+/// The SQL text of the statement [`search_works`] runs for `search`, with its `$n`
+/// placeholders: what `PREPARE` and `EXPLAIN` need to show the plan PostgreSQL gives it.
+pub fn search_statement_sql(search: &WorkSearch) -> String {
+    let range = PrefixRange::of(&search.code_prefix);
+    match range.upper {
+        Some(upper) => {
+            let query = prefix_range_query(search, range.lower, upper);
+            // debug_query prints "<sql> -- binds: [...]".
+            let debug = diesel::debug_query::<Pg, _>(&query).to_string();
+            match debug.split_once(" -- binds: ") {
+                Some((sql, _)) => sql.to_owned(),
+                None => debug,
+            }
+        }
+        None => OPEN_ENDED_SEARCH.to_owned(),
+    }
+}
+
+/// Which `done` values a search accepts: one, or both.
+fn done_values(search: &WorkSearch) -> Vec<bool> {
+    match search.done {
         Some(done) => vec![done],
         None => vec![false, true],
-    };
+    }
+}
+
+/// The search by a bounded prefix. Boxed for a nameable type; Diesel still prepares it once per
+/// connection, keyed by its SQL text, which is the same for every search.
+fn prefix_range_query(
+    search: &WorkSearch,
+    lower: String,
+    upper: String,
+) -> works::BoxedQuery<'static, Pg, diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<Work, Pg>>> {
     works::table
         .select(Work::as_select())
-        .filter(
-            works::work_code
-                .like(like_prefix_pattern(&search.code_prefix))
-                .escape('\\'),
-        )
+        .filter(PatternGe::new(
+            works::work_code,
+            lower.into_sql::<diesel::sql_types::Text>(),
+        ))
+        .filter(PatternLt::new(
+            works::work_code,
+            upper.into_sql::<diesel::sql_types::Text>(),
+        ))
         .filter(works::created_on.ge(search.created_since))
         .filter(works::created_on.lt(search.created_before.unwrap_or_else(far_future)))
-        .filter(works::done.eq_any(done))
+        .filter(works::done.eq_any(done_values(search)))
         .filter(works::id.gt(search.after_id.unwrap_or(0)))
         .order(works::id.asc())
         .limit(search.limit.max(0))
-        .load(conn)
+        .into_boxed()
 }
 
-/// A LIKE pattern matching every text that starts with `prefix`, taken literally: the escape
-/// character `\` and the wildcards `%` and `_` are escaped, then `%` is appended.
-pub fn like_prefix_pattern(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
+/// The search with no upper bound on the code: `$1` is its lower bound (the empty text matches
+/// every code). Sent as a one-off statement, so PostgreSQL plans it with the values.
+const OPEN_ENDED_SEARCH: &str = "select id, work_code, add_up_to, done, created_on, updated_on, \
+     result, demand_id from works \
+     where work_code ~>=~ $1 and created_on >= $2 and created_on < $3 and done = any($4) \
+     and id > $5 order by id limit $6";
+
+fn search_open_ended(
+    conn: &mut PgConnection,
+    search: &WorkSearch,
+    lower: String,
+) -> QueryResult<Vec<Work>> {
+    use diesel::sql_types::{Array, BigInt, Bool, Text, Timestamptz};
+    diesel::sql_query(OPEN_ENDED_SEARCH)
+        .bind::<Text, _>(lower)
+        .bind::<Timestamptz, _>(search.created_since)
+        .bind::<Timestamptz, _>(search.created_before.unwrap_or_else(far_future))
+        .bind::<Array<Bool>, _>(done_values(search))
+        .bind::<BigInt, _>(search.after_id.unwrap_or(0))
+        .bind::<BigInt, _>(search.limit.max(0))
+        .load(conn)
 }
 
 /// Claims up to `limit` pending works created over HTTP since `created_since`, oldest first, and
@@ -346,19 +453,41 @@ pub fn sweep_pending_works(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
-    fn like_patterns_take_the_prefix_literally() {
-        let cases = [
-            ("api-", "api-%"),
-            ("api-%", "api-\\%%"),
-            ("a_b", "a\\_b%"),
-            ("back\\slash", "back\\\\slash%"),
-            ("", "%"),
-            ("'; drop table works; --", "'; drop table works; --%"),
+    fn prefix_ranges_end_at_the_next_character() {
+        let cases: [(&str, Option<&str>); 7] = [
+            ("api-", Some("api.")),
+            ("api-%", Some("api-&")),
+            ("a_", Some("a`")),
+            ("z\u{D7FF}", Some("z\u{E000}")),
+            ("ab\u{10FFFF}", Some("ac")),
+            ("\u{10FFFF}\u{10FFFF}", None),
+            ("", None),
         ];
-        for (prefix, expected) in cases {
-            assert_eq!(like_prefix_pattern(prefix), expected, "prefix {prefix:?}");
+        for (prefix, upper) in cases {
+            let range = PrefixRange::of(prefix);
+            assert_eq!(range.lower, prefix, "prefix {prefix:?}");
+            assert_eq!(range.upper.as_deref(), upper, "prefix {prefix:?}");
+        }
+    }
+
+    fn in_range(range: &PrefixRange, text: &str) -> bool {
+        // PostgreSQL's ~>=~ and ~<~ compare the bytes, as &str's Ord does.
+        text >= range.lower.as_str() && range.upper.as_deref().is_none_or(|upper| text < upper)
+    }
+
+    proptest! {
+        #[test]
+        fn a_text_is_in_the_range_exactly_when_it_starts_with_the_prefix(
+            prefix in "[a-c\u{D7FF}\u{E000}\u{10FFFE}\u{10FFFF}%_\\\\]{0,4}",
+            text in "[a-d\u{D7FF}\u{E000}\u{10FFFE}\u{10FFFF}%_\\\\]{0,6}",
+        ) {
+            let range = PrefixRange::of(&prefix);
+            prop_assert_eq!(in_range(&range, &text), text.starts_with(&prefix));
+            let joined = format!("{prefix}{text}");
+            prop_assert!(in_range(&range, &joined), "{:?} starts with {:?}", joined, prefix);
         }
     }
 }

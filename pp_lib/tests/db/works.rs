@@ -4,9 +4,10 @@
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use pp_lib::db::works::{
-    Completion, SEARCH_DEFAULT_LIMIT, WorkSearch, complete_work, find_work, insert_work,
-    mark_work_done, search_works,
+    Completion, PrefixRange, SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT, WorkSearch, complete_work,
+    find_work, insert_work, mark_work_done, search_statement_sql, search_works,
 };
+use pp_lib::schema::works;
 use pp_lib::work::{NewWork, WorkOrigin};
 use pp_storage::testkit::TestDatabase;
 use uuid::Uuid;
@@ -225,37 +226,174 @@ fn search_filters_on_done_and_pages_by_id() {
     assert_eq!(WorkSearch::new("x", since).limit, SEARCH_DEFAULT_LIMIT);
 }
 
+/// Works spread over the last two hours, half `api-`, half `consumer-`, random hex codes:
+/// enough rows for the planner's choices to be the ones it makes on a real table.
+fn seed_two_hours_of_works(conn: &mut PgConnection, rows: u32) {
+    diesel::sql_query(format!(
+        "insert into works (work_code, add_up_to, created_on) \
+         select case when i % 2 = 0 then 'api-' else 'consumer-' end || substr(md5(i::text), 1, 10), \
+                1, now() - interval '2 hours' + i * (interval '2 hours' / {rows}) \
+         from generate_series(1, {rows}) as i"
+    ))
+    .execute(conn)
+    .expect("bulk insert");
+    diesel::sql_query("vacuum analyze works")
+        .execute(conn)
+        .expect("analyze");
+}
+
+#[derive(QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// The plan PostgreSQL gives the statement `search_works` runs for `search`, prepared as the API
+/// prepares it, under `plan_cache_mode` (`force_generic_plan` or `force_custom_plan`).
+fn search_plan(conn: &mut PgConnection, search: &WorkSearch, mode: &str) -> String {
+    let range = PrefixRange::of(&search.code_prefix);
+    let quote = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    let since = format!("'{}'", search.created_since.to_rfc3339());
+    let done = match search.done {
+        Some(done) => format!("'{{{done}}}'"),
+        None => "'{f,t}'".to_owned(),
+    };
+    let after_id = search.after_id.unwrap_or(0);
+    let (types, values) = match &range.upper {
+        Some(upper) => (
+            "text, text, timestamptz, timestamptz, boolean[], bigint, bigint",
+            format!(
+                "{}, {}, {since}, '9999-12-31', {done}, {after_id}, {}",
+                quote(&range.lower),
+                quote(upper),
+                search.limit
+            ),
+        ),
+        None => (
+            "text, timestamptz, timestamptz, boolean[], bigint, bigint",
+            format!(
+                "{}, {since}, '9999-12-31', {done}, {after_id}, {}",
+                quote(&range.lower),
+                search.limit
+            ),
+        ),
+    };
+    let statement = search_statement_sql(search);
+    conn.transaction(|conn| {
+        diesel::sql_query(format!("set local plan_cache_mode = {mode}")).execute(conn)?;
+        diesel::sql_query(format!("prepare plan_probe ({types}) as {statement}")).execute(conn)?;
+        let plan: Vec<PlanLine> =
+            diesel::sql_query(format!("explain execute plan_probe ({values})")).load(conn)?;
+        diesel::sql_query("deallocate plan_probe").execute(conn)?;
+        Ok::<_, diesel::result::Error>(
+            plan.into_iter()
+                .map(|row| row.line)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
+    .unwrap_or_else(|error| panic!("explaining {statement}: {error}"))
+}
+
 #[test]
-fn search_for_a_full_code_uses_the_prefix_index() {
+fn searches_by_prefix_use_the_prefix_index_in_generic_and_custom_plans() {
     let db = TestDatabase::create();
     let mut conn = db.connect();
-    diesel::sql_query(
-        "insert into works (work_code, add_up_to) \
-         select 'api-' || lpad(i::text, 10, '0'), 1 from generate_series(1, 5000) as i",
-    )
-    .execute(&mut conn)
-    .expect("bulk insert");
-    diesel::sql_query("analyze works")
-        .execute(&mut conn)
-        .expect("analyze");
-
-    #[derive(QueryableByName)]
-    struct Plan {
-        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
-        line: String,
+    seed_two_hours_of_works(&mut conn, 40_000);
+    let last_hour = Utc::now() - Duration::hours(1);
+    let exact: String = works::table
+        .select(works::work_code)
+        .filter(works::work_code.like("api-%"))
+        .order(works::id.desc())
+        .first(&mut conn)
+        .expect("a seeded code");
+    // 1 in 256 of the api- works: about 0.2% of the window.
+    for prefix in [exact.as_str(), "api-ab"] {
+        for limit in [SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT] {
+            let search = WorkSearch {
+                limit,
+                ..WorkSearch::new(prefix, last_hour)
+            };
+            for mode in ["force_generic_plan", "force_custom_plan"] {
+                let plan = search_plan(&mut conn, &search, mode);
+                assert!(
+                    plan.contains("works_work_code_prefix_idx"),
+                    "prefix {prefix:?}, limit {limit}, {mode}:\n{plan}"
+                );
+            }
+        }
     }
-    let plan: Vec<Plan> = diesel::sql_query(
-        "explain select * from works where work_code like 'api-0000004242%' escape '\\' \
-         and created_on >= now() - interval '1 hour' order by id limit 100",
-    )
-    .load(&mut conn)
-    .expect("explain");
-    let plan: Vec<String> = plan.into_iter().map(|row| row.line).collect();
+}
+
+#[test]
+fn no_search_reads_the_table_whole() {
+    let db = TestDatabase::create();
+    let mut conn = db.connect();
+    seed_two_hours_of_works(&mut conn, 40_000);
+    let cases = [
+        ("api-", Duration::hours(1)),
+        ("c", Duration::hours(1)),
+        ("api-", Duration::days(365_000)),
+        ("", Duration::hours(1)),
+        ("", Duration::days(365_000)),
+    ];
+    for (prefix, window) in cases {
+        let search = WorkSearch::new(prefix, Utc::now() - window);
+        // The open-ended statement is always planned with its values, as a custom plan.
+        let modes: &[&str] = if prefix.is_empty() {
+            &["force_custom_plan"]
+        } else {
+            &["force_generic_plan", "force_custom_plan"]
+        };
+        for mode in modes {
+            let plan = search_plan(&mut conn, &search, mode);
+            assert!(
+                plan.contains("Index") && !plan.contains("Seq Scan"),
+                "prefix {prefix:?}, window {window}, {mode}:\n{plan}"
+            );
+        }
+    }
+    // An empty prefix over all of time stops at the limit: it walks the primary key in order.
+    let everything = WorkSearch::new("", chrono::DateTime::UNIX_EPOCH);
+    let plan = search_plan(&mut conn, &everything, "force_custom_plan");
+    let first_scan = plan.lines().nth(1).unwrap_or_default();
     assert!(
-        plan.iter()
-            .any(|line| line.contains("works_work_code_prefix_idx")),
-        "{plan:#?}"
+        plan.starts_with("Limit") && first_scan.contains("Index Scan using works_pkey"),
+        "{plan}"
     );
+}
+
+#[test]
+fn searches_at_the_edges_of_the_character_range_are_exact() {
+    let db = TestDatabase::create();
+    let mut conn = db.connect();
+    let codes_in = [
+        "api-z\u{10FFFF}",
+        "api-z\u{10FFFF}x",
+        "api-{",
+        "api-\u{D7FF}a",
+        "api-\u{E000}",
+        "\u{10FFFF}\u{10FFFF}",
+        "\u{10FFFF}\u{10FFFF}\u{10FFFF}",
+    ];
+    for code in codes_in {
+        insert_api_work(&mut conn, code, 1);
+    }
+    let since = Utc::now() - Duration::hours(1);
+    let cases: [(&str, &[&str]); 5] = [
+        ("api-z\u{10FFFF}", &["api-z\u{10FFFF}", "api-z\u{10FFFF}x"]),
+        ("api-z", &["api-z\u{10FFFF}", "api-z\u{10FFFF}x"]),
+        ("api-\u{D7FF}", &["api-\u{D7FF}a"]),
+        (
+            "\u{10FFFF}\u{10FFFF}",
+            &["\u{10FFFF}\u{10FFFF}", "\u{10FFFF}\u{10FFFF}\u{10FFFF}"],
+        ),
+        ("\u{10FFFF}\u{10FFFF}\u{10FFFF}\u{10FFFF}", &[]),
+    ];
+    for (prefix, expected) in cases {
+        let found = search_works(&mut conn, &WorkSearch::new(prefix, since)).expect("search");
+        assert_eq!(codes(&found), expected, "prefix {prefix:?}");
+    }
 }
 
 #[test]
