@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Benchmarks the API (release build) against the database's own limit for the same statements.
+# Benchmarks the API (release build) against the database's own limit for the same work.
 #
-# For each of GET /work/{id}, POST /work and GET /work/search (a prefix matching every seeded
-# row, default limit), it runs wrk against the API, then pgbench with the same SQL and as many
-# connections as the API's pool, and prints req/s, p99 and the ratio API / pgbench. It ends with
-# the API's peak RSS. Everything runs on loopback, bounded in time (PP_BENCH_SECONDS each run).
+# The table holds PP_BENCH_ROWS works created over the last two hours, half `api-`, half
+# `consumer-`, with random alphanumeric codes like the real ones; searches look at the last hour.
+# For GET /work/{id} and POST /work, and for searches of every selectivity (an exact code, a
+# prefix matching under 1% of the window, one matching half of it; each with the default limit
+# and with limit=1000), it runs wrk against the API, then pgbench on the same work with as many
+# connections as the API's pool: prepared statements for the lookup and the insert, literal
+# statements for the searches (planned with their values: the planner's best case). It prints
+# req/s, p99 and the ratio API / pgbench, then the API's peak RSS. Everything runs on loopback,
+# bounded in time (PP_BENCH_SECONDS each run).
 #
 # Environment: DATABASE_URL (the server; the database used is pp_bench, recreated),
 # PP_BENCH_SECONDS (default 10), PP_BENCH_ROWS (seeded works, default 100000),
@@ -42,8 +47,15 @@ say "recreating pp_bench and seeding $rows works"
 PGOPTIONS="--client-min-messages=warning" psql "${server_url%/*}/postgres" -qAt -c "drop database if exists pp_bench with (force)" -c "create database pp_bench" >/dev/null
 DATABASE_URL=$bench_url target/release/pp_storage migrate >/dev/null
 psql "$bench_url" -qAt >/dev/null <<SQL
-insert into works (work_code, add_up_to)
-select 'api-' || substr(md5(i::text), 1, 10), i % 100 from generate_series(1, $rows) as i;
+create function pg_temp.random_code(seed int) returns text language sql as \$\$
+    select string_agg(substr('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789',
+                             1 + floor(random() * 62)::int, 1), '')
+    from generate_series(1, 10 + seed * 0)
+\$\$;
+insert into works (work_code, add_up_to, created_on)
+select case when i % 2 = 0 then 'api-' else 'consumer-' end || pg_temp.random_code(i), i % 100,
+       now() - interval '2 hours' + i * (interval '2 hours' / $rows)
+from generate_series(1, $rows) as i;
 vacuum analyze works;
 SQL
 
@@ -80,7 +92,7 @@ run_wrk() {
 run_pgbench() {
     local file=$1 out
     shift
-    out=$(timeout $((seconds + 30)) pgbench -n -M prepared -c "$pool" -j 2 -T "$seconds" \
+    out=$(timeout $((seconds + 30)) pgbench -n -c "$pool" -j 2 -T "$seconds" \
         -D rows="$rows" "$@" -l --log-prefix=/tmp/pp_bench_pgbench -f "scripts/bench/$file" "$bench_url" 2>&1)
     local tps p99
     tps=$(grep -E '^tps' <<<"$out" | sed -E 's/tps = ([0-9.]+).*/\1/')
@@ -89,21 +101,33 @@ run_pgbench() {
     echo "$tps $p99"
 }
 
-printf '\n%-28s %12s %10s %14s %10s %8s %8s\n' "operation" "API req/s" "API p99" "pgbench tps" "pg p99" "ratio" "target"
+printf '\n%-36s %12s %10s %14s %10s %8s %8s\n' "operation" "API req/s" "API p99" "pgbench tps" "pg p99" "ratio" "target"
 report() {
     local name=$1 api=$2 pg=$3 target=$4
     read -r api_rps api_p99 <<<"$api"
     read -r pg_tps pg_p99 <<<"$pg"
     ratio=$(awk -v a="$api_rps" -v b="$pg_tps" 'BEGIN {printf "%.0f%%", 100 * a / b}')
-    printf '%-28s %12.0f %8sms %14.0f %8sms %8s %8s\n' "$name" "$api_rps" "$api_p99" "$pg_tps" "$pg_p99" "$ratio" ">=$target%"
+    printf '%-36s %12.0f %8sms %14.0f %8sms %8s %8s\n' "$name" "$api_rps" "$api_p99" "$pg_tps" "$pg_p99" "$ratio" ">=$target%"
 }
 
-report "GET /work/{id}" "$(run_wrk get_work.lua /work/1)" "$(run_pgbench get_work.sql)" 70
-report "POST /work" "$(run_wrk post_work.lua /work)" "$(run_pgbench post_work.sql)" 60
+report "GET /work/{id}" "$(run_wrk get_work.lua /work/1)" "$(run_pgbench get_work.sql -M prepared)" 80
+
 since=$(psql "$bench_url" -Atc "select (now() - interval '1 hour')::text")
-report "GET /work/search (api-)" "$(run_wrk report.lua '/work/search?work_code=api-')" \
-    "$(run_pgbench search_works.sql -D prefix='api-%' -D "since=$since" -D until=9999-12-31 \
-        -D 'done={f,t}' -D after_id=0 -D limit=100)" 50
+window=$(psql "$bench_url" -Atc "select count(*) from works where created_on >= '$since'")
+exact=$(psql "$bench_url" -Atc "select work_code from works where work_code like 'api-%' and created_on >= '$since' order by id desc limit 1")
+for prefix in "$exact" api-a api-; do
+    matches=$(psql "$bench_url" -Atc "select count(*) from works where work_code like '$prefix%' and created_on >= '$since'")
+    share=$(awk -v m="$matches" -v w="$window" 'BEGIN {printf "%.1f%%", 100 * m / w}')
+    label=$prefix
+    [ "$prefix" = "$exact" ] && label="<exact code>"
+    for limit in 100 1000; do
+        report "search $label $share l=$limit" \
+            "$(run_wrk report.lua "/work/search?work_code=$prefix&limit=$limit")" \
+            "$(run_pgbench search_works.sql -M simple -D "pattern=$prefix%" -D "since=$since" -D limit=$limit)" 50
+    done
+done
+# Last: the inserts add works to the window the searches measure.
+report "POST /work" "$(run_wrk post_work.lua /work)" "$(run_pgbench post_work.sql -M prepared)" 60
 
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$api_pid/status")
 printf '\nAPI peak RSS: %.1f MiB (pool %s, wrk connections %s, %ss per run)\n' "$(awk -v k="$rss_kib" 'BEGIN {print k / 1024}')" "$pool" "$wrk_connections" "$seconds"

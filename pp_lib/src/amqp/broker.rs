@@ -21,6 +21,10 @@ use crate::shutdown::Shutdown;
 
 /// Heartbeat interval asked for unless the URL sets one.
 pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+/// Largest AMQP frame asked for unless the URL sets `frame_max=`. lapin keeps 32 frames of
+/// buffer in each direction, zero-filled: 8 MiB per connection at RabbitMQ's default 128 KiB,
+/// 1 MiB at this size. Our messages are tens of bytes, and a larger one is split into frames.
+pub const DEFAULT_FRAME_MAX: u32 = 16 * 1024;
 /// Longest wait for one connection attempt (TCP, AMQP handshake, channel, declarations).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -233,7 +237,7 @@ impl Broker {
     }
 
     async fn open(&self) -> Result<BrokerSession, Error> {
-        let url = with_heartbeat(self.url.expose());
+        let url = with_session_defaults(self.url.expose());
         let properties =
             ConnectionProperties::default().with_connection_name(self.name.as_str().into());
         let connection = Connection::connect(&url, properties)
@@ -270,13 +274,19 @@ impl Broker {
     }
 }
 
-/// Adds `heartbeat=` to an AMQP URL that does not set it.
-fn with_heartbeat(url: &str) -> String {
-    if url.contains("heartbeat=") {
-        return url.to_owned();
+/// Adds `heartbeat=` and `frame_max=` to an AMQP URL that does not set them.
+fn with_session_defaults(url: &str) -> String {
+    let mut url = url.to_owned();
+    for (key, value) in [
+        ("heartbeat", DEFAULT_HEARTBEAT_SECS.to_string()),
+        ("frame_max", DEFAULT_FRAME_MAX.to_string()),
+    ] {
+        if !url.contains(&format!("{key}=")) {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            url = format!("{url}{separator}{key}={value}");
+        }
     }
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}heartbeat={DEFAULT_HEARTBEAT_SECS}")
+    url
 }
 
 #[cfg(test)]
@@ -284,18 +294,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn heartbeat_is_added_once() {
+    fn session_defaults_are_added_once() {
         assert_eq!(
-            with_heartbeat("amqp://h:5672/%2f"),
-            "amqp://h:5672/%2f?heartbeat=10"
+            with_session_defaults("amqp://h:5672/%2f"),
+            "amqp://h:5672/%2f?heartbeat=10&frame_max=16384"
         );
         assert_eq!(
-            with_heartbeat("amqp://h/%2f?frame_max=8192"),
+            with_session_defaults("amqp://h/%2f?frame_max=8192"),
             "amqp://h/%2f?frame_max=8192&heartbeat=10"
         );
         assert_eq!(
-            with_heartbeat("amqp://h/%2f?heartbeat=30"),
-            "amqp://h/%2f?heartbeat=30"
+            with_session_defaults("amqp://h/%2f?heartbeat=30"),
+            "amqp://h/%2f?heartbeat=30&frame_max=16384"
         );
     }
 

@@ -95,11 +95,6 @@ fn far_future() -> DateTime<Utc> {
     )
 }
 
-// PostgreSQL's byte-wise text comparisons, the operators `varchar_pattern_ops` indexes serve
-// whatever the database's collation is.
-diesel::infix_operator!(PatternGe, " ~>=~ ", backend: Pg);
-diesel::infix_operator!(PatternLt, " ~<~ ", backend: Pg);
-
 /// The texts that start with a prefix, as a range in byte order: a text `t` starts with the
 /// prefix exactly when `lower <= t` and, if there is an upper bound, `t < upper`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,42 +141,74 @@ fn next_char(c: char) -> Option<char> {
     }
 }
 
+/// How the statement of a search is planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchPlanning {
+    /// Prepared once per connection; PostgreSQL may switch it to a generic plan, made without
+    /// the values, which reads the prefix's range of the prefix index.
+    Prepared,
+    /// Sent unnamed, so PostgreSQL plans it with the values every time.
+    WithValues,
+}
+
+impl SearchPlanning {
+    /// How a search by `prefix` is planned.
+    ///
+    /// Every code is an origin's prefix (`api-`, `consumer-`) and random alphanumerics, so how
+    /// much a prefix selects is known from its text. A prefix that goes past an origin's prefix
+    /// keeps one code in 62 or fewer of that origin: few enough that the prefix index, the plan
+    /// every plan mode gives, is the right one. A shorter prefix (`api-`, `c`, the empty one)
+    /// selects a whole origin, up to all of the window: the best plan then walks the primary key
+    /// and stops at `limit`, and only a plan made with the values knows it; a generic plan
+    /// would read and sort every match (measured five times slower at half the window).
+    pub fn for_prefix(prefix: &str) -> Self {
+        let within_an_origin_prefix = [WorkOrigin::Api, WorkOrigin::Consumer]
+            .iter()
+            .any(|origin| origin.code_prefix().starts_with(prefix));
+        if within_an_origin_prefix || PrefixRange::of(prefix).upper.is_none() {
+            SearchPlanning::WithValues
+        } else {
+            SearchPlanning::Prepared
+        }
+    }
+}
+
 /// The works that match `search`, in id order.
 ///
-/// The prefix is a range on `work_code` (`~>=~ lower and ~<~ upper`), which the pattern-ops
-/// index serves in every plan. (A statement with `like $1` cannot use it once PostgreSQL's plan
-/// cache switches to a generic plan, and then reads the whole window.) The statement has one
-/// fixed shape whatever filters are set (absent ones become bounds that match everything), so
-/// Diesel prepares it once per connection and PostgreSQL plans it once.
-///
-/// A search with no upper bound (the empty prefix) has nothing selective for a generic plan to
-/// rely on: its statement is planned anew with its values each time, so a short window is read
-/// through `works_created_on_idx`, and a window holding most of the table walks the primary key
-/// and stops at `limit`.
+/// The prefix is a range on `work_code` (`~>=~ lower and ~<~ upper`, see [`PrefixRange`]),
+/// which the pattern-ops index serves whatever plan PostgreSQL makes: `like $1` could not use
+/// that index in a generic plan, and read the whole window instead. Selective searches run a
+/// prepared statement; those that select a large share of the window are planned with their
+/// values (see [`SearchPlanning`]). Results and order are the same either way.
 pub fn search_works(conn: &mut PgConnection, search: &WorkSearch) -> QueryResult<Vec<Work>> {
     let range = PrefixRange::of(&search.code_prefix);
-    match range.upper {
-        Some(upper) => prefix_range_query(search, range.lower, upper).load(conn),
-        None => search_open_ended(conn, search, range.lower),
+    match (SearchPlanning::for_prefix(&search.code_prefix), range.upper) {
+        (SearchPlanning::Prepared, Some(upper)) => {
+            prepared_search(search, range.lower, upper).load(conn)
+        }
+        (_, upper) => search_with_values(search, range.lower, upper).load(conn),
     }
 }
 
 /// The SQL text of the statement [`search_works`] runs for `search`, with its `$n`
-/// placeholders: what `PREPARE` and `EXPLAIN` need to show the plan PostgreSQL gives it.
-pub fn search_statement_sql(search: &WorkSearch) -> String {
+/// placeholders, and how it is planned: what `PREPARE` and `EXPLAIN` need to show the plans
+/// PostgreSQL gives it.
+pub fn search_statement(search: &WorkSearch) -> (String, SearchPlanning) {
     let range = PrefixRange::of(&search.code_prefix);
-    match range.upper {
-        Some(upper) => {
-            let query = prefix_range_query(search, range.lower, upper);
-            // debug_query prints "<sql> -- binds: [...]".
-            let debug = diesel::debug_query::<Pg, _>(&query).to_string();
-            match debug.split_once(" -- binds: ") {
-                Some((sql, _)) => sql.to_owned(),
-                None => debug,
-            }
+    let planning = SearchPlanning::for_prefix(&search.code_prefix);
+    let debug = match (planning, range.upper) {
+        (SearchPlanning::Prepared, Some(upper)) => {
+            diesel::debug_query::<Pg, _>(&prepared_search(search, range.lower, upper)).to_string()
         }
-        None => OPEN_ENDED_SEARCH.to_owned(),
-    }
+        (_, upper) => diesel::debug_query::<Pg, _>(&search_with_values(search, range.lower, upper))
+            .to_string(),
+    };
+    // debug_query prints "<sql> -- binds: [...]".
+    let sql = match debug.split_once(" -- binds: ") {
+        Some((sql, _)) => sql.to_owned(),
+        None => debug,
+    };
+    (sql, planning)
 }
 
 /// Which `done` values a search accepts: one, or both.
@@ -192,23 +219,23 @@ fn done_values(search: &WorkSearch) -> Vec<bool> {
     }
 }
 
-/// The search by a bounded prefix. Boxed for a nameable type; Diesel still prepares it once per
-/// connection, keyed by its SQL text, which is the same for every search.
-fn prefix_range_query(
+// PostgreSQL's byte-wise text comparisons, the operators `varchar_pattern_ops` indexes serve
+// whatever the database's collation is.
+diesel::infix_operator!(PatternGe, " ~>=~ ", backend: Pg);
+diesel::infix_operator!(PatternLt, " ~<~ ", backend: Pg);
+
+/// The search by a bounded prefix, as a prepared statement. Boxed for a nameable type; Diesel
+/// still prepares it once per connection, keyed by its text, which every search shares.
+fn prepared_search(
     search: &WorkSearch,
     lower: String,
     upper: String,
 ) -> works::BoxedQuery<'static, Pg, diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<Work, Pg>>> {
+    use diesel::sql_types::Text;
     works::table
         .select(Work::as_select())
-        .filter(PatternGe::new(
-            works::work_code,
-            lower.into_sql::<diesel::sql_types::Text>(),
-        ))
-        .filter(PatternLt::new(
-            works::work_code,
-            upper.into_sql::<diesel::sql_types::Text>(),
-        ))
+        .filter(PatternGe::new(works::work_code, lower.into_sql::<Text>()))
+        .filter(PatternLt::new(works::work_code, upper.into_sql::<Text>()))
         .filter(works::created_on.ge(search.created_since))
         .filter(works::created_on.lt(search.created_before.unwrap_or_else(far_future)))
         .filter(works::done.eq_any(done_values(search)))
@@ -218,27 +245,42 @@ fn prefix_range_query(
         .into_boxed()
 }
 
-/// The search with no upper bound on the code: `$1` is its lower bound (the empty text matches
-/// every code). Sent as a one-off statement, so PostgreSQL plans it with the values.
-const OPEN_ENDED_SEARCH: &str = "select id, work_code, add_up_to, done, created_on, updated_on, \
-     result, demand_id from works \
-     where work_code ~>=~ $1 and created_on >= $2 and created_on < $3 and done = any($4) \
-     and id > $5 order by id limit $6";
-
-fn search_open_ended(
-    conn: &mut PgConnection,
+/// The same search as a statement Diesel sends unnamed (raw SQL is never cached), so each run
+/// is planned with its values. Without an upper bound, the range has only its lower end.
+fn search_with_values(
     search: &WorkSearch,
     lower: String,
-) -> QueryResult<Vec<Work>> {
+    upper: Option<String>,
+) -> diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
     use diesel::sql_types::{Array, BigInt, Bool, Text, Timestamptz};
-    diesel::sql_query(OPEN_ENDED_SEARCH)
-        .bind::<Text, _>(lower)
+    let code_range = if upper.is_some() {
+        "work_code ~>=~ $1 and work_code ~<~ $2"
+    } else {
+        "work_code ~>=~ $1"
+    };
+    let next = if upper.is_some() { 3 } else { 2 };
+    let sql = format!(
+        "select id, work_code, add_up_to, done, created_on, updated_on, result, demand_id \
+         from works where {code_range} and created_on >= ${} and created_on < ${} \
+         and done = any(${}) and id > ${} order by id limit ${}",
+        next,
+        next + 1,
+        next + 2,
+        next + 3,
+        next + 4
+    );
+    let mut query = diesel::sql_query(sql)
+        .into_boxed::<Pg>()
+        .bind::<Text, _>(lower);
+    if let Some(upper) = upper {
+        query = query.bind::<Text, _>(upper);
+    }
+    query
         .bind::<Timestamptz, _>(search.created_since)
         .bind::<Timestamptz, _>(search.created_before.unwrap_or_else(far_future))
         .bind::<Array<Bool>, _>(done_values(search))
         .bind::<BigInt, _>(search.after_id.unwrap_or(0))
         .bind::<BigInt, _>(search.limit.max(0))
-        .load(conn)
 }
 
 /// Claims up to `limit` pending works created over HTTP since `created_since`, oldest first, and
@@ -470,6 +512,28 @@ mod tests {
             let range = PrefixRange::of(prefix);
             assert_eq!(range.lower, prefix, "prefix {prefix:?}");
             assert_eq!(range.upper.as_deref(), upper, "prefix {prefix:?}");
+        }
+    }
+
+    #[test]
+    fn prefixes_within_an_origin_prefix_are_planned_with_their_values() {
+        let cases = [
+            ("", SearchPlanning::WithValues),
+            ("a", SearchPlanning::WithValues),
+            ("api-", SearchPlanning::WithValues),
+            ("consumer", SearchPlanning::WithValues),
+            ("\u{10FFFF}", SearchPlanning::WithValues),
+            ("api-a", SearchPlanning::Prepared),
+            ("consumer-X1", SearchPlanning::Prepared),
+            ("b", SearchPlanning::Prepared),
+            ("api-%", SearchPlanning::Prepared),
+        ];
+        for (prefix, planning) in cases {
+            assert_eq!(
+                SearchPlanning::for_prefix(prefix),
+                planning,
+                "prefix {prefix:?}"
+            );
         }
     }
 
