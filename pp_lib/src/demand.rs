@@ -76,6 +76,18 @@ impl WorkDemand {
             Self::new(add_up_to)
         } else if number.as_u64().is_some() {
             Err(InputError::AddUpToTooLarge(number.to_string()))
+        } else if let Some(value) = number.as_f64().filter(|value| value.fract() == 0.0) {
+            // JSON has one number type: `4.0` and `4e2` are whole numbers as much as `4` is,
+            // and JSON Schema's `integer` accepts them. Every whole f64 in range is exact.
+            if value < 0.0 {
+                Err(InputError::NegativeAddUpTo(
+                    value.max(i64::MIN as f64) as i64
+                ))
+            } else if value > f64::from(i32::MAX) {
+                Err(InputError::AddUpToTooLarge(number.to_string()))
+            } else {
+                Self::new(value as i32)
+            }
         } else {
             Err(InputError::MalformedDemand(format!(
                 "add_up_to must be a whole number, got {number}"
@@ -111,8 +123,10 @@ mod tests {
 
     #[test]
     fn valid_bodies_parse() {
-        let cases: [(&str, i32); 5] = [
+        let cases: [(&str, i32); 7] = [
             (r#"{"add_up_to": 2, "done": false}"#, 2),
+            (r#"{"add_up_to": 323106.0}"#, 323_106),
+            (r#"{"add_up_to": 4e2}"#, 400),
             (r#"{"add_up_to": 0}"#, 0),
             (r#"{"add_up_to": 2147483647, "done": false}"#, i32::MAX),
             (r#"{"add_up_to": 7, "done": false, "extra": [1]}"#, 7),
@@ -138,6 +152,8 @@ mod tests {
                 "done must be true or false",
             ),
             (r#"{"add_up_to": 1.5}"#, "whole number"),
+            (r#"{"add_up_to": -4.0}"#, "zero or more"),
+            (r#"{"add_up_to": 3e9}"#, "at most"),
             (r#"{"add_up_to": -1}"#, "zero or more"),
             (r#"{"add_up_to": 2147483648}"#, "at most 2147483647"),
             (

@@ -39,7 +39,9 @@ pub struct DemandAccepted {
     responses(
         (status = 202, description = "Accepted: it will be published with this message id", body = DemandAccepted),
         (status = 400, description = "Malformed body or add_up_to out of range", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn create_demand(

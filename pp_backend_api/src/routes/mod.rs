@@ -7,7 +7,8 @@ pub mod metrics;
 pub mod stats;
 pub mod work;
 
-use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, Resource, Route, web};
 
 use crate::error::ErrorBody;
@@ -15,26 +16,40 @@ use crate::error::ErrorBody;
 /// Registers every route. Order matters where patterns overlap: `/work/search` and
 /// `/work/demand` come before `/work/{id}`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(only("/work", web::post().to(work::create_work)))
-        .service(only("/work/search", web::get().to(work::search_works)))
-        .service(only("/work/demand", web::post().to(demand::create_demand)))
-        .service(only("/work/{id}", web::get().to(work::get_work)))
+    cfg.service(only("/work", Method::POST, web::to(work::create_work)))
+        .service(only(
+            "/work/search",
+            Method::GET,
+            web::to(work::search_works),
+        ))
+        .service(only(
+            "/work/demand",
+            Method::POST,
+            web::to(demand::create_demand),
+        ))
+        .service(only("/work/{id}", Method::GET, web::to(work::get_work)))
         .service(only(
             "/work/{id}/events",
-            web::get().to(work::list_work_events),
+            Method::GET,
+            web::to(work::list_work_events),
         ))
-        .service(only("/stats", web::get().to(stats::read_work_stats)))
-        .service(only("/healthz", web::get().to(health::healthz)))
-        .service(only("/readyz", web::get().to(health::readyz)))
-        .service(only("/metrics", web::get().to(metrics::metrics)));
+        .service(only("/stats", Method::GET, web::to(stats::read_work_stats)))
+        .service(only("/healthz", Method::GET, web::to(health::healthz)))
+        .service(only("/readyz", Method::GET, web::to(health::readyz)))
+        .service(only("/metrics", Method::GET, web::to(metrics::metrics)));
     docs::configure(cfg);
 }
 
-/// A resource that serves `route` and answers 405 to every other method.
-fn only(path: &str, route: Route) -> Resource {
+/// A resource that serves `route` for `method` and answers 405, with the `Allow` header RFC 9110
+/// asks for, to every other method.
+pub fn only(path: &str, method: Method, route: Route) -> Resource {
+    let allow =
+        HeaderValue::from_str(method.as_str()).expect("a method name is a valid header value");
     web::resource(path)
-        .route(route)
-        .default_service(web::to(method_not_allowed))
+        .route(route.method(method))
+        .default_service(web::to(move |request: HttpRequest| {
+            method_not_allowed(request, allow.clone())
+        }))
 }
 
 /// 404 for a path no route has.
@@ -45,10 +60,12 @@ pub async fn not_found(request: HttpRequest) -> HttpResponse {
     )
 }
 
-/// 405 for a known path asked with a method it does not serve.
-async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
-    ErrorBody::response(
+/// 405 for a known path asked with a method it does not serve; `Allow` names the one it does.
+async fn method_not_allowed(request: HttpRequest, allow: HeaderValue) -> HttpResponse {
+    let mut response = ErrorBody::response(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} is not allowed on {}", request.method(), request.path()),
-    )
+    );
+    response.headers_mut().insert(header::ALLOW, allow);
+    response
 }

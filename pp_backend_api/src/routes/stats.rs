@@ -15,7 +15,8 @@ use crate::state::AppState;
     tag = "work",
     responses(
         (status = 200, description = "The counts, from one snapshot of the database", body = Stats),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn read_work_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -22,11 +22,13 @@ pub const NEXT_AFTER_ID: HeaderName = HeaderName::from_static("x-next-after-id")
 /// Default window of a search: works created in the last hour (the original's contract).
 pub const DEFAULT_SEARCH_WINDOW: &str = "1h";
 
-/// Body of `POST /work` and `POST /work/demand`; optional, like each field.
+/// Body of `POST /work` and `POST /work/demand`; optional, like each field. Fields the API does
+/// not know are ignored (here and everywhere), so they never change what a request means.
 #[derive(Debug, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct CreateWork {
-    /// Add up 1..=add_up_to; random in 1..100 when absent.
+    /// Add up 1..=add_up_to; random in 1..100 when absent or null. A whole number (`4`, or
+    /// `4.0`).
     #[schema(minimum = 0, maximum = 2147483647, example = 4)]
     add_up_to: Option<i32>,
 }
@@ -76,14 +78,15 @@ fn parse_work_id(text: &str) -> Result<i64, ApiError> {
     tag = "work",
     request_body(content = Option<CreateWork>, content_type = "application/json"),
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key with the same body returns the first result (keys are kept 24 h)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key with the same add_up_to returns the first result (keys are kept 24 h). 1 to 255 printable ASCII characters, no spaces.", min_length = 1, max_length = 255, pattern = r"^[!-~]{1,255}$"),
     ),
     responses(
         (status = 200, description = "The work, as stored", body = Work),
-        (status = 400, description = "Malformed body or add_up_to out of range", body = ErrorBody),
+        (status = 400, description = "Malformed body, add_up_to out of range, or a malformed Idempotency-Key", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "Idempotency-Key reused with another body", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another add_up_to", body = ErrorBody),
+        (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn create_work(
@@ -144,11 +147,13 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     get,
     path = "/work/{id}",
     tag = "work",
-    params(("id" = i64, Path, description = "The work's id")),
+    params(("id" = i64, Path, description = "The work's id (ids start at 1; 0 and below are no work's)")),
     responses(
         (status = 200, description = "The work", body = Work),
-        (status = 400, description = "The id is not a positive whole number", body = ErrorBody),
+        (status = 400, description = "The id is not a whole number", body = ErrorBody),
         (status = 404, description = "No work has this id", body = ErrorBody),
+        (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn get_work(
@@ -164,22 +169,59 @@ pub async fn get_work(
 }
 
 /// Query of `GET /work/search`. Every field is read as text and checked here, so each mistake
-/// gets its own message.
+/// gets its own message; unknown parameters are ignored.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Works whose code starts with this text (taken literally: `%` and `_` match themselves).
-    #[param(example = "api-")]
+    #[param(required = true, example = "api-", pattern = r"^[^\u0000]*$")]
     work_code: Option<String>,
-    /// How far back to look: `30m`, `6h`, `1d` or seconds (default `1h`).
-    #[param(example = "1h")]
+    /// How far back to look: seconds, or amounts with units `ms`, `s`, `m`, `h`, `d`, such as
+    /// `30m`, `6h`, `1d` or `1h30m` (default `1h`). A window reaching before 1970 is all of time.
+    #[param(
+        example = "1h",
+        pattern = r"^([0-9]{1,12}|([0-9]{1,12}(ms|s|m|h|d))+)$"
+    )]
     since: Option<String>,
     /// Only done (`true`) or pending (`false`) works.
+    #[param(value_type = Option<bool>)]
     done: Option<String>,
-    /// Most works returned: 1 to 1000 (default 100).
+    /// Most works returned (default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Paging: works with a larger id than this (the `x-next-after-id` of the previous page).
+    #[param(value_type = Option<i64>, minimum = 0)]
     after_id: Option<String>,
+}
+
+/// Longest run of digits in a `since` amount: 10^12 days is already before 1970.
+const MAX_WINDOW_DIGITS: usize = 12;
+
+/// True when `text` is a search window as the document describes it: a number of seconds, or
+/// amounts with a unit (`ms`, `s`, `m`, `h`, `d`), each of 1 to [`MAX_WINDOW_DIGITS`] digits.
+fn is_search_window(text: &str) -> bool {
+    let amount = |rest: &str| -> Option<usize> {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        (1..=MAX_WINDOW_DIGITS).contains(&digits).then_some(digits)
+    };
+    if amount(text) == Some(text.len()) {
+        return true;
+    }
+    let mut rest = text;
+    while !rest.is_empty() {
+        let Some(digits) = amount(rest) else {
+            return false;
+        };
+        rest = &rest[digits..];
+        let Some(unit) = ["ms", "s", "m", "h", "d"]
+            .into_iter()
+            .find(|unit| rest.starts_with(unit))
+        else {
+            return false;
+        };
+        rest = &rest[unit.len()..];
+    }
+    true
 }
 
 impl SearchQuery {
@@ -195,14 +237,19 @@ impl SearchQuery {
             ));
         }
         let since = self.since.as_deref().unwrap_or(DEFAULT_SEARCH_WINDOW);
+        if !is_search_window(since) {
+            return Err(ApiError::BadRequest(format!(
+                "since: use seconds or amounts with a unit (ms, s, m, h, d) like 30m, 6h or \
+                 1h30m, each of at most {MAX_WINDOW_DIGITS} digits; got {since:?}"
+            )));
+        }
         let window = pp_lib::config::parse_duration(since)
             .map_err(|error| ApiError::BadRequest(format!("since: {error}")))?;
-        let window = chrono::Duration::from_std(window)
-            .map_err(|_| ApiError::BadRequest(format!("since: {since} is too long")))?;
-        // No work predates the epoch: a longer window is the same search, and stays within
-        // what PostgreSQL's timestamps hold.
-        let created_since = Utc::now()
-            .checked_sub_signed(window)
+        // No work predates the epoch: a longer window (even one too long to subtract) is the
+        // same search, and stays within what PostgreSQL's timestamps hold.
+        let created_since = chrono::Duration::from_std(window)
+            .ok()
+            .and_then(|window| Utc::now().checked_sub_signed(window))
             .map_or(chrono::DateTime::UNIX_EPOCH, |since| {
                 since.max(chrono::DateTime::UNIX_EPOCH)
             });
@@ -229,9 +276,14 @@ impl SearchQuery {
         };
         let after_id = match self.after_id.as_deref() {
             None => None,
-            Some(text) => Some(text.parse::<i64>().map_err(|_| {
-                ApiError::BadRequest(format!("after_id must be a whole number, got {text:?}"))
-            })?),
+            Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id >= 0).ok_or_else(
+                || {
+                    ApiError::BadRequest(format!(
+                        "after_id must be a whole number from 0 to {}, got {text:?}",
+                        i64::MAX
+                    ))
+                },
+            )?),
         };
         Ok(WorkSearch {
             code_prefix,
@@ -258,6 +310,8 @@ impl SearchQuery {
         (status = 200, description = "The matching works, in id order", body = [Work],
          headers(("x-next-after-id" = i64, description = "Present on a full page: the after_id of the next page"))),
         (status = 400, description = "A parameter is missing or malformed", body = ErrorBody),
+        (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn search_works(
@@ -284,11 +338,13 @@ pub async fn search_works(
     get,
     path = "/work/{id}/events",
     tag = "work",
-    params(("id" = i64, Path, description = "The work's id")),
+    params(("id" = i64, Path, description = "The work's id (ids start at 1; 0 and below are no work's)")),
     responses(
         (status = 200, description = "The events, oldest first (none while the work is pending)", body = [Event]),
-        (status = 400, description = "The id is not a positive whole number", body = ErrorBody),
+        (status = 400, description = "The id is not a whole number", body = ErrorBody),
         (status = 404, description = "No work has this id", body = ErrorBody),
+        (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn list_work_events(

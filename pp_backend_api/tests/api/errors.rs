@@ -95,16 +95,34 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
             .send()
             .await
             .expect("request");
+        let allow = response
+            .headers()
+            .get(reqwest::header::ALLOW)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let message = error_message(response, StatusCode::METHOD_NOT_ALLOWED).await;
         assert_eq!(message, format!("{method} is not allowed on {path}"));
+        let served = if matches!(path, "/work" | "/work/demand") {
+            "POST"
+        } else {
+            "GET"
+        };
+        assert_eq!(allow.as_deref(), Some(served), "{method} {path}: Allow");
     }
 }
 
 #[tokio::test]
 async fn bad_search_parameters_are_400() {
     let app = spawn_app().await;
-    let cases: [(&[(&str, &str)], &str); 10] = [
+    let cases: [(&[(&str, &str)], &str); 14] = [
         (&[], "missing query parameter work_code"),
+        (
+            &[("work_code", "a"), ("after_id", "-1")],
+            "after_id must be",
+        ),
+        (&[("work_code", "a"), ("since", " 1h")], "since:"),
+        (&[("work_code", "a"), ("since", "1h\n")], "since:"),
+        (&[("work_code", "a"), ("since", "1h30")], "since:"),
         (&[("work_code", "a"), ("limit", "0")], "limit must be"),
         (&[("work_code", "a"), ("limit", "1001")], "limit must be"),
         (&[("work_code", "a"), ("limit", "ten")], "limit must be"),
@@ -136,6 +154,17 @@ async fn an_immense_search_window_is_just_everything() {
     let work = app.create_work(1).await;
     let response = app
         .search(&[("work_code", "api-"), ("since", "3000000d")])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let works: Vec<pp_lib::work::Work> = response.json().await.expect("JSON");
+    assert_eq!(works, vec![work.clone()]);
+
+    // Too long for any clock to subtract: still everything, not an error.
+    let response = app
+        .search(&[
+            ("work_code", "api-"),
+            ("since", "999999999999d999999999999d"),
+        ])
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let works: Vec<pp_lib::work::Work> = response.json().await.expect("JSON");

@@ -152,6 +152,31 @@ async fn the_openapi_document_describes_every_route_and_swagger_ui_is_served_off
         );
     }
     assert!(document["components"]["schemas"]["Work"].is_object());
+    let method_not_allowed = &document["components"]["responses"]["MethodNotAllowed"];
+    assert!(
+        method_not_allowed["headers"]["Allow"].is_object(),
+        "{method_not_allowed}"
+    );
+
+    // A created work links to its GET and its events, in OpenAPI's own spelling.
+    let links = &document["paths"]["/work"]["post"]["responses"]["200"]["links"];
+    for (link, operation) in [
+        ("GetWork", "get_work"),
+        ("ListWorkEvents", "list_work_events"),
+    ] {
+        assert_eq!(links[link]["operationId"], operation, "{links}");
+        assert_eq!(
+            links[link]["parameters"]["id"], "$response.body#/id",
+            "{links}"
+        );
+        assert!(links[link].get("operation_id").is_none(), "{links}");
+    }
+    let search = &document["paths"]["/work/search"]["get"]["parameters"];
+    let work_code = search
+        .as_array()
+        .and_then(|parameters| parameters.iter().find(|p| p["name"] == "work_code"))
+        .expect("work_code is documented");
+    assert_eq!(work_code["required"], true, "{work_code}");
 
     let redirect = app.get("/docs").await;
     assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
