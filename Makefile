@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset api producer consumer run test bench-api bench-queue cli-run-01 cli-run-02 lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api producer consumer run test contract bench-api bench-queue cli-run-01 cli-run-02 lint fmt ci clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,9 @@ run: setup ## Run the whole system: services, database, then API + consumer + pr
 
 test: setup ## Run every test against the real services (runs setup first)
 	@scripts/test.sh
+
+contract: setup ## Fuzz the API against its own OpenAPI document (schemathesis, every check); fails on any mismatch
+	@scripts/contract.sh
 
 bench-api: setup ## Benchmark the API against pgbench on the same statements (installs wrk if missing)
 	@scripts/bench-api.sh

@@ -666,6 +666,42 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# d2. The contract fuzzer (`make contract`): schemathesis, pinned, in .venv-contract
+# ---------------------------------------------------------------------------------------------
+
+SCHEMATHESIS_VERSION=4.32.5
+CONTRACT_VENV=.venv-contract
+
+# Creates the project-local virtualenv if needed and installs the pinned schemathesis in it;
+# nothing is installed outside the project but, on Debian, python3-venv when it is missing.
+install_contract_fuzzer() {
+    local installed
+    installed=$("$CONTRACT_VENV/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}' || true)
+    if [ "$installed" = "$SCHEMATHESIS_VERSION" ]; then
+        log "schemathesis $SCHEMATHESIS_VERSION found in $CONTRACT_VENV"
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || {
+        [ "$IS_DEBIAN" -eq 1 ] && [ "$CAN_ROOT" -ne 0 ] && apt_install python3 python3-venv
+    }
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        if [ "$IS_DEBIAN" -eq 1 ] && [ "$CAN_ROOT" -ne 0 ]; then
+            apt_install python3-venv
+        else
+            die "python3 with its venv module is needed for make contract (Debian: apt-get install python3-venv)"
+        fi
+    fi
+    log "installing schemathesis $SCHEMATHESIS_VERSION into $CONTRACT_VENV"
+    rm -rf "$CONTRACT_VENV"
+    with_timeout 120 python3 -m venv "$CONTRACT_VENV" </dev/null || die "python3 -m venv $CONTRACT_VENV failed"
+    with_timeout 900 "$CONTRACT_VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION" </dev/null ||
+        die "pip install schemathesis==$SCHEMATHESIS_VERSION failed (is the package index reachable?)"
+}
+
+install_contract_fuzzer
+
+# ---------------------------------------------------------------------------------------------
 # e. Summary
 # ---------------------------------------------------------------------------------------------
 

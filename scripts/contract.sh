@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Checks that the API does exactly what its OpenAPI document says: a release API on a database of
+# its own, and schemathesis (pinned, in the project's .venv-contract, installed by `make setup`)
+# running every check against /api-docs/openapi.json. Exits non-zero on any failure.
+#
+# Environment: DATABASE_URL (the server; the database used is pp_contract_<pid>, dropped after),
+# PP_CONTRACT_PORT (default 3394), PP_CONTRACT_SECONDS (bound on the fuzzer's run, default 900).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port=${PP_CONTRACT_PORT:-3394}
+limit=${PP_CONTRACT_SECONDS:-900}
+server_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/personalproject}
+database=pp_contract_$$
+contract_url="${server_url%/*}/$database"
+schemathesis=.venv-contract/bin/schemathesis
+
+say() { printf 'contract: %s\n' "$*"; }
+
+[ -x "$schemathesis" ] || { echo "contract: error: $schemathesis is missing: run make setup" >&2; exit 1; }
+
+say "building the release API"
+cargo build --quiet --release -p pp_backend_api -p pp_storage
+
+api_pid=
+cleanup() {
+    if [ -n "$api_pid" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi
+    psql "${server_url%/*}/postgres" -qAt -c "drop database if exists $database with (force)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+say "creating $database"
+psql "${server_url%/*}/postgres" -qAt -c "create database $database" >/dev/null
+DATABASE_URL=$contract_url target/release/pp_storage migrate >/dev/null
+
+# No broker for this run: the outbox keeps the demands, which is all the contract is about.
+RUST_LOG=warn DATABASE_URL=$contract_url PP_HTTP_ADDR=127.0.0.1:$port PP_OUTBOX_RELAY=off \
+    target/release/pp_backend_api &
+api_pid=$!
+for _ in $(seq 1 50); do
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { echo "contract: error: the API did not become ready" >&2; exit 1; }
+
+say "schemathesis $("$schemathesis" --version | awk '{print $NF}') against http://127.0.0.1:$port/api-docs/openapi.json"
+timeout "$limit" "$schemathesis" --config-file scripts/contract/schemathesis.toml run \
+    "http://127.0.0.1:$port/api-docs/openapi.json" --checks all --no-color "$@"
