@@ -204,8 +204,8 @@ fn is_search_window(text: &str) -> bool {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         (1..=MAX_WINDOW_DIGITS).contains(&digits).then_some(digits)
     };
-    if amount(text) == Some(text.len()) {
-        return true;
+    if text.is_empty() || amount(text) == Some(text.len()) {
+        return !text.is_empty();
     }
     let mut rest = text;
     while !rest.is_empty() {
@@ -404,6 +404,39 @@ mod tests {
         for (body, reason) in cases {
             let error = parse_add_up_to(body.as_bytes()).expect_err(body);
             assert!(error.to_string().contains(reason), "{body:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn search_windows_are_seconds_or_amounts_with_units() {
+        let good = [
+            "1",
+            "3600",
+            "1h",
+            "30m",
+            "1h30m",
+            "250ms",
+            "1d2h3m4s5ms",
+            "999999999999d",
+        ];
+        for window in good {
+            assert!(is_search_window(window), "{window:?}");
+        }
+        let bad = [
+            "",
+            " 1h",
+            "1h ",
+            "1h\n",
+            "h",
+            "1h30",
+            "1w",
+            "-1h",
+            "1.5h",
+            "9999999999999",
+            "1000000000000d",
+        ];
+        for window in bad {
+            assert!(!is_search_window(window), "{window:?}");
         }
     }
 
