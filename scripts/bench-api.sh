@@ -69,11 +69,7 @@ trap cleanup EXIT
 RUST_LOG=warn DATABASE_URL=$bench_url PP_DB_POOL_SIZE=$pool PP_HTTP_ADDR=127.0.0.1:$port \
     target/release/pp_backend_api &
 api_pid=$!
-for _ in $(seq 1 50); do
-    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { echo "bench: error: the API did not become ready" >&2; exit 1; }
+scripts/wait-for-api.sh "$port" bench
 
 # run_wrk SCRIPT PATH: prints "rps p99_ms"
 run_wrk() {

@@ -37,11 +37,7 @@ DATABASE_URL=$contract_url target/release/pp_storage migrate >/dev/null
 RUST_LOG=warn DATABASE_URL=$contract_url PP_HTTP_ADDR=127.0.0.1:$port PP_OUTBOX_RELAY=off \
     target/release/pp_backend_api &
 api_pid=$!
-for _ in $(seq 1 50); do
-    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { echo "contract: error: the API did not become ready" >&2; exit 1; }
+scripts/wait-for-api.sh "$port" contract
 
 say "schemathesis $("$schemathesis" --version | awk '{print $NF}') against http://127.0.0.1:$port/api-docs/openapi.json"
 timeout "$limit" "$schemathesis" --config-file scripts/contract/schemathesis.toml run \

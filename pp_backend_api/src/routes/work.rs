@@ -36,7 +36,8 @@ pub struct CreateWork {
 /// Reads an optional `{"add_up_to": n}` body: `None` when the body (or the field) is absent,
 /// so the caller draws a random one.
 pub(crate) fn parse_add_up_to(body: &[u8]) -> Result<Option<WorkDemand>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+    // No body at all means no body; a body is JSON, and whitespace alone is no JSON document.
+    if body.is_empty() || body.trim_ascii() == b"null" {
         return Ok(None);
     }
     let object: serde_json::Map<String, serde_json::Value> =
@@ -376,8 +377,8 @@ mod tests {
     fn bodies_give_add_up_to_or_none() {
         let cases: [(&str, Option<i32>); 7] = [
             ("", None),
-            ("  \n", None),
             ("null", None),
+            (" null\n", None),
             ("{}", None),
             (r#"{"add_up_to": null}"#, None),
             (r#"{"add_up_to": 4}"#, Some(4)),
@@ -394,6 +395,7 @@ mod tests {
     #[test]
     fn bad_bodies_say_what_is_wrong() {
         let cases = [
+            ("  \n", "JSON object"),
             ("nope", "JSON object"),
             ("[4]", "JSON object"),
             (r#"{"add_up_to": "4"}"#, "whole number"),
