@@ -21,6 +21,7 @@ pub mod batch;
 pub mod error;
 pub mod metrics;
 pub mod middleware;
+pub mod rate_limit;
 pub mod relay;
 pub mod routes;
 pub mod settings;

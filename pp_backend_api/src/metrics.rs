@@ -6,6 +6,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use pp_lib::cache::RedisMetrics;
 use pp_lib::db::PgPool;
 
 /// Latency buckets, in seconds: from a cached lookup to a slow query.
@@ -25,6 +26,12 @@ pub struct Metrics {
     pub outbox_published: IntCounter,
     /// 1 while the outbox relay is connected to RabbitMQ.
     pub outbox_broker_connected: IntGauge,
+    /// The cache's hits and misses, and Redis's errors and breaker.
+    pub redis: RedisMetrics,
+    /// Requests refused with 429.
+    pub rate_limited: IntCounter,
+    /// Requests let through unchecked because Redis did not answer.
+    pub rate_limit_failed_open: IntCounter,
 }
 
 impl Metrics {
@@ -64,6 +71,17 @@ impl Metrics {
         )?;
         registry.register(Box::new(outbox_published.clone()))?;
         registry.register(Box::new(outbox_broker_connected.clone()))?;
+        let redis = RedisMetrics::register(&registry)?;
+        let rate_limited = IntCounter::new(
+            "rate_limited_total",
+            "Requests refused with 429 because their client's rate limit was spent",
+        )?;
+        let rate_limit_failed_open = IntCounter::new(
+            "rate_limit_failed_open_total",
+            "Requests let through without a rate limit check because Redis did not answer",
+        )?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(rate_limit_failed_open.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -73,6 +91,9 @@ impl Metrics {
             pool_max,
             outbox_published,
             outbox_broker_connected,
+            redis,
+            rate_limited,
+            rate_limit_failed_open,
         })
     }
 
@@ -102,7 +123,7 @@ impl Metrics {
 /// Status codes as static labels, so a label is never allocated per request: the statuses the
 /// API answers, exactly; any other by its class.
 fn status_label(status: u16) -> &'static str {
-    const EXACT: [(u16, &str); 11] = [
+    const EXACT: [(u16, &str); 12] = [
         (200, "200"),
         (201, "201"),
         (202, "202"),
@@ -112,6 +133,7 @@ fn status_label(status: u16) -> &'static str {
         (405, "405"),
         (413, "413"),
         (422, "422"),
+        (429, "429"),
         (500, "500"),
         (503, "503"),
     ];

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use clap::Parser;
-use pp_lib::config::{DatabaseConfig, HttpConfig, parse_duration};
+use pp_lib::config::{CacheConfig, DatabaseConfig, HttpConfig, RedisConfig, parse_duration};
 
+use crate::rate_limit::RateLimitConfig;
 use crate::relay::RelayConfig;
 
 /// Largest request body accepted by default: a work request is a few dozen bytes.
@@ -49,6 +50,33 @@ pub struct Settings {
     pub idempotency_ttl: Duration,
     #[command(flatten)]
     pub relay: RelayConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub cache: CacheConfig,
+    #[command(flatten)]
+    pub rate_limit: RateLimitConfig,
+}
+
+impl Settings {
+    /// A server on a free port of 127.0.0.1 over `database`, every other setting at its
+    /// default: no outbox relay, no Redis, no rate limit. Tests start from here.
+    pub fn local(database: DatabaseConfig) -> Self {
+        Settings {
+            http: HttpConfig {
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            database,
+            workers: default_workers(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            shutdown_timeout: Duration::from_secs(5),
+            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            relay: RelayConfig::off(),
+            redis: RedisConfig::default(),
+            cache: CacheConfig::default(),
+            rate_limit: RateLimitConfig::off(),
+        }
+    }
 }
 
 #[cfg(test)]

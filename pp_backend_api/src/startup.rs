@@ -11,11 +11,13 @@ use actix_web::dev::Server;
 use actix_web::middleware::{Logger, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use pp_lib::cache::{Redis, WorkCache};
 use pp_lib::db::{PgPool, build_pool_lazy};
 use pp_lib::shutdown::Shutdown;
 
 use crate::metrics::Metrics;
 use crate::middleware::{assign_request_id, catch_panics, json_errors, record_metrics};
+use crate::rate_limit::{RateLimits, limit_rate};
 use crate::relay::{self, RelayConfig};
 use crate::routes;
 use crate::settings::Settings;
@@ -58,9 +60,36 @@ impl Application {
             .context("failed to read the bound address")?;
         let pool = build_pool_lazy(&settings.database);
         let metrics = Arc::new(Metrics::new().context("failed to create the metrics registry")?);
+        let redis = Redis::start(&settings.redis, metrics.redis.clone())?;
+        let rate_limits = RateLimits::new(&settings.rate_limit, redis.as_ref())?.map(Arc::new);
+        if let Some(redis) = &redis {
+            log::info!(
+                "Redis {} (keys {}:*): caching works{}",
+                settings
+                    .redis
+                    .url
+                    .as_ref()
+                    .map_or_else(String::new, ToString::to_string),
+                redis.prefix(),
+                match settings.rate_limit.quota() {
+                    Some(quota) => format!(
+                        ", rate limit {} per client with bursts of {}",
+                        quota.rate, quota.burst
+                    ),
+                    None => String::new(),
+                }
+            );
+        }
+        let cache = WorkCache::new(redis, settings.cache.work_cache_settings());
         let state = web::Data::new(
-            AppState::new(pool.clone(), metrics.clone(), settings.idempotency_ttl)
-                .context("failed to start the database threads")?,
+            AppState::new(
+                pool.clone(),
+                metrics.clone(),
+                settings.idempotency_ttl,
+                cache,
+                rate_limits,
+            )
+            .context("failed to start the database threads")?,
         );
         let relay = settings.relay.enabled.then(|| RelayTask {
             config: settings.relay.clone(),
@@ -77,6 +106,7 @@ impl Application {
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
+                .wrap(from_fn(limit_rate))
                 .wrap(json_errors())
                 .wrap(from_fn(catch_panics))
                 .wrap(from_fn(record_metrics))

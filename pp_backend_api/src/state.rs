@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
+use pp_lib::cache::{SingleFlight, WorkCache, WorkJson};
 use pp_lib::db::works::{
     WorkSearch, find_work, find_works, insert_work, insert_works, search_works,
 };
@@ -14,6 +15,37 @@ use pp_lib::work::{NewWork, Work};
 use crate::batch::{Batcher, Batching};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::rate_limit::SharedRateLimits;
+
+/// Why a shared lookup failed, in a form every caller that shared it can take a copy of.
+#[derive(Debug, Clone)]
+pub enum LoadFailure {
+    /// The database cannot be reached now (503).
+    Unavailable(String),
+    /// Anything else (500).
+    Internal(String),
+}
+
+impl From<LoadFailure> for ApiError {
+    fn from(failure: LoadFailure) -> Self {
+        match failure {
+            LoadFailure::Unavailable(reason) => ApiError::Unavailable(pp_lib::Error::Pool(reason)),
+            LoadFailure::Internal(reason) => ApiError::Internal(anyhow::anyhow!(reason)),
+        }
+    }
+}
+
+impl From<ApiError> for LoadFailure {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::Unavailable(cause) => LoadFailure::Unavailable(cause.to_string()),
+            other => LoadFailure::Internal(format!("{other:#}")),
+        }
+    }
+}
+
+/// A work's JSON read through the cache, or none (no such work).
+pub type WorkLookup = Result<Option<WorkJson>, LoadFailure>;
 
 /// Shared by all workers (cheap to clone: handles only).
 #[derive(Clone)]
@@ -29,6 +61,12 @@ pub struct AppState {
     pub work_searcher: Arc<Batcher<WorkSearch, Vec<Work>>>,
     /// Woken when a demand enters the outbox, so the relay publishes it at once.
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
+    /// Works cached in Redis and memory (disabled without Redis).
+    pub cache: Arc<WorkCache>,
+    /// Cache misses for the same work share one database read.
+    pub work_loads: Arc<SingleFlight<i64, WorkLookup>>,
+    /// Per-client rate limits, when configured.
+    pub rate_limits: SharedRateLimits,
 }
 
 impl AppState {
@@ -40,6 +78,8 @@ impl AppState {
         pool: PgPool,
         metrics: Arc<Metrics>,
         idempotency_ttl: Duration,
+        cache: WorkCache,
+        rate_limits: SharedRateLimits,
     ) -> std::io::Result<Self> {
         let threads = usize::try_from(pool.max_size().saturating_sub(2))
             .unwrap_or(1)
@@ -84,7 +124,31 @@ impl AppState {
             work_inserter: Arc::new(work_inserter),
             work_searcher: Arc::new(work_searcher),
             outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
+            cache: Arc::new(cache),
+            work_loads: Arc::new(SingleFlight::new()),
+            rate_limits,
         })
+    }
+
+    /// A work's JSON: from the cache when it holds it, else read from PostgreSQL (one read for
+    /// every concurrent request for this id) and cached. `None`: no work has this id.
+    pub async fn work_json(&self, id: i64) -> Result<Option<WorkJson>, ApiError> {
+        if let Some(json) = self.cache.get(id).await {
+            return Ok(Some(json));
+        }
+        let finder = self.work_finder.clone();
+        let cache = self.cache.clone();
+        let lookup = self
+            .work_loads
+            .run(id, move || async move {
+                match finder.submit(id).await {
+                    Ok(Some(work)) => Ok(Some(cache.put(&work).await)),
+                    Ok(None) => Ok(None),
+                    Err(error) => Err(LoadFailure::from(error)),
+                }
+            })
+            .await;
+        Ok(lookup?)
     }
 
     /// Runs `query` with a pooled connection on actix's blocking pool, so the worker thread

@@ -238,6 +238,161 @@ pub struct RedisConfig {
         hide_env_values = true
     )]
     pub url: Option<SecretUrl>,
+    /// Text every Redis key starts with, so deployments (or tests) can share one Redis.
+    #[arg(long = "redis-prefix", env = "PP_REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX, value_parser = parse_redis_prefix)]
+    pub prefix: String,
+    /// Longest wait for one Redis call; past it the request is answered without Redis.
+    #[arg(long = "redis-timeout", env = "PP_REDIS_TIMEOUT", default_value = DEFAULT_REDIS_TIMEOUT, value_parser = parse_redis_timeout)]
+    pub timeout: Duration,
+    /// After repeated Redis failures, how long to answer without trying it before probing again.
+    #[arg(long = "redis-breaker-pause", env = "PP_REDIS_BREAKER_PAUSE", default_value = DEFAULT_REDIS_BREAKER_PAUSE, value_parser = parse_breaker_pause)]
+    pub breaker_pause: Duration,
+}
+
+impl Default for RedisConfig {
+    /// No Redis; the other values at their defaults.
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            timeout: Duration::from_millis(50),
+            breaker_pause: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How long cached works live (used only with Redis).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheConfig {
+    /// Time to live of a done work in Redis (a done work never changes).
+    #[arg(long = "cache-ttl", env = "PP_CACHE_TTL", default_value = DEFAULT_CACHE_TTL, value_parser = parse_cache_ttl)]
+    pub ttl: Duration,
+    /// Time to live of a pending work: the longest a cached work can be stale if Redis misses
+    /// the update that finishes it.
+    #[arg(long = "cache-pending-ttl", env = "PP_CACHE_PENDING_TTL", default_value = DEFAULT_CACHE_PENDING_TTL, value_parser = parse_cache_ttl)]
+    pub pending_ttl: Duration,
+    /// Done works each process also keeps in memory (0: none).
+    #[arg(long = "cache-memory-works", env = "PP_CACHE_MEMORY_WORKS", default_value_t = DEFAULT_CACHE_MEMORY_WORKS, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub memory_works: u32,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl: Duration::from_secs(3_600),
+            pending_ttl: Duration::from_secs(2),
+            memory_works: DEFAULT_CACHE_MEMORY_WORKS,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The work cache's settings.
+    #[cfg(feature = "cache")]
+    pub fn work_cache_settings(&self) -> crate::cache::WorkCacheSettings {
+        crate::cache::WorkCacheSettings {
+            ttl: self.ttl,
+            pending_ttl: self.pending_ttl,
+            local_capacity: self.memory_works as usize,
+        }
+    }
+}
+
+pub const DEFAULT_REDIS_PREFIX: &str = "pp";
+pub const DEFAULT_REDIS_TIMEOUT: &str = "50ms";
+pub const DEFAULT_REDIS_BREAKER_PAUSE: &str = "5s";
+pub const DEFAULT_CACHE_TTL: &str = "1h";
+pub const DEFAULT_CACHE_PENDING_TTL: &str = "2s";
+pub const DEFAULT_CACHE_MEMORY_WORKS: u32 = 100_000;
+
+fn parse_redis_prefix(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be 1 to 64 printable ASCII characters without spaces".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+fn parse_bounded(text: &str, least: Duration, most: Duration) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < least || duration > most {
+        return Err(format!(
+            "`{text}` is out of range: from {least:?} to {most:?}"
+        ));
+    }
+    Ok(duration)
+}
+
+fn parse_redis_timeout(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, Duration::from_millis(1), Duration::from_secs(60))
+}
+
+fn parse_breaker_pause(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, Duration::from_millis(1), Duration::from_secs(3_600))
+}
+
+fn parse_cache_ttl(text: &str) -> Result<Duration, String> {
+    parse_bounded(
+        text,
+        Duration::from_millis(1),
+        Duration::from_secs(30 * 86_400),
+    )
+}
+
+/// Requests per unit of time, e.g. `50/s`, `3000/m`, `10/h`, `1000/d`, or a bare number (per
+/// second). From one a day to a million a second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    per_second: f64,
+    text_count: f64,
+    unit: char,
+}
+
+impl Rate {
+    pub const MIN_PER_SECOND: f64 = 1.0 / 86_400.0;
+    pub const MAX_PER_SECOND: f64 = 1_000_000.0;
+
+    pub fn per_second(&self) -> f64 {
+        self.per_second
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let usage = "use e.g. 50/s, 3000/m, 10/h or 1000/d";
+        let (count, unit) = text.trim().split_once('/').unwrap_or((text.trim(), "s"));
+        let seconds = match unit {
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3_600.0,
+            "d" => 86_400.0,
+            _ => return Err(format!("`{text}` has an unknown unit `{unit}`: {usage}")),
+        };
+        let count: f64 = count
+            .parse()
+            .map_err(|_| format!("`{text}` is not a rate: {usage}"))?;
+        let per_second = count / seconds;
+        if !per_second.is_finite()
+            || !(Self::MIN_PER_SECOND..=Self::MAX_PER_SECOND).contains(&per_second)
+        {
+            return Err(format!(
+                "`{text}` is out of range: from 1/d to {}/s",
+                Self::MAX_PER_SECOND
+            ));
+        }
+        Ok(Rate {
+            per_second,
+            text_count: count,
+            unit: unit.chars().next().unwrap_or('s'),
+        })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.text_count, self.unit)
+    }
 }
 
 /// The API server's listening address.

@@ -52,6 +52,9 @@ pub enum Error {
     /// A query failed.
     #[error("database query failed: {0}")]
     Database(#[from] diesel::result::Error),
+    /// A task panicked or was cancelled: a bug, reported instead of taking its caller down.
+    #[error("internal error: {0}")]
+    Bug(String),
 }
 
 impl Error {
@@ -80,9 +83,11 @@ impl Error {
                 ) || is_statement_timeout(info.message())
             }
             Error::Database(Diesel::BrokenTransactionManager) => true,
-            Error::Config(_) | Error::Input(_) | Error::NotFound { .. } | Error::Database(_) => {
-                false
-            }
+            Error::Config(_)
+            | Error::Input(_)
+            | Error::NotFound { .. }
+            | Error::Database(_)
+            | Error::Bug(_) => false,
         }
     }
 }

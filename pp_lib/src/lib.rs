@@ -13,9 +13,13 @@
 //! - [`logging`]: one way to start `env_logger` for every binary.
 //! - [`amqp`] and [`shutdown`] (feature `amqp`): RabbitMQ topology, the supervised connection,
 //!   publishing with confirms; the shutdown signal shared by a process's tasks.
+//! - [`cache`] (feature `cache`): Redis beside PostgreSQL — the work cache and shared rate
+//!   limits, both failing open.
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "cache")]
+pub mod cache;
 pub mod compute;
 pub mod config;
 pub mod db;

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pp_lib::amqp::{Broker, Topology};
+use pp_lib::cache::{Redis, WorkCache};
 use pp_lib::db::build_pool_lazy;
 use pp_lib::shutdown::Shutdown;
 
@@ -76,8 +77,12 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
             ", metrics on http://{addr}/metrics"
         ))
     );
+    // The sweeper publishes the works it finishes, so API replicas stop serving them as pending.
+    let redis = Redis::start(&settings.redis, metrics.redis.clone())?;
+    let cache = Arc::new(WorkCache::new(redis, settings.cache.work_cache_settings()));
     let sweeper = tokio::spawn(sweeper::sweep(
         pool.clone(),
+        cache,
         settings.sweeper.clone(),
         metrics.clone(),
         shutdown.clone(),

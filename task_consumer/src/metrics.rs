@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use pp_lib::cache::RedisMetrics;
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -20,6 +21,7 @@ use pp_lib::shutdown::Shutdown;
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
+    redis_registry: Registry,
     /// Demands recorded as new done works.
     pub processed: IntCounter,
     /// Deliveries whose demand id already had a work: acknowledged, nothing written.
@@ -34,6 +36,8 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// 1 while connected to the broker.
     pub broker_connected: IntGauge,
+    /// Redis's errors and breaker (the sweeper publishes the works it finishes).
+    pub redis: RedisMetrics,
 }
 
 impl Metrics {
@@ -76,8 +80,12 @@ impl Metrics {
             "1 while the consumer is connected to RabbitMQ",
         )?;
         registry.register(Box::new(broker_connected.clone()))?;
+        // Named like the API's, under this process's prefix.
+        let redis_registry = Registry::new_custom(Some("pp_consumer".to_owned()), None)?;
+        let redis = RedisMetrics::register(&redis_registry)?;
         Ok(Metrics {
             registry,
+            redis_registry,
             processed,
             duplicates,
             dead_lettered,
@@ -85,13 +93,17 @@ impl Metrics {
             swept,
             batch_size,
             broker_connected,
+            redis,
         })
     }
 
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(error) = TextEncoder::new().encode(
+            &[self.registry.gather(), self.redis_registry.gather()].concat(),
+            &mut out,
+        ) {
             log::error!("cannot encode the metrics: {error}");
         }
         String::from_utf8_lossy(&out).into_owned()

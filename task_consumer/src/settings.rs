@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pp_lib::config::{AmqpConfig, DatabaseConfig, parse_duration};
+use pp_lib::config::{AmqpConfig, CacheConfig, DatabaseConfig, RedisConfig, parse_duration};
 
 /// Where the Prometheus endpoint listens; `off` for none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,10 @@ pub struct Settings {
     pub consumer: ConsumerConfig,
     #[command(flatten)]
     pub sweeper: SweeperConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub cache: CacheConfig,
     /// Address of the Prometheus endpoint (GET /metrics), or `off`.
     #[arg(
         long = "metrics-addr",

@@ -9,14 +9,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pp_lib::db::{PgPool, with_connection};
+use pp_lib::cache::WorkCache;
+use pp_lib::db::PgPool;
 use pp_lib::shutdown::Shutdown;
 
 use crate::metrics::Metrics;
 use crate::settings::SweeperConfig;
 
 /// Sweeps until shutdown. Does nothing when `every` is zero.
-pub async fn sweep(pool: PgPool, config: SweeperConfig, metrics: Arc<Metrics>, shutdown: Shutdown) {
+pub async fn sweep(
+    pool: PgPool,
+    cache: Arc<WorkCache>,
+    config: SweeperConfig,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) {
     if config.every.is_zero() {
         log::info!("sweeper off");
         return;
@@ -34,17 +41,13 @@ pub async fn sweep(pool: PgPool, config: SweeperConfig, metrics: Arc<Metrics>, s
             () = shutdown.requested() => return,
         }
         while !shutdown.is_requested() {
-            let pool = pool.clone();
             let since = chrono::Utc::now() - window;
             let limit = config.batch;
-            let outcome = tokio::task::spawn_blocking(move || {
-                with_connection(&pool, |conn| {
-                    pp_lib::db::works::sweep_pending_works(conn, since, limit)
-                })
-            })
-            .await;
+            // Through the cache's write path: the finished works are published after the commit.
+            let outcome =
+                pp_lib::cache::writes::sweep_pending_works(&pool, &cache, since, limit).await;
             match outcome {
-                Ok(Ok(done)) => {
+                Ok(done) => {
                     if failing {
                         log::info!("sweeper: the database answers again");
                         failing = false;
@@ -57,16 +60,16 @@ pub async fn sweep(pool: PgPool, config: SweeperConfig, metrics: Arc<Metrics>, s
                         break;
                     }
                 }
-                Ok(Err(error)) => {
+                Err(pp_lib::Error::Bug(error)) => {
+                    log::error!("sweeper: {error}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+                Err(error) => {
                     if !failing {
                         log::warn!("sweeper: {error}; trying again next sweep");
                         failing = true;
                     }
-                    break;
-                }
-                Err(error) => {
-                    log::error!("sweeper: a sweep panicked: {error}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
                     break;
                 }
             }

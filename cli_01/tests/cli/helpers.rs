@@ -4,10 +4,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use pp_backend_api::relay::RelayConfig;
-use pp_backend_api::settings::{DEFAULT_MAX_BODY_BYTES, Settings};
+use pp_backend_api::settings::Settings;
 use pp_backend_api::startup::Application;
-use pp_lib::config::{DatabaseConfig, HttpConfig};
+use pp_lib::config::DatabaseConfig;
 use pp_lib::work::Work;
 use pp_storage::testkit::TestDatabase;
 
@@ -16,17 +15,11 @@ pub const VIAS: [&str; 2] = ["http", "db"];
 
 /// Settings for a test API on a free port over `database`.
 pub fn api_settings(database: DatabaseConfig) -> Settings {
+    // No broker (the relay is off): accepted demands stay in the outbox, where the tests look
+    // for them.
     Settings {
-        http: HttpConfig {
-            addr: "127.0.0.1:0".parse().expect("a valid address"),
-        },
-        database,
         workers: 1,
-        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-        shutdown_timeout: Duration::from_secs(5),
-        idempotency_ttl: Duration::from_secs(24 * 60 * 60),
-        // No broker: accepted demands stay in the outbox, where the tests look for them.
-        relay: RelayConfig::off(),
+        ..Settings::local(database)
     }
 }
 

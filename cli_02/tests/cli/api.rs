@@ -1,11 +1,9 @@
 //! cli_02 against the real API: what it prints and how it exits are the API's answers.
 
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use pp_backend_api::settings::{DEFAULT_MAX_BODY_BYTES, Settings};
+use pp_backend_api::settings::Settings;
 use pp_backend_api::startup::Application;
-use pp_lib::config::HttpConfig;
 use pp_storage::testkit::TestDatabase;
 
 /// Starts the API on a free port over a fresh database; returns its address and the database.
@@ -14,15 +12,8 @@ async fn spawn_api() -> (String, TestDatabase) {
         .await
         .expect("creating the test database");
     let settings = Settings {
-        http: HttpConfig {
-            addr: "127.0.0.1:0".parse().expect("a valid address"),
-        },
-        database: db.config(),
         workers: 1,
-        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-        shutdown_timeout: Duration::from_secs(5),
-        idempotency_ttl: Duration::from_secs(24 * 60 * 60),
-        relay: pp_backend_api::relay::RelayConfig::off(),
+        ..Settings::local(db.config())
     };
     let application = Application::build(settings).await.expect("the API builds");
     let address = application.address().to_string();

@@ -18,6 +18,11 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Health {
     #[schema(example = "ok")]
     pub status: String,
+    /// Readiness only, when Redis is configured: `ok`, or `degraded` while Redis does not answer
+    /// (works are then read from PostgreSQL and rate limits are open; the API stays ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "ok")]
+    pub cache: Option<String>,
 }
 
 /// Liveness: the process is up and serving.
@@ -26,10 +31,11 @@ pub struct Health {
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok".to_owned(),
+        cache: None,
     })
 }
 
-/// Readiness: the database answers a query.
+/// Readiness: the database answers a query. Redis is reported, never required.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Health),
@@ -47,6 +53,14 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match outcome {
         Ok(Ok(())) => HttpResponse::Ok().json(Health {
             status: "ready".to_owned(),
+            cache: state.cache.is_enabled().then(|| {
+                if state.cache.is_degraded() {
+                    "degraded"
+                } else {
+                    "ok"
+                }
+                .to_owned()
+            }),
         }),
         Ok(Err(reason)) => {
             log::warn!("not ready: {reason}");

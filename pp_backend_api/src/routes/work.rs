@@ -1,6 +1,6 @@
 //! `/work`: create a work, get one, search them, list a work's events.
 
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{ContentType, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use pp_lib::db::idempotency::{IdempotentCreation, MAX_KEY_LEN, create_work_once};
@@ -162,9 +162,10 @@ pub async fn get_work(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_work_id(&path)?;
-    let work = state.work_finder.submit(id).await?;
-    match work {
-        Some(work) => Ok(HttpResponse::Ok().json(work)),
+    match state.work_json(id).await? {
+        Some(json) => Ok(HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(json.to_string())),
         None => Err(ApiError::NotFound(format!("no work with id {id}"))),
     }
 }
@@ -353,6 +354,11 @@ pub async fn list_work_events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_work_id(&path)?;
+    if let Some(json) = state.cache.get_events(id).await {
+        return Ok(HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(json));
+    }
     let events = state
         .run_db(move |conn| {
             let events = pp_lib::db::events::list_events(conn, id)?;
@@ -363,10 +369,19 @@ pub async fn list_work_events(
             Ok(Some(events))
         })
         .await?;
-    match events {
-        Some(events) => Ok(HttpResponse::Ok().json(events)),
-        None => Err(ApiError::NotFound(format!("no work with id {id}"))),
+    let Some(events) = events else {
+        return Err(ApiError::NotFound(format!("no work with id {id}")));
+    };
+    let json = serde_json::to_string(&events)
+        .map_err(|error| ApiError::Internal(anyhow::anyhow!("events to JSON: {error}")))?;
+    // Events are written with the work's completion, all at once: a work that has any is done
+    // and has all it will ever have.
+    if !events.is_empty() {
+        state.cache.put_events(id, &json).await;
     }
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(json))
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use pp_backend_api::settings::{DEFAULT_MAX_BODY_BYTES, Settings};
+use pp_backend_api::settings::Settings;
 use pp_backend_api::startup::Application;
-use pp_lib::config::{DatabaseConfig, HttpConfig};
+use pp_lib::config::DatabaseConfig;
 use pp_lib::work::Work;
 use pp_storage::testkit::TestDatabase;
 use reqwest::{Response, StatusCode};
@@ -24,15 +24,9 @@ pub struct TestApp {
 /// Settings for a test server on a free port over `database`.
 pub fn test_settings(database: DatabaseConfig) -> Settings {
     Settings {
-        http: HttpConfig {
-            addr: "127.0.0.1:0".parse().expect("a valid address"),
-        },
-        database,
         workers: 2,
-        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         shutdown_timeout: Duration::from_secs(10),
-        idempotency_ttl: Duration::from_secs(24 * 60 * 60),
-        relay: pp_backend_api::relay::RelayConfig::off(),
+        ..Settings::local(database)
     }
 }
 

@@ -1,5 +1,7 @@
-//! pp_lib's data layer against a real PostgreSQL: each test gets its own migrated database.
+//! pp_lib's data layer against a real PostgreSQL (each test gets its own migrated database),
+//! and its Redis side against a real Redis (each test gets its own key prefix).
 
+mod cache;
 mod events;
 mod idempotency;
 mod outbox;

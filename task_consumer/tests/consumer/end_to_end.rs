@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use pp_backend_api::relay::RelayConfig;
-use pp_backend_api::settings::{DEFAULT_MAX_BODY_BYTES, Settings as ApiSettings};
+use pp_backend_api::settings::Settings as ApiSettings;
 use pp_backend_api::startup::Application;
-use pp_lib::config::HttpConfig;
 use serde_json::Value;
 
 use crate::helpers::{Harness, start, stop};
@@ -15,18 +14,12 @@ use crate::helpers::{Harness, start, stop};
 async fn demands_and_works_created_over_http_end_up_done_with_their_events() {
     let harness = Harness::new().await;
     let api_settings = ApiSettings {
-        http: HttpConfig {
-            addr: "127.0.0.1:0".parse().expect("an address"),
-        },
-        database: harness.db.config(),
         workers: 1,
-        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-        shutdown_timeout: Duration::from_secs(5),
-        idempotency_ttl: Duration::from_secs(3_600),
         relay: RelayConfig {
             interval: Duration::from_millis(100),
             ..RelayConfig::to(harness.queue.config())
         },
+        ..ApiSettings::local(harness.db.config())
     };
     let api = Application::build(api_settings)
         .await

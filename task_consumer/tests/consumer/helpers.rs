@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use pp_lib::amqp::{Broker, Outgoing, PublishOptions, Publisher, Reconnect};
-use pp_lib::config::{AmqpConfig, DatabaseConfig};
+use pp_lib::config::{AmqpConfig, CacheConfig, DatabaseConfig, RedisConfig};
 use pp_lib::demand::WorkDemand;
 use pp_lib::shutdown::{Shutdown, ShutdownTrigger};
 use pp_lib::testkit::TestQueue;
@@ -140,6 +140,8 @@ pub fn settings(database: DatabaseConfig, amqp: AmqpConfig) -> Settings {
             window: Duration::from_secs(6 * 3600),
             batch: 100,
         },
+        redis: RedisConfig::default(),
+        cache: CacheConfig::default(),
         metrics_addr: MetricsAddr(Some("127.0.0.1:0".parse().expect("an address"))),
     }
 }

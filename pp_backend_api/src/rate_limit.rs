@@ -1,0 +1,319 @@
+//! Per-client rate limits on the routes that write (and, when asked, on the ones that read),
+//! enforced together by every replica through Redis (see `pp_lib::cache::rate_limit`).
+//!
+//! A client is its `X-Api-Key` when it sends one, else its address: the peer's, or — only when
+//! the peer is one of `PP_TRUSTED_PROXY` — the nearest address in `X-Forwarded-For` that is not
+//! a trusted proxy. Every answer of a limited route carries the IETF draft's `RateLimit-Policy`
+//! and `RateLimit` headers; a refused request gets 429 with `Retry-After`. When Redis cannot
+//! answer, the request is let through (fail open) and counted.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{Error, web};
+use pp_lib::cache::{Decision, Quota, RateLimiter, Redis, Verdict};
+use pp_lib::config::Rate;
+
+use crate::error::ErrorBody;
+use crate::state::AppState;
+
+/// The header that names a client.
+pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+/// The IETF draft's header stating the quota policy.
+pub const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// The IETF draft's header stating what is left of the quota.
+pub const RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// The policy's name in both headers.
+const POLICY_NAME: &str = "pp";
+/// Longest `X-Api-Key` taken as a client's name; a longer one is ignored (the address counts).
+const MAX_API_KEY_LEN: usize = 255;
+
+/// The rate limit settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RateLimitConfig {
+    /// Requests per client on POST /work and POST /work/demand, e.g. 50/s, 3000/m (unset: no
+    /// limit). Needs Redis (REDIS_URL); without it, or while it is down, nothing is limited.
+    #[arg(long = "rate-limit", env = "PP_RATE_LIMIT")]
+    pub rate: Option<Rate>,
+    /// Requests a client may make at once before the rate applies (default: one second's worth,
+    /// at least 1).
+    #[arg(long = "rate-burst", env = "PP_RATE_BURST", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub burst: Option<u32>,
+    /// Limit the reading routes too (GET /work/..., /stats): on or off.
+    #[arg(
+        long = "rate-limit-reads",
+        env = "PP_RATE_LIMIT_READS",
+        default_value = "off",
+        value_parser = crate::relay::parse_switch,
+        action = clap::ArgAction::Set
+    )]
+    pub reads: bool,
+    /// Comma-separated addresses of the proxies in front of the API: from these peers only,
+    /// X-Forwarded-For names the client.
+    #[arg(
+        long = "trusted-proxy",
+        env = "PP_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl RateLimitConfig {
+    /// No limit at all.
+    pub fn off() -> Self {
+        RateLimitConfig {
+            rate: None,
+            burst: None,
+            reads: false,
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    /// The quota, when a rate is set.
+    pub fn quota(&self) -> Option<Quota> {
+        let rate = self.rate?;
+        let burst = self
+            .burst
+            .unwrap_or_else(|| rate.per_second().ceil().clamp(1.0, 1_000_000.0) as u32);
+        Some(Quota { rate, burst })
+    }
+}
+
+/// What the middleware needs: the limiter and whom to trust.
+pub struct RateLimits {
+    limiter: RateLimiter,
+    reads: bool,
+    trusted_proxies: Vec<IpAddr>,
+    policy: HeaderValue,
+}
+
+impl RateLimits {
+    /// The limits `config` asks for, over `redis`; `None` when no rate is set. A rate without
+    /// Redis is refused at startup: it would silently limit nothing.
+    pub fn new(config: &RateLimitConfig, redis: Option<&Redis>) -> anyhow::Result<Option<Self>> {
+        let Some(quota) = config.quota() else {
+            return Ok(None);
+        };
+        let Some(redis) = redis else {
+            anyhow::bail!(
+                "PP_RATE_LIMIT={} needs Redis to share the limit between replicas: set REDIS_URL",
+                quota.rate
+            );
+        };
+        let policy = HeaderValue::from_str(&format!(
+            "\"{POLICY_NAME}\";q={};w={}",
+            quota.burst,
+            quota.window_seconds()
+        ))
+        .expect("digits and a quoted token are a valid header value");
+        Ok(Some(RateLimits {
+            limiter: RateLimiter::new(redis.clone(), quota),
+            reads: config.reads,
+            trusted_proxies: config.trusted_proxies.clone(),
+            policy,
+        }))
+    }
+
+    fn applies_to(&self, method: &Method, pattern: Option<&str>) -> bool {
+        match (method, pattern) {
+            (&Method::POST, Some("/work" | "/work/demand")) => true,
+            (
+                &Method::GET,
+                Some("/work/{id}" | "/work/search" | "/work/{id}/events" | "/stats"),
+            ) => self.reads,
+            _ => false,
+        }
+    }
+}
+
+/// The middleware: counts the request against its client's quota, answers 429 when it is spent,
+/// and puts the quota headers on every answer of a limited route.
+pub async fn limit_rate(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let limits = request
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| state.rate_limits.clone());
+    let Some(limits) = limits
+        .filter(|limits| limits.applies_to(request.method(), request.match_pattern().as_deref()))
+    else {
+        return Ok(next.call(request).await?.map_into_left_body());
+    };
+    let client = client_identity(
+        request.headers(),
+        request.peer_addr().map(|peer| peer.ip()),
+        &limits.trusted_proxies,
+    );
+    let verdict = limits.limiter.check(&client).await;
+    let metrics = request
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let decision = match verdict {
+        Verdict::Decided(decision) => Some(decision),
+        Verdict::FailedOpen => {
+            if let Some(metrics) = &metrics {
+                metrics.rate_limit_failed_open.inc();
+            }
+            None
+        }
+    };
+    if let Some(decision) = decision.filter(|decision| !decision.allowed) {
+        if let Some(metrics) = &metrics {
+            metrics.rate_limited.inc();
+        }
+        let quota = limits.limiter.quota();
+        let retry_after = whole_seconds(decision.retry_after);
+        let mut response = ErrorBody::response(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "rate limit exceeded: {} per client with bursts of {}; retry in {retry_after} s",
+                quota.rate, quota.burst
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        add_quota_headers(response.headers_mut(), &limits, Some(&decision));
+        return Ok(request.into_response(response).map_into_right_body());
+    }
+    let mut response = next.call(request).await?;
+    add_quota_headers(response.headers_mut(), &limits, decision.as_ref());
+    Ok(response.map_into_left_body())
+}
+
+fn add_quota_headers(headers: &mut HeaderMap, limits: &RateLimits, decision: Option<&Decision>) {
+    headers.insert(RATE_LIMIT_POLICY, limits.policy.clone());
+    if let Some(decision) = decision {
+        let value = format!(
+            "\"{POLICY_NAME}\";r={};t={}",
+            decision.remaining,
+            whole_seconds(decision.reset)
+        );
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(RATE_LIMIT, value);
+        }
+    }
+}
+
+/// Seconds, rounded up: a client that waits this long is not refused for having come early.
+fn whole_seconds(duration: std::time::Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// Who is asking, as a Redis key part: `key:<uuid>` (the API key, hashed, so keys are never
+/// stored as sent) or `ip:<address>`.
+pub fn client_identity(
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    trusted_proxies: &[IpAddr],
+) -> String {
+    if let Some(key) = headers
+        .get(&API_KEY)
+        .map(HeaderValue::as_bytes)
+        .filter(|key| !key.is_empty() && key.len() <= MAX_API_KEY_LEN)
+    {
+        return format!(
+            "key:{}",
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key)
+        );
+    }
+    let Some(peer) = peer else {
+        return "ip:unknown".to_owned();
+    };
+    if !trusted_proxies.contains(&peer) {
+        return format!("ip:{peer}");
+    }
+    // The proxies append, so the nearest untrusted hop is the last one not ours.
+    let forwarded = headers
+        .get_all(HeaderName::from_static("x-forwarded-for"))
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    let client = forwarded
+        .iter()
+        .rev()
+        .find(|hop| !trusted_proxies.contains(hop))
+        .copied()
+        .unwrap_or(peer);
+    format!("ip:{client}")
+}
+
+/// A shared handle, for the app state.
+pub type SharedRateLimits = Option<Arc<RateLimits>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).expect("a header value"),
+            );
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
+    #[test]
+    fn an_api_key_names_the_client_and_is_not_stored_as_sent() {
+        let identity = client_identity(
+            &headers(&[("x-api-key", "secret")]),
+            Some(ip("10.0.0.1")),
+            &[],
+        );
+        assert!(identity.starts_with("key:"), "{identity}");
+        assert!(!identity.contains("secret"));
+        let other = client_identity(
+            &headers(&[("x-api-key", "secret")]),
+            Some(ip("10.0.0.2")),
+            &[],
+        );
+        assert_eq!(identity, other, "the same key from anywhere is one client");
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let forwarded = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.9")]);
+        assert_eq!(
+            client_identity(&forwarded, Some(ip("192.0.2.1")), &[]),
+            "ip:192.0.2.1",
+            "an untrusted peer cannot name another client"
+        );
+        let proxies = [ip("10.0.0.9"), ip("10.0.0.1")];
+        assert_eq!(
+            client_identity(&forwarded, Some(ip("10.0.0.1")), &proxies),
+            "ip:203.0.113.7",
+            "the nearest hop that is not a trusted proxy"
+        );
+        assert_eq!(
+            client_identity(&headers(&[]), Some(ip("10.0.0.1")), &proxies),
+            "ip:10.0.0.1",
+            "a trusted proxy that forwards nothing is the client"
+        );
+    }
+
+    #[test]
+    fn the_burst_defaults_to_one_second_of_the_rate() {
+        let mut config = RateLimitConfig::off();
+        assert!(config.quota().is_none());
+        config.rate = Some("50/s".parse().expect("a rate"));
+        assert_eq!(config.quota().map(|quota| quota.burst), Some(50));
+        config.rate = Some("10/m".parse().expect("a rate"));
+        assert_eq!(config.quota().map(|quota| quota.burst), Some(1));
+        config.burst = Some(100);
+        assert_eq!(config.quota().map(|quota| quota.burst), Some(100));
+    }
+}
