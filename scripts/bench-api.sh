@@ -11,6 +11,10 @@
 # req/s, p99 and the ratio API / pgbench, then the API's peak RSS. Everything runs on loopback,
 # bounded in time (PP_BENCH_SECONDS each run).
 #
+# Then, with Redis (REDIS_URL, default the local one; keys under their own prefix, deleted at the
+# end): GET by id on a warmed cache beside pgbench's select by primary key, and POST with a rate
+# limit that is never reached beside POST without one (the limiter's cost).
+#
 # Environment: DATABASE_URL (the server; the database used is pp_bench, recreated),
 # PP_BENCH_SECONDS (default 10), PP_BENCH_ROWS (seeded works, default 100000),
 # PP_BENCH_POOL (connections, API pool and pgbench, default 8), PP_BENCH_WRK_CONNECTIONS (default 32).
@@ -52,17 +56,28 @@ create function pg_temp.random_code(seed int) returns text language sql as \$\$
                              1 + floor(random() * 62)::int, 1), '')
     from generate_series(1, 10 + seed * 0)
 \$\$;
-insert into works (work_code, add_up_to, created_on)
+insert into works (work_code, add_up_to, created_on, done, result)
 select case when i % 2 = 0 then 'api-' else 'consumer-' end || pg_temp.random_code(i), i % 100,
-       now() - interval '2 hours' + i * (interval '2 hours' / $rows)
+       now() - interval '2 hours' + i * (interval '2 hours' / $rows),
+       i % 10 <> 0, case when i % 10 <> 0 then (i % 100) * (i % 100 + 1) / 2 end
 from generate_series(1, $rows) as i;
 vacuum analyze works;
 SQL
 
 api_pid=
+cached_pid=
+limited_pid=
+redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
+redis_prefix="pp_bench_$$"
 cleanup() {
-    if [ -n "$api_pid" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi
+    for pid in $api_pid $cached_pid $limited_pid; do
+        kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    done
     psql "${server_url%/*}/postgres" -qAt -c "drop database if exists pp_bench with (force)" >/dev/null 2>&1 || true
+    if command -v redis-cli >/dev/null 2>&1; then
+        redis-cli -u "$redis_url" --scan --pattern "$redis_prefix:*" 2>/dev/null \
+            | xargs -r -n 500 redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+    fi
 }
 trap cleanup EXIT
 
@@ -73,10 +88,10 @@ scripts/wait-for-api.sh "$port" bench
 
 # run_wrk SCRIPT PATH: prints "rps p99_ms"
 run_wrk() {
-    local script=$1 path=$2 out
+    local script=$1 path=$2 at=${3:-$port} out
     out=$(cd scripts/bench && cat report.lua "$script" > /tmp/pp_bench_wrk.lua && \
         timeout $((seconds + 30)) wrk -t2 -c"$wrk_connections" -d"${seconds}s" --timeout 5s \
-            -s /tmp/pp_bench_wrk.lua "http://127.0.0.1:$port$path")
+            -s /tmp/pp_bench_wrk.lua "http://127.0.0.1:$at$path")
     local line
     line=$(grep '^RESULT' <<<"$out")
     local errors=${line##*errors=}
@@ -126,4 +141,32 @@ done
 report "POST /work" "$(run_wrk post_work.lua /work)" "$(run_pgbench post_work.sql -M prepared)" 60
 
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$api_pid/status")
-printf '\nAPI peak RSS: %.1f MiB (pool %s, wrk connections %s, %ss per run)\n' "$(awk -v k="$rss_kib" 'BEGIN {print k / 1024}')" "$pool" "$wrk_connections" "$seconds"
+
+# With Redis: a second API over the same database caches works (PP_CACHE_MEMORY_WORKS of the
+# done ones in memory too, the rest in Redis); its cache is warmed by reading every id once,
+# then GET is measured beside pgbench's select by primary key, run again now.
+RUST_LOG=warn DATABASE_URL=$bench_url PP_DB_POOL_SIZE=$pool PP_HTTP_ADDR=127.0.0.1:$((port + 1)) \
+    REDIS_URL=$redis_url PP_REDIS_PREFIX=$redis_prefix PP_OUTBOX_RELAY=off \
+    target/release/pp_backend_api &
+cached_pid=$!
+scripts/wait-for-api.sh "$((port + 1))" bench
+run_wrk warm_works.lua /work/1 "$((port + 1))" >/dev/null
+report "GET /work/{id}, cached" "$(run_wrk get_work.lua /work/1 "$((port + 1))")" "$(run_pgbench get_work.sql -M prepared)" 100
+
+# The rate limiter's cost: POST on an API whose limit no client reaches (every request still
+# runs the limiter's script in Redis), beside POST on the API without limits, in turn.
+RUST_LOG=warn DATABASE_URL=$bench_url PP_DB_POOL_SIZE=$pool PP_HTTP_ADDR=127.0.0.1:$((port + 2)) \
+    REDIS_URL=$redis_url PP_REDIS_PREFIX=$redis_prefix PP_OUTBOX_RELAY=off \
+    PP_RATE_LIMIT=1000000/s PP_RATE_BURST=1000000 \
+    target/release/pp_backend_api &
+limited_pid=$!
+scripts/wait-for-api.sh "$((port + 2))" bench
+read -r plain_rps _ <<<"$(run_wrk post_work.lua /work)"
+read -r limited_rps limited_p99 <<<"$(run_wrk post_work.lua /work "$((port + 2))")"
+printf '%-36s %12.0f %8sms %14.0f %10s %8s %8s\n' "POST /work, rate limited" "$limited_rps" "$limited_p99" "$plain_rps" "(no limit)" \
+    "$(awk -v a="$limited_rps" -v b="$plain_rps" 'BEGIN {printf "%.0f%%", 100 * a / b}')" ">=85%"
+
+cached_rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$cached_pid/status")
+printf '\nAPI peak RSS: %.1f MiB; with the cache: %.1f MiB (pool %s, wrk connections %s, %ss per run)\n' \
+    "$(awk -v k="$rss_kib" 'BEGIN {print k / 1024}')" "$(awk -v k="$cached_rss_kib" 'BEGIN {print k / 1024}')" \
+    "$pool" "$wrk_connections" "$seconds"

@@ -303,7 +303,7 @@ pub const DEFAULT_REDIS_TIMEOUT: &str = "50ms";
 pub const DEFAULT_REDIS_BREAKER_PAUSE: &str = "5s";
 pub const DEFAULT_CACHE_TTL: &str = "1h";
 pub const DEFAULT_CACHE_PENDING_TTL: &str = "2s";
-pub const DEFAULT_CACHE_MEMORY_WORKS: u32 = 100_000;
+pub const DEFAULT_CACHE_MEMORY_WORKS: u32 = 10_000;
 
 fn parse_redis_prefix(text: &str) -> Result<String, String> {
     if text.is_empty() || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_graphic()) {

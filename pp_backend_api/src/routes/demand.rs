@@ -36,10 +36,18 @@ pub struct DemandAccepted {
     path = "/work/demand",
     tag = "work",
     request_body(content = Option<CreateWork>, content_type = "application/json"),
+    params(
+        ("X-Api-Key" = Option<String>, Header, description = "Names the client for rate limiting (else its address counts). Not checked: it is no credential."),
+    ),
     responses(
-        (status = 202, description = "Accepted: it will be published with this message id", body = DemandAccepted),
+        (status = 202, description = "Accepted: it will be published with this message id", body = DemandAccepted,
+         headers(
+            ("RateLimit-Policy" = String, description = "When rate limits are on: the client's quota, e.g. `\"pp\";q=100;w=2` (q requests per w seconds)"),
+            ("RateLimit" = String, description = "When rate limits are on: what is left, e.g. `\"pp\";r=42;t=1` (r requests now, whole again in t seconds)"),
+         )),
         (status = 400, description = "Malformed body or add_up_to out of range", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 429, response = crate::routes::TooManyRequests),
         (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )

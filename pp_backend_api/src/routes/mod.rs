@@ -52,6 +52,19 @@ pub fn only(path: &str, method: Method, route: Route) -> Resource {
         }))
 }
 
+/// 429: the client's rate limit is spent (only when `PP_RATE_LIMIT` is set).
+#[derive(utoipa::ToResponse)]
+#[response(
+    description = "The client's rate limit is spent (only when rate limits are on)",
+    headers(
+        ("Retry-After" = u32, description = "Seconds until a request would be allowed"),
+        ("RateLimit-Policy" = String, description = "The client's quota, e.g. `\"pp\";q=100;w=2`"),
+        ("RateLimit" = String, description = "What is left: `\"pp\";r=0;t=<seconds until whole again>`"),
+    )
+)]
+#[allow(dead_code)] // Read by the document's generator only.
+pub struct TooManyRequests(#[to_schema] ErrorBody);
+
 /// 404 for a path no route has.
 pub async fn not_found(request: HttpRequest) -> HttpResponse {
     ErrorBody::response(

@@ -80,9 +80,15 @@ fn parse_work_id(text: &str) -> Result<i64, ApiError> {
     request_body(content = Option<CreateWork>, content_type = "application/json"),
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key with the same add_up_to returns the first result (keys are kept 24 h). 1 to 255 printable ASCII characters, no spaces.", min_length = 1, max_length = 255, pattern = r"^[!-~]{1,255}$"),
+        ("X-Api-Key" = Option<String>, Header, description = "Names the client for rate limiting (else its address counts). Not checked: it is no credential."),
     ),
     responses(
-        (status = 200, description = "The work, as stored", body = Work),
+        (status = 200, description = "The work, as stored", body = Work,
+         headers(
+            ("RateLimit-Policy" = String, description = "When rate limits are on: the client's quota, e.g. `\"pp\";q=100;w=2` (q requests per w seconds)"),
+            ("RateLimit" = String, description = "When rate limits are on: what is left, e.g. `\"pp\";r=42;t=1` (r requests now, whole again in t seconds)"),
+         )),
+        (status = 429, response = crate::routes::TooManyRequests),
         (status = 400, description = "Malformed body, add_up_to out of range, or a malformed Idempotency-Key", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Idempotency-Key reused with another add_up_to", body = ErrorBody),
