@@ -142,25 +142,29 @@ report "POST /work" "$(run_wrk post_work.lua /work)" "$(run_pgbench post_work.sq
 
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$api_pid/status")
 
-# With Redis: a second API over the same database caches works (PP_CACHE_MEMORY_WORKS of the
-# done ones in memory too, the rest in Redis); its cache is warmed by reading every id once,
-# then GET is measured beside pgbench's select by primary key, run again now.
+# With Redis: a second API over the same database caches works, the done ones in its memory too
+# (PP_BENCH_CACHE_MEMORY of them, default every seeded work: the working set fits); its cache is
+# warmed by reading every id once, then GET is measured beside pgbench's select by primary key,
+# run again now. The third API (below) keeps nothing in memory: its GET shows Redis alone.
 RUST_LOG=warn DATABASE_URL=$bench_url PP_DB_POOL_SIZE=$pool PP_HTTP_ADDR=127.0.0.1:$((port + 1)) \
     REDIS_URL=$redis_url PP_REDIS_PREFIX=$redis_prefix PP_OUTBOX_RELAY=off \
+    PP_CACHE_MEMORY_WORKS=${PP_BENCH_CACHE_MEMORY:-$rows} \
     target/release/pp_backend_api &
 cached_pid=$!
 scripts/wait-for-api.sh "$((port + 1))" bench
 run_wrk warm_works.lua /work/1 "$((port + 1))" >/dev/null
-report "GET /work/{id}, cached" "$(run_wrk get_work.lua /work/1 "$((port + 1))")" "$(run_pgbench get_work.sql -M prepared)" 100
+report "GET /work/{id}, cached (memory)" "$(run_wrk get_work.lua /work/1 "$((port + 1))")" "$(run_pgbench get_work.sql -M prepared)" 100
 
 # The rate limiter's cost: POST on an API whose limit no client reaches (every request still
 # runs the limiter's script in Redis), beside POST on the API without limits, in turn.
 RUST_LOG=warn DATABASE_URL=$bench_url PP_DB_POOL_SIZE=$pool PP_HTTP_ADDR=127.0.0.1:$((port + 2)) \
     REDIS_URL=$redis_url PP_REDIS_PREFIX=$redis_prefix PP_OUTBOX_RELAY=off \
-    PP_RATE_LIMIT=1000000/s PP_RATE_BURST=1000000 \
+    PP_RATE_LIMIT=1000000/s PP_RATE_BURST=1000000 PP_CACHE_MEMORY_WORKS=0 \
     target/release/pp_backend_api &
 limited_pid=$!
 scripts/wait-for-api.sh "$((port + 2))" bench
+run_wrk warm_works.lua /work/1 "$((port + 2))" >/dev/null
+report "GET /work/{id}, cached (Redis only)" "$(run_wrk get_work.lua /work/1 "$((port + 2))")" "$(run_pgbench get_work.sql -M prepared)" 100
 read -r plain_rps _ <<<"$(run_wrk post_work.lua /work)"
 read -r limited_rps limited_p99 <<<"$(run_wrk post_work.lua /work "$((port + 2))")"
 printf '%-36s %12.0f %8sms %14.0f %10s %8s %8s\n' "POST /work, rate limited" "$limited_rps" "$limited_p99" "$plain_rps" "(no limit)" \
