@@ -68,6 +68,12 @@ async fn get_work(app: &TestApp, id: i64) -> Work {
     response.json().await.expect("a work")
 }
 
+async fn get_events(app: &TestApp, id: i64) -> Vec<Value> {
+    let response = app.get(&format!("/work/{id}/events")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("events")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_come_from_the_cache_and_the_sweepers_change_reaches_it_at_once() {
     let redis = TestRedis::create();
@@ -101,18 +107,8 @@ async fn reads_come_from_the_cache_and_the_sweepers_change_reaches_it_at_once() 
     let after = get_work(&app, created.id).await;
     assert!(after.done);
     assert_eq!(after.result, Some(10));
-    let events: Vec<Value> = app
-        .get(&format!("/work/{}/events", created.id))
-        .await
-        .json()
-        .await
-        .expect("events");
-    let again: Vec<Value> = app
-        .get(&format!("/work/{}/events", created.id))
-        .await
-        .json()
-        .await
-        .expect("events");
+    let events = get_events(&app, created.id).await;
+    let again = get_events(&app, created.id).await;
     assert_eq!(events.len(), 3);
     assert_eq!(events, again, "a done work's events, cached, are the same");
     assert!(
