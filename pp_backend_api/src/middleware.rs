@@ -1,17 +1,24 @@
 //! The middleware every request passes through, outermost first:
 //!
-//! 1. [`assign_request_id`]: honours a sane `x-request-id` or makes one, and echoes it back;
-//!    the access log (actix's `Logger`, next) prints it.
-//! 2. [`record_metrics`]: counts the request by route, method and status, and times it.
-//! 3. [`catch_panics`]: a handler that panics answers a logged 500 JSON; the worker lives on.
-//! 4. [`json_errors`]: the errors actix-web answers by itself (413, a malformed query, …) get
+//! 1. [`observe`]: honours a sane `x-request-id` or makes one and echoes it back, counts and
+//!    times the request by route, method and status, and writes the access log line.
+//! 2. [`json_errors`]: the errors actix-web answers by itself (413, a malformed query, …) get
 //!    the same JSON body as ours.
+//!
+//! and, on each resource (inside the router, where the route is known):
+//!
+//! 3. [`catch_panics`]: a handler that panics answers a logged 500 JSON; the worker lives on.
+//!
+//! The route's label is read after routing, when actix-web finds it by the resource that served
+//! the request; before routing it could only be found by matching the path against every
+//! pattern again. Every layer here is on the path of every request, so each does no more than
+//! it must: no text is formatted for a log line that is filtered out.
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -25,19 +32,26 @@ use crate::state::AppState;
 /// The request id header, read and echoed.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The log target of the access log: one line per request at `info`
+/// (`RUST_LOG=pp_backend_api::access=warn` turns it off).
+pub const ACCESS_LOG: &str = "pp_backend_api::access";
+
 /// Longest client-supplied request id kept; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// Keeps the client's `x-request-id` when it is short printable ASCII, else makes a UUID; puts
-/// it on the request (for the log and the layers inside) and on the response.
+/// Keeps the client's `x-request-id` when it is short printable ASCII, else makes a UUID, and
+/// puts it on the request (for the layers inside) and on the response. Counts and times the
+/// request, labelled by its route pattern (`/work/{id}`, never the raw path, so the label set
+/// stays small) or `unmatched`, and logs it: request id, request line, status, body bytes,
+/// milliseconds.
 ///
-/// Middleware outside the router must not hold a clone of the request while it is routed (the
-/// router needs it unshared), so an error passing through here keeps its own response: the one
-/// error made inside, [`HandlerPanicked`], carries the id itself.
-pub async fn assign_request_id(
+/// It holds no clone of the request while it is routed (the router needs it unshared): what the
+/// log line needs of the request is copied first, and only when the line will be written.
+pub async fn observe(
     mut request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
     let id = request
         .headers()
         .get(&REQUEST_ID)
@@ -45,7 +59,41 @@ pub async fn assign_request_id(
         .cloned()
         .unwrap_or_else(new_request_id);
     request.headers_mut().insert(REQUEST_ID, id.clone());
-    let mut response = next.call(request).await?;
+    let method = request.method().clone();
+    let request_line = log::log_enabled!(target: ACCESS_LOG, log::Level::Info)
+        .then(|| (request.uri().clone(), request.version()));
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let outcome = next.call(request).await;
+    let elapsed = started.elapsed();
+    let (status, route) = match &outcome {
+        Ok(response) => (response.status(), response.request().match_pattern()),
+        Err(error) => (error.as_response_error().status_code(), None),
+    };
+    if let Some(state) = state {
+        state.metrics.observe_request(
+            route.as_deref().unwrap_or("unmatched"),
+            method_label(&method),
+            status.as_u16(),
+            elapsed.as_secs_f64(),
+        );
+    }
+    if let Some((uri, version)) = request_line {
+        let bytes = match &outcome {
+            Ok(response) => match response.response().body().size() {
+                BodySize::Sized(bytes) => bytes.to_string(),
+                BodySize::None | BodySize::Stream => "-".to_owned(),
+            },
+            Err(_) => "-".to_owned(),
+        };
+        log::info!(
+            target: ACCESS_LOG,
+            "{} \"{method} {uri} {version:?}\" {} {bytes} {:.3}ms",
+            String::from_utf8_lossy(id.as_bytes()),
+            status.as_u16(),
+            elapsed.as_secs_f64() * 1000.0
+        );
+    }
+    let mut response = outcome?;
     response.headers_mut().insert(REQUEST_ID, id);
     Ok(response)
 }
@@ -62,34 +110,6 @@ fn new_request_id() -> HeaderValue {
         .to_string();
     // A hyphenated UUID is ASCII letters, digits and hyphens: always a valid header value.
     HeaderValue::from_str(&id).expect("a UUID is a valid header value")
-}
-
-/// Counts and times every request, labelled by its route pattern (`/work/{id}`, never the raw
-/// path, so the label set stays small) or `unmatched`.
-pub async fn record_metrics(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let started = Instant::now();
-    let route = request
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().clone();
-    let state = request.app_data::<web::Data<AppState>>().cloned();
-    let outcome = next.call(request).await;
-    if let Some(state) = state {
-        let status = match &outcome {
-            Ok(response) => response.status(),
-            Err(error) => error.as_response_error().status_code(),
-        };
-        state.metrics.observe_request(
-            &route,
-            method_label(&method),
-            status.as_u16(),
-            started.elapsed().as_secs_f64(),
-        );
-    }
-    outcome
 }
 
 /// Methods as a closed set of labels: a client inventing methods cannot grow the metrics.
@@ -111,33 +131,35 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
 }
 
 /// Turns a panic in a handler into a logged 500 with a JSON body, instead of a dropped
-/// connection and a restarted worker.
+/// connection and a restarted worker. It wraps a resource, not the app: it keeps a handle on the
+/// request to answer with, which only a layer inside the router may hold.
 pub async fn catch_panics(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let request_id = request.headers().get(&REQUEST_ID).cloned();
-    let method = request.method().clone();
-    let path = request.path().to_owned();
+) -> Result<ServiceResponse, Error> {
+    let http_request = request.request().clone();
     match AssertUnwindSafe(next.call(request)).catch_unwind().await {
-        Ok(outcome) => outcome,
+        Ok(outcome) => outcome.map(ServiceResponse::map_into_boxed_body),
         Err(panic) => {
             let reason = panic
                 .downcast_ref::<&str>()
                 .map(|text| (*text).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a non-text panic payload".to_owned());
-            log::error!("handler panicked on {method} {path}: {reason}");
-            Err(HandlerPanicked { request_id }.into())
+            log::error!(
+                "handler panicked on {} {}: {reason}",
+                http_request.method(),
+                http_request.path()
+            );
+            let response = HandlerPanicked.error_response();
+            Ok(ServiceResponse::new(http_request, response))
         }
     }
 }
 
-/// A handler panicked: answered as an opaque 500, with the request id.
+/// A handler panicked: answered as an opaque 500.
 #[derive(Debug)]
-pub struct HandlerPanicked {
-    request_id: Option<HeaderValue>,
-}
+pub struct HandlerPanicked;
 
 impl fmt::Display for HandlerPanicked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -151,11 +173,7 @@ impl ResponseError for HandlerPanicked {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = ErrorBody::response(self.status_code(), self.to_string());
-        if let Some(id) = &self.request_id {
-            response.headers_mut().insert(REQUEST_ID, id.clone());
-        }
-        response
+        ErrorBody::response(self.status_code(), self.to_string())
     }
 }
 

@@ -10,10 +10,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, web};
 use pp_lib::cache::{Decision, Quota, RateLimiter, Redis, Verdict};
@@ -119,31 +119,37 @@ impl RateLimits {
         }))
     }
 
-    fn applies_to(&self, method: &Method, pattern: Option<&str>) -> bool {
-        match (method, pattern) {
-            (&Method::POST, Some("/work" | "/work/demand")) => true,
-            (
-                &Method::GET,
-                Some("/work/{id}" | "/work/search" | "/work/{id}/events" | "/stats"),
-            ) => self.reads,
-            _ => false,
+    fn applies_to(&self, traffic: Traffic) -> bool {
+        match traffic {
+            Traffic::Write => true,
+            Traffic::Read => self.reads,
+            Traffic::Unlimited => false,
         }
     }
 }
 
-/// The middleware: counts the request against its client's quota, answers 429 when it is spent,
-/// and puts the quota headers on every answer of a limited route.
+/// What a route does, as far as rate limits care: writes are limited whenever limits are on,
+/// reads only when `PP_RATE_LIMIT_READS` asks for it, the operations routes never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    Write,
+    Read,
+    Unlimited,
+}
+
+/// The middleware, on each resource (which knows its [`Traffic`]): counts the request against
+/// its client's quota, answers 429 when it is spent, and puts the quota headers on every answer
+/// of a limited route.
 pub async fn limit_rate(
+    traffic: Traffic,
     request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse, Error> {
     let limits = request
         .app_data::<web::Data<AppState>>()
         .and_then(|state| state.rate_limits.clone());
-    let Some(limits) = limits
-        .filter(|limits| limits.applies_to(request.method(), request.match_pattern().as_deref()))
-    else {
-        return Ok(next.call(request).await?.map_into_left_body());
+    let Some(limits) = limits.filter(|limits| limits.applies_to(traffic)) else {
+        return next.call(request).await;
     };
     let client = client_identity(
         request.headers(),
@@ -180,11 +186,11 @@ pub async fn limit_rate(
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         add_quota_headers(response.headers_mut(), &limits, Some(&decision));
-        return Ok(request.into_response(response).map_into_right_body());
+        return Ok(request.into_response(response));
     }
     let mut response = next.call(request).await?;
     add_quota_headers(response.headers_mut(), &limits, decision.as_ref());
-    Ok(response.map_into_left_body())
+    Ok(response)
 }
 
 fn add_quota_headers(headers: &mut HeaderMap, limits: &RateLimits, decision: Option<&Decision>) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{Logger, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use pp_lib::cache::{Redis, WorkCache};
@@ -16,15 +16,12 @@ use pp_lib::db::{PgPool, build_pool_lazy};
 use pp_lib::shutdown::Shutdown;
 
 use crate::metrics::Metrics;
-use crate::middleware::{assign_request_id, catch_panics, json_errors, record_metrics};
-use crate::rate_limit::{RateLimits, limit_rate};
+use crate::middleware::{json_errors, observe};
+use crate::rate_limit::RateLimits;
 use crate::relay::{self, RelayConfig};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
-
-/// One access-log line per request: request id, request line, status, bytes, milliseconds.
-const ACCESS_LOG_FORMAT: &str = r#"%{x-request-id}i "%r" %s %b %Dms"#;
 
 /// How often expired idempotency keys are deleted, and how many at most each time.
 const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -106,12 +103,8 @@ impl Application {
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
-                .wrap(from_fn(limit_rate))
                 .wrap(json_errors())
-                .wrap(from_fn(catch_panics))
-                .wrap(from_fn(record_metrics))
-                .wrap(Logger::new(ACCESS_LOG_FORMAT))
-                .wrap(from_fn(assign_request_id))
+                .wrap(from_fn(observe))
         })
         .workers(settings.workers.max(1))
         .shutdown_timeout(settings.shutdown_timeout.as_secs())

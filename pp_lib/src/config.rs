@@ -271,7 +271,8 @@ pub struct CacheConfig {
     /// the update that finishes it.
     #[arg(long = "cache-pending-ttl", env = "PP_CACHE_PENDING_TTL", default_value = DEFAULT_CACHE_PENDING_TTL, value_parser = parse_cache_ttl)]
     pub pending_ttl: Duration,
-    /// Done works each process also keeps in memory (0: none).
+    /// Done works each process also keeps in memory: the ones read last (up to twice as many
+    /// are held while older ones age out; 0: none).
     #[arg(long = "cache-memory-works", env = "PP_CACHE_MEMORY_WORKS", default_value_t = DEFAULT_CACHE_MEMORY_WORKS, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     pub memory_works: u32,
 }

@@ -118,6 +118,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(crate::routes::only(
         OPENAPI_PATH,
         actix_web::http::Method::GET,
+        crate::rate_limit::Traffic::Unlimited,
         web::to(move || {
             let document = document.clone();
             async move {

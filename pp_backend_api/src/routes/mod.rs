@@ -7,48 +7,97 @@ pub mod metrics;
 pub mod stats;
 pub mod work;
 
+use actix_web::body::BoxBody;
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, Resource, Route, web};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{HttpRequest, HttpResponse, Route, web};
 
 use crate::error::ErrorBody;
+use crate::middleware::catch_panics;
+use crate::rate_limit::{Traffic, limit_rate};
 
 /// Registers every route. Order matters where patterns overlap: `/work/search` and
 /// `/work/demand` come before `/work/{id}`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(only("/work", Method::POST, web::to(work::create_work)))
-        .service(only(
-            "/work/search",
-            Method::GET,
-            web::to(work::search_works),
-        ))
-        .service(only(
-            "/work/demand",
-            Method::POST,
-            web::to(demand::create_demand),
-        ))
-        .service(only("/work/{id}", Method::GET, web::to(work::get_work)))
-        .service(only(
-            "/work/{id}/events",
-            Method::GET,
-            web::to(work::list_work_events),
-        ))
-        .service(only("/stats", Method::GET, web::to(stats::read_work_stats)))
-        .service(only("/healthz", Method::GET, web::to(health::healthz)))
-        .service(only("/readyz", Method::GET, web::to(health::readyz)))
-        .service(only("/metrics", Method::GET, web::to(metrics::metrics)));
+    use Traffic::{Read, Unlimited, Write};
+    cfg.service(only(
+        "/work",
+        Method::POST,
+        Write,
+        web::to(work::create_work),
+    ))
+    .service(only(
+        "/work/search",
+        Method::GET,
+        Read,
+        web::to(work::search_works),
+    ))
+    .service(only(
+        "/work/demand",
+        Method::POST,
+        Write,
+        web::to(demand::create_demand),
+    ))
+    .service(only(
+        "/work/{id}",
+        Method::GET,
+        Read,
+        web::to(work::get_work),
+    ))
+    .service(only(
+        "/work/{id}/events",
+        Method::GET,
+        Read,
+        web::to(work::list_work_events),
+    ))
+    .service(only(
+        "/stats",
+        Method::GET,
+        Read,
+        web::to(stats::read_work_stats),
+    ))
+    .service(only(
+        "/healthz",
+        Method::GET,
+        Unlimited,
+        web::to(health::healthz),
+    ))
+    .service(only(
+        "/readyz",
+        Method::GET,
+        Unlimited,
+        web::to(health::readyz),
+    ))
+    .service(only(
+        "/metrics",
+        Method::GET,
+        Unlimited,
+        web::to(metrics::metrics),
+    ));
     docs::configure(cfg);
 }
 
 /// A resource that serves `route` for `method` and answers 405, with the `Allow` header RFC 9110
-/// asks for, to every other method.
-pub fn only(path: &str, method: Method, route: Route) -> Resource {
+/// asks for, to every other method. Its handler's panics are answered 500 ([`catch_panics`]),
+/// and its requests count against the rate limits their `traffic` is subject to.
+pub fn only(
+    path: &str,
+    method: Method,
+    traffic: Traffic,
+    route: Route,
+) -> impl HttpServiceFactory + use<> {
     let allow =
         HeaderValue::from_str(method.as_str()).expect("a method name is a valid header value");
     web::resource(path)
         .route(route.method(method))
         .default_service(web::to(move |request: HttpRequest| {
             method_not_allowed(request, allow.clone())
+        }))
+        .wrap(from_fn(catch_panics))
+        .wrap(from_fn(move |request, next: Next<BoxBody>| {
+            limit_rate(traffic, request, next)
         }))
 }
 

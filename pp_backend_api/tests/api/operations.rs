@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
-use pp_backend_api::middleware::{REQUEST_ID, assign_request_id, catch_panics, json_errors};
+use pp_backend_api::middleware::{REQUEST_ID, catch_panics, json_errors, observe};
 use pp_lib::config::DatabaseConfig;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -210,11 +210,14 @@ async fn panicking_handler() -> &'static str {
 async fn a_panicking_handler_answers_500_json_and_the_worker_lives_on() {
     let service = actix_web::test::init_service(
         App::new()
-            .route("/boom", web::get().to(panicking_handler))
+            .service(
+                web::resource("/boom")
+                    .route(web::get().to(panicking_handler))
+                    .wrap(from_fn(catch_panics)),
+            )
             .route("/fine", web::get().to(|| async { "fine" }))
             .wrap(json_errors())
-            .wrap(from_fn(catch_panics))
-            .wrap(from_fn(assign_request_id)),
+            .wrap(from_fn(observe)),
     )
     .await;
 

@@ -36,8 +36,10 @@ pub struct RedisMetrics {
     pub breaker_open: IntGauge,
     /// 1 once connected (the connection then reconnects by itself).
     pub connected: IntGauge,
-    /// Cache lookups answered from the process's memory or from Redis.
-    pub cache_hits: IntCounterVec,
+    /// Cache lookups answered from the process's memory (`cache_hits_total{tier="memory"}`).
+    pub memory_hits: IntCounter,
+    /// Cache lookups answered from Redis (`cache_hits_total{tier="redis"}`).
+    pub redis_hits: IntCounter,
     /// Cache lookups that went to PostgreSQL.
     pub cache_misses: IntCounter,
 }
@@ -84,7 +86,9 @@ impl RedisMetrics {
             skipped,
             breaker_open,
             connected,
-            cache_hits,
+            // Resolved once: a lookup by label on every hit would cost a hash and a lock.
+            memory_hits: cache_hits.with_label_values(&["memory"]),
+            redis_hits: cache_hits.with_label_values(&["redis"]),
             cache_misses,
         })
     }

@@ -1,10 +1,11 @@
 //! A bounded in-process map for values that never change (done works): two generations, so the
 //! entries used recently survive and the memory stays bounded without a list to maintain.
 //!
-//! Inserts go to the young generation. When it holds `capacity / 2` entries, the old generation
-//! is dropped and the young one becomes old. A hit in the old generation is copied back into the
-//! young one, so whatever is read at least once per half-capacity of inserts stays. At most
-//! `capacity` entries are ever held.
+//! Inserts go to the young generation. When it holds `capacity` entries, the old generation is
+//! dropped and the young one becomes old. A hit in the old generation is moved back into the
+//! young one, so whatever is read at least once per `capacity` inserts stays: a working set of up
+//! to `capacity` entries is held whole, and never churns. At most `2 × capacity` entries are
+//! held (the old generation ages out as the young one fills).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -13,7 +14,7 @@ use std::sync::Mutex;
 /// See the module documentation.
 pub struct LocalCache<K, V> {
     generations: Mutex<Generations<K, V>>,
-    half: usize,
+    capacity: usize,
 }
 
 struct Generations<K, V> {
@@ -22,15 +23,15 @@ struct Generations<K, V> {
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> LocalCache<K, V> {
-    /// A cache of at most `capacity` entries (at least 2).
+    /// A cache that keeps the `capacity` entries used last (at least 1).
     pub fn new(capacity: usize) -> Self {
-        let half = (capacity / 2).max(1);
+        let capacity = capacity.max(1);
         LocalCache {
             generations: Mutex::new(Generations {
-                young: HashMap::with_capacity(half.min(4096)),
+                young: HashMap::with_capacity(capacity.min(4096)),
                 old: HashMap::new(),
             }),
-            half,
+            capacity,
         }
     }
 
@@ -40,12 +41,12 @@ impl<K: Eq + Hash + Clone, V: Clone> LocalCache<K, V> {
             return Some(value.clone());
         }
         let value = generations.old.remove(key)?;
-        generations.insert(key.clone(), value.clone(), self.half);
+        generations.insert(key.clone(), value.clone(), self.capacity);
         Some(value)
     }
 
     pub fn insert(&self, key: K, value: V) {
-        self.lock().insert(key, value, self.half);
+        self.lock().insert(key, value, self.capacity);
     }
 
     /// Entries held now.
@@ -67,8 +68,8 @@ impl<K: Eq + Hash + Clone, V: Clone> LocalCache<K, V> {
 }
 
 impl<K: Eq + Hash, V> Generations<K, V> {
-    fn insert(&mut self, key: K, value: V, half: usize) {
-        if self.young.len() >= half && !self.young.contains_key(&key) {
+    fn insert(&mut self, key: K, value: V, capacity: usize) {
+        if self.young.len() >= capacity && !self.young.contains_key(&key) {
             self.old = std::mem::take(&mut self.young);
         }
         self.young.insert(key, value);
@@ -80,14 +81,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn never_holds_more_than_its_capacity() {
+    fn never_holds_more_than_twice_its_capacity() {
         let cache = LocalCache::new(10);
         for key in 0..1000 {
             cache.insert(key, key * 2);
-            assert!(cache.len() <= 10, "{} entries after {key}", cache.len());
+            assert!(cache.len() <= 20, "{} entries after {key}", cache.len());
         }
         assert_eq!(cache.get(&999), Some(1998));
         assert_eq!(cache.get(&0), None, "the oldest entries are gone");
+    }
+
+    #[test]
+    fn a_working_set_as_large_as_the_capacity_stays_whole() {
+        let cache = LocalCache::new(100);
+        for key in 0..100 {
+            cache.insert(key, key);
+        }
+        // Read in an order that keeps moving entries between the generations.
+        for round in 0..10 {
+            for key in (0..100).rev() {
+                assert_eq!(cache.get(&key), Some(key), "round {round}, key {key}");
+            }
+        }
     }
 
     #[test]

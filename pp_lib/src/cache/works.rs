@@ -116,11 +116,7 @@ impl WorkCache {
     pub async fn get(&self, id: i64) -> Option<WorkJson> {
         let redis = self.redis.as_ref()?;
         if let Some(json) = self.local.as_ref().and_then(|local| local.get(&id)) {
-            redis
-                .metrics()
-                .cache_hits
-                .with_label_values(&["memory"])
-                .inc();
+            redis.metrics().memory_hits.inc();
             return Some(json);
         }
         let key = self.work_key(redis, id);
@@ -131,11 +127,7 @@ impl WorkCache {
             .await;
         match held.flatten().as_deref().and_then(split_value) {
             Some((done, json)) => {
-                redis
-                    .metrics()
-                    .cache_hits
-                    .with_label_values(&["redis"])
-                    .inc();
+                redis.metrics().redis_hits.inc();
                 let json: WorkJson = Arc::from(json);
                 if done {
                     self.remember(id, &json);
@@ -185,9 +177,9 @@ impl WorkCache {
             .await;
         let held = held.flatten();
         let counter = if held.is_some() {
-            redis.metrics().cache_hits.with_label_values(&["redis"])
+            &redis.metrics().redis_hits
         } else {
-            redis.metrics().cache_misses.clone()
+            &redis.metrics().cache_misses
         };
         counter.inc();
         held
