@@ -7,7 +7,8 @@ use std::time::Duration;
 use actix_web::web;
 use pp_lib::cache::{SingleFlight, WorkCache, WorkJson};
 use pp_lib::db::works::{
-    WorkSearch, find_work, find_works, insert_work, insert_works, search_works,
+    SearchPlanning, WorkSearch, find_work, find_works, insert_work, insert_works,
+    search_narrow_works, search_works,
 };
 use pp_lib::db::{PgConnection, PgPool, with_connection};
 use pp_lib::work::{NewWork, Work};
@@ -57,7 +58,9 @@ pub struct AppState {
     pub work_finder: Arc<Batcher<i64, Option<Work>>>,
     /// `POST /work` without an idempotency key, batched.
     pub work_inserter: Arc<Batcher<NewWork, Work>>,
-    /// `GET /work/search`, one search at a time per database thread.
+    /// `GET /work/search` for a narrow prefix, batched (see [`SearchPlanning::Together`]).
+    pub narrow_searcher: Arc<Batcher<WorkSearch, Vec<Work>>>,
+    /// `GET /work/search` for any other prefix, one search at a time per database thread.
     pub work_searcher: Arc<Batcher<WorkSearch, Vec<Work>>>,
     /// Woken when a demand enters the outbox, so the relay publishes it at once.
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
@@ -106,8 +109,17 @@ impl AppState {
             insert_batch,
             insert_one,
         )?;
-        // A search may read thousands of rows where a lookup reads one: each runs alone, so a
-        // slow one holds up no other, and one that times out is answered 503, not run again.
+        // A narrow search reads a handful of rows, like a lookup: those are batched the same way.
+        let narrow_searcher = Batcher::start(
+            "pp-search-narrow",
+            pool.clone(),
+            batch_threads,
+            Batching::Together,
+            narrow_search_batch,
+            search_one,
+        )?;
+        // Any other search may read thousands of rows where a lookup reads one: each runs alone,
+        // so a slow one holds up no other, and one that times out is answered 503, not run again.
         let work_searcher = Batcher::start(
             "pp-search",
             pool.clone(),
@@ -122,6 +134,7 @@ impl AppState {
             idempotency_ttl,
             work_finder: Arc::new(work_finder),
             work_inserter: Arc::new(work_inserter),
+            narrow_searcher: Arc::new(narrow_searcher),
             work_searcher: Arc::new(work_searcher),
             outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
             cache: Arc::new(cache),
@@ -149,6 +162,16 @@ impl AppState {
             })
             .await;
         Ok(lookup?)
+    }
+
+    /// The works that match `search`: batched with others when it is narrow, else alone.
+    pub async fn search_works(&self, search: WorkSearch) -> Result<Vec<Work>, ApiError> {
+        match SearchPlanning::for_prefix(&search.code_prefix) {
+            SearchPlanning::Together => self.narrow_searcher.submit(search).await,
+            SearchPlanning::Prepared | SearchPlanning::WithValues => {
+                self.work_searcher.submit(search).await
+            }
+        }
     }
 
     /// Runs `query` with a pooled connection on actix's blocking pool, so the worker thread
@@ -214,6 +237,13 @@ fn search_batch(
         .iter()
         .map(|search| search_one(conn, search))
         .collect()
+}
+
+fn narrow_search_batch(
+    conn: &mut PgConnection,
+    searches: &[WorkSearch],
+) -> Result<Vec<Vec<Work>>, pp_lib::Error> {
+    Ok(search_narrow_works(conn, searches)?)
 }
 
 fn search_one(conn: &mut PgConnection, search: &WorkSearch) -> Result<Vec<Work>, pp_lib::Error> {

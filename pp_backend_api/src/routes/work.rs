@@ -331,7 +331,7 @@ pub async fn search_works(
         .into_inner();
     let search = query.into_search()?;
     let limit = search.limit;
-    let works: Vec<Work> = state.work_searcher.submit(search).await?;
+    let works: Vec<Work> = state.search_works(search).await?;
     let mut response = HttpResponse::Ok();
     if works.len() as i64 == limit
         && let Some(last) = works.last()

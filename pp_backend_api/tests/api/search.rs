@@ -92,3 +92,34 @@ async fn search_keeps_to_the_window_and_the_done_filter() {
         .expect("JSON");
     assert_eq!(ids(pending), [recent.id, old.id]);
 }
+
+#[tokio::test]
+async fn concurrent_narrow_searches_each_get_their_own_works() {
+    let app = spawn_app().await;
+    let mut works = Vec::new();
+    for n in 0..20 {
+        works.push(app.create_work(n).await);
+    }
+    // Exact codes (batched together), each searched twice, a narrow prefix no code has, and
+    // a wide one (run alone), all at once.
+    let mut prefixes: Vec<String> = works.iter().map(|work| work.work_code.clone()).collect();
+    prefixes.extend(works.iter().map(|work| work.work_code.clone()));
+    prefixes.extend(["api-none-such".to_owned(), "api-".to_owned()]);
+
+    let queries: Vec<[(&str, &str); 1]> = prefixes
+        .iter()
+        .map(|prefix| [("work_code", prefix.as_str())])
+        .collect();
+    let answers =
+        futures_util::future::join_all(queries.iter().map(|query| app.search(query))).await;
+
+    for (prefix, response) in prefixes.iter().zip(answers) {
+        assert_eq!(response.status(), StatusCode::OK, "{prefix}");
+        let found: Vec<Work> = response.json().await.expect("JSON");
+        let expected: Vec<&Work> = works
+            .iter()
+            .filter(|work| work.work_code.starts_with(prefix.as_str()))
+            .collect();
+        assert_eq!(found.iter().collect::<Vec<_>>(), expected, "{prefix}");
+    }
+}

@@ -144,6 +144,10 @@ fn next_char(c: char) -> Option<char> {
 /// How the statement of a search is planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchPlanning {
+    /// So narrow that it reads a handful of rows in any window: it runs together with other
+    /// narrow searches, as one prepared statement ([`search_narrow_works`]), whose generic and
+    /// custom plans both read each search's range of the prefix index.
+    Together,
     /// Prepared once per connection; PostgreSQL may switch it to a generic plan, made without
     /// the values, which reads the prefix's range of the prefix index.
     Prepared,
@@ -151,22 +155,37 @@ pub enum SearchPlanning {
     WithValues,
 }
 
+/// Characters past an origin's prefix that make a search narrow: 3 keep one code in 62³ =
+/// 238,328 or fewer of that origin, so even a table of millions has a handful in the range.
+const NARROW_PAST_ORIGIN: usize = 3;
+
 impl SearchPlanning {
     /// How a search by `prefix` is planned.
     ///
     /// Every code is an origin's prefix (`api-`, `consumer-`) and random alphanumerics, so how
     /// much a prefix selects is known from its text. A prefix that goes past an origin's prefix
     /// keeps one code in 62 or fewer of that origin: few enough that the prefix index, the plan
-    /// every plan mode gives, is the right one. A shorter prefix (`api-`, `c`, the empty one)
+    /// every plan mode gives, is the right one; three characters past it (or a prefix no code
+    /// can start with), it is a handful of rows, cheap enough to run beside others in one
+    /// statement without holding them up. A shorter prefix (`api-`, `c`, the empty one)
     /// selects a whole origin, up to all of the window: the best plan then walks the primary key
     /// and stops at `limit`, and only a plan made with the values knows it; a generic plan
     /// would read and sort every match (measured five times slower at half the window).
     pub fn for_prefix(prefix: &str) -> Self {
-        let within_an_origin_prefix = [WorkOrigin::Api, WorkOrigin::Consumer]
-            .iter()
-            .any(|origin| origin.code_prefix().starts_with(prefix));
+        let origins = [WorkOrigin::Api, WorkOrigin::Consumer].map(WorkOrigin::code_prefix);
+        let within_an_origin_prefix = origins.iter().any(|origin| origin.starts_with(prefix));
         if within_an_origin_prefix || PrefixRange::of(prefix).upper.is_none() {
-            SearchPlanning::WithValues
+            return SearchPlanning::WithValues;
+        }
+        let narrow = origins
+            .iter()
+            .all(|origin| match prefix.strip_prefix(origin) {
+                Some(past) => past.chars().count() >= NARROW_PAST_ORIGIN,
+                // Not this origin's: none of its codes is in the range.
+                None => true,
+            });
+        if narrow {
+            SearchPlanning::Together
         } else {
             SearchPlanning::Prepared
         }
@@ -183,11 +202,163 @@ impl SearchPlanning {
 pub fn search_works(conn: &mut PgConnection, search: &WorkSearch) -> QueryResult<Vec<Work>> {
     let range = PrefixRange::of(&search.code_prefix);
     match (SearchPlanning::for_prefix(&search.code_prefix), range.upper) {
-        (SearchPlanning::Prepared, Some(upper)) => {
+        (SearchPlanning::Prepared | SearchPlanning::Together, Some(upper)) => {
             prepared_search(search, range.lower, upper).load(conn)
         }
         (_, upper) => search_with_values(search, range.lower, upper).load(conn),
     }
+}
+
+/// The works that match each of `searches`, in id order, as one statement: for each search, in
+/// its order, what [`search_works`] would answer. Meant for narrow searches
+/// ([`SearchPlanning::Together`]), which read a handful of rows each, so none holds up the
+/// others; any other search is answered right, only slower.
+///
+/// One prepared statement for the whole batch: the searches are arrays unnested into rows, each
+/// joined laterally to its own range of the prefix index, so one round trip and one execution
+/// serve every search that arrived while the previous batch ran.
+pub fn search_narrow_works(
+    conn: &mut PgConnection,
+    searches: &[WorkSearch],
+) -> QueryResult<Vec<Vec<Work>>> {
+    if searches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let batch = NarrowSearches::of(searches);
+    let rows: Vec<NarrowSearchRow> = batch.load(conn)?;
+    let mut answers: Vec<Vec<Work>> = vec![Vec::new(); searches.len()];
+    for row in rows {
+        // Ordinals count from 1 and only ever name a search of this batch.
+        let answer = usize::try_from(row.search - 1)
+            .ok()
+            .and_then(|index| answers.get_mut(index));
+        if let Some(answer) = answer {
+            answer.push(row.work);
+        }
+    }
+    Ok(answers)
+}
+
+/// The SQL text of the statement [`search_narrow_works`] runs, with its `$n` placeholders
+/// (arrays of: lower bounds, upper bounds, created since, created before, done or null, after
+/// id, limit): what `PREPARE` and `EXPLAIN` need to show its plans.
+pub fn narrow_search_statement() -> String {
+    let debug = diesel::debug_query::<Pg, _>(&NarrowSearches::of(&[])).to_string();
+    // debug_query prints "<sql> -- binds: [...]".
+    match debug.split_once(" -- binds: ") {
+        Some((sql, _)) => sql.to_owned(),
+        None => debug,
+    }
+}
+
+/// The statement for many narrow searches, around its seven array parameters. The window is a
+/// range (`[since, before)`, the same rows as `>= since and < before`), which the index on
+/// `created_on` cannot serve: without the values, the planner would otherwise rate that index
+/// as selective as the prefix's and prefer it, and read a whole window per search.
+const NARROW_SEARCHES_SELECT: &str = "\
+select s.search, w.id, w.work_code, w.add_up_to, w.done, w.created_on, w.updated_on, \
+       w.result, w.demand_id \
+from unnest(";
+const NARROW_SEARCHES_JOIN: &str = ") \
+     with ordinality as s(lower, upper, since, before, done, after_id, lim, search) \
+cross join lateral ( \
+    select id, work_code, add_up_to, done, created_on, updated_on, result, demand_id \
+    from works \
+    where work_code ~>=~ s.lower and work_code ~<~ s.upper \
+      and tstzrange(s.since, s.before) @> created_on \
+      and (s.done is null or done = s.done) and id > s.after_id \
+    order by id limit s.lim) as w \
+order by s.search, w.id";
+
+/// The searches of one batch, column by column.
+#[derive(Debug, Clone)]
+struct NarrowSearches {
+    lowers: Vec<String>,
+    uppers: Vec<String>,
+    since: Vec<DateTime<Utc>>,
+    before: Vec<DateTime<Utc>>,
+    done: Vec<Option<bool>>,
+    after_ids: Vec<i64>,
+    limits: Vec<i64>,
+}
+
+impl NarrowSearches {
+    fn of(searches: &[WorkSearch]) -> Self {
+        let mut batch = NarrowSearches {
+            lowers: Vec::with_capacity(searches.len()),
+            uppers: Vec::with_capacity(searches.len()),
+            since: Vec::with_capacity(searches.len()),
+            before: Vec::with_capacity(searches.len()),
+            done: Vec::with_capacity(searches.len()),
+            after_ids: Vec::with_capacity(searches.len()),
+            limits: Vec::with_capacity(searches.len()),
+        };
+        for search in searches {
+            let range = PrefixRange::of(&search.code_prefix);
+            // Above every work_code (at most 50 characters): an unbounded range, bounded.
+            let upper = range
+                .upper
+                .unwrap_or_else(|| char::MAX.to_string().repeat(51));
+            batch.lowers.push(range.lower);
+            batch.uppers.push(upper);
+            batch.since.push(search.created_since);
+            batch
+                .before
+                .push(search.created_before.unwrap_or_else(far_future));
+            batch.done.push(search.done);
+            batch.after_ids.push(search.after_id.unwrap_or(0));
+            batch.limits.push(search.limit.max(0));
+        }
+        batch
+    }
+}
+
+impl diesel::query_builder::QueryFragment<Pg> for NarrowSearches {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
+        out.push_sql(NARROW_SEARCHES_SELECT);
+        out.push_bind_param::<Array<Text>, _>(&self.lowers)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.uppers)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.since)?;
+        out.push_sql("::timestamptz[], ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.before)?;
+        out.push_sql("::timestamptz[], ");
+        out.push_bind_param::<Array<Nullable<Bool>>, _>(&self.done)?;
+        out.push_sql("::boolean[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.after_ids)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.limits)?;
+        out.push_sql("::bigint[]");
+        out.push_sql(NARROW_SEARCHES_JOIN);
+        Ok(())
+    }
+}
+
+// One text for every batch, whatever its size: Diesel keeps the statement prepared per
+// connection, keyed by this type.
+impl diesel::query_builder::QueryId for NarrowSearches {
+    type QueryId = NarrowSearches;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for NarrowSearches {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<PgConnection> for NarrowSearches {}
+
+/// A row of a batch: which search (from 1) it answers, and the work.
+#[derive(QueryableByName)]
+struct NarrowSearchRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    search: i64,
+    #[diesel(embed)]
+    work: Work,
 }
 
 /// The SQL text of the statement [`search_works`] runs for `search`, with its `$n`
@@ -197,7 +368,7 @@ pub fn search_statement(search: &WorkSearch) -> (String, SearchPlanning) {
     let range = PrefixRange::of(&search.code_prefix);
     let planning = SearchPlanning::for_prefix(&search.code_prefix);
     let debug = match (planning, range.upper) {
-        (SearchPlanning::Prepared, Some(upper)) => {
+        (SearchPlanning::Prepared | SearchPlanning::Together, Some(upper)) => {
             diesel::debug_query::<Pg, _>(&prepared_search(search, range.lower, upper)).to_string()
         }
         (_, upper) => diesel::debug_query::<Pg, _>(&search_with_values(search, range.lower, upper))
@@ -516,7 +687,7 @@ mod tests {
     }
 
     #[test]
-    fn prefixes_within_an_origin_prefix_are_planned_with_their_values() {
+    fn prefixes_are_planned_by_how_much_of_an_origin_they_select() {
         let cases = [
             ("", SearchPlanning::WithValues),
             ("a", SearchPlanning::WithValues),
@@ -525,8 +696,12 @@ mod tests {
             ("\u{10FFFF}", SearchPlanning::WithValues),
             ("api-a", SearchPlanning::Prepared),
             ("consumer-X1", SearchPlanning::Prepared),
-            ("b", SearchPlanning::Prepared),
             ("api-%", SearchPlanning::Prepared),
+            ("api-abc", SearchPlanning::Together),
+            ("consumer-X1y", SearchPlanning::Together),
+            ("api-bjq8euwsEA", SearchPlanning::Together),
+            ("b", SearchPlanning::Together),
+            ("apx", SearchPlanning::Together),
         ];
         for (prefix, planning) in cases {
             assert_eq!(

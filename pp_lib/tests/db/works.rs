@@ -5,7 +5,8 @@ use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use pp_lib::db::works::{
     Completion, PrefixRange, SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT, SearchPlanning, WorkSearch,
-    complete_work, find_work, insert_work, mark_work_done, search_statement, search_works,
+    complete_work, find_work, insert_work, mark_work_done, narrow_search_statement,
+    search_narrow_works, search_statement, search_works,
 };
 use pp_lib::schema::works;
 use pp_lib::work::{NewWork, WorkOrigin};
@@ -314,9 +315,9 @@ fn searches_by_prefix_use_the_prefix_index_in_generic_and_custom_plans() {
                 limit,
                 ..WorkSearch::new(prefix, last_hour)
             };
-            assert_eq!(
+            assert_ne!(
                 search_statement(&search).1,
-                SearchPlanning::Prepared,
+                SearchPlanning::WithValues,
                 "a selective search is prepared, so it may get a generic plan"
             );
             for mode in ["force_generic_plan", "force_custom_plan"] {
@@ -347,7 +348,9 @@ fn no_search_reads_the_table_whole() {
         let search = WorkSearch::new(prefix, Utc::now() - window);
         // A statement planned with its values only ever gets custom plans.
         let modes: &[&str] = match search_statement(&search).1 {
-            SearchPlanning::Prepared => &["force_generic_plan", "force_custom_plan"],
+            SearchPlanning::Prepared | SearchPlanning::Together => {
+                &["force_generic_plan", "force_custom_plan"]
+            }
             SearchPlanning::WithValues => &["force_custom_plan"],
         };
         for mode in modes {
@@ -398,6 +401,107 @@ fn searches_at_the_edges_of_the_character_range_are_exact() {
     for (prefix, expected) in cases {
         let found = search_works(&mut conn, &WorkSearch::new(prefix, since)).expect("search");
         assert_eq!(codes(&found), expected, "prefix {prefix:?}");
+    }
+    let searches: Vec<WorkSearch> = cases
+        .iter()
+        .map(|(prefix, _)| WorkSearch::new(*prefix, since))
+        .collect();
+    let batched = search_narrow_works(&mut conn, &searches).expect("batched searches");
+    for ((prefix, expected), found) in cases.iter().zip(&batched) {
+        assert_eq!(codes(found), *expected, "prefix {prefix:?}, batched");
+    }
+}
+
+#[test]
+fn a_batch_of_searches_answers_each_as_it_would_be_answered_alone() {
+    let db = TestDatabase::create();
+    let mut conn = db.connect();
+    seed_two_hours_of_works(&mut conn, 4_000);
+    diesel::sql_query("update works set done = true, result = 1 where id % 3 = 0")
+        .execute(&mut conn)
+        .expect("some works done");
+    let codes: Vec<String> = works::table
+        .select(works::work_code)
+        .order(works::id.asc())
+        .load(&mut conn)
+        .expect("codes");
+    let now = Utc::now();
+    let mut searches = Vec::new();
+    for (index, code) in codes.iter().step_by(97).enumerate() {
+        let index = index as i64;
+        searches.push(WorkSearch {
+            code_prefix: code[..code.len() - (index as usize % 8)].to_owned(),
+            created_since: now - Duration::minutes(20 + index * 7),
+            created_before: (index % 5 == 0).then(|| now - Duration::minutes(index)),
+            done: [None, Some(true), Some(false)][index as usize % 3],
+            after_id: (index % 4 == 1).then_some(index * 37),
+            limit: [1, 3, SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT][index as usize % 4],
+        });
+    }
+    // Wide ones too: the statement is exact for them, only not meant for them.
+    for prefix in ["", "api-", "consumer-", "c", "none-such", "%", "api-_"] {
+        searches.push(WorkSearch::new(prefix, now - Duration::hours(3)));
+    }
+    let batched = search_narrow_works(&mut conn, &searches).expect("batched searches");
+    assert_eq!(batched.len(), searches.len());
+    for (search, found) in searches.iter().zip(&batched) {
+        let alone = search_works(&mut conn, search).expect("search alone");
+        assert_eq!(found, &alone, "{search:?}");
+    }
+    assert!(
+        batched.iter().any(|found| found.len() > 1) && batched.iter().any(Vec::is_empty),
+        "the cases find some works and miss others"
+    );
+}
+
+#[test]
+fn a_batch_of_narrow_searches_uses_the_prefix_index_in_generic_and_custom_plans() {
+    let db = TestDatabase::create();
+    let mut conn = db.connect();
+    seed_two_hours_of_works(&mut conn, 40_000);
+    let exact: String = works::table
+        .select(works::work_code)
+        .filter(works::work_code.like("consumer-%"))
+        .order(works::id.desc())
+        .first(&mut conn)
+        .expect("a seeded code");
+    let upper = PrefixRange::of(&exact).upper.expect("an upper bound");
+    let since = (Utc::now() - Duration::hours(1)).to_rfc3339();
+    let statement = narrow_search_statement();
+    for limit in [SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT] {
+        for mode in ["force_generic_plan", "force_custom_plan"] {
+            let plan = conn
+                .transaction(|conn| {
+                    diesel::sql_query(format!("set local plan_cache_mode = {mode}"))
+                        .execute(conn)?;
+                    diesel::sql_query(format!(
+                        "prepare plan_probe (text[], text[], timestamptz[], timestamptz[], \
+                         boolean[], bigint[], bigint[]) as {statement}"
+                    ))
+                    .execute(conn)?;
+                    let plan: Vec<PlanLine> = diesel::sql_query(format!(
+                        "explain execute plan_probe (array['{exact}', 'api-abc', 'api-x1y'], \
+                         array['{upper}', 'api-abd', 'api-x1z'], \
+                         array['{since}', '{since}', '{since}']::timestamptz[], \
+                         array['9999-12-31', '9999-12-31', '9999-12-31']::timestamptz[], \
+                         array[null, true, false]::boolean[], array[0, 0, 5]::bigint[], \
+                         array[{limit}, {limit}, {limit}]::bigint[])"
+                    ))
+                    .load(conn)?;
+                    diesel::sql_query("deallocate plan_probe").execute(conn)?;
+                    Ok::<_, diesel::result::Error>(
+                        plan.into_iter()
+                            .map(|row| row.line)
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    )
+                })
+                .unwrap_or_else(|error| panic!("explaining {statement}: {error}"));
+            assert!(
+                plan.contains("works_work_code_prefix_idx") && !plan.contains("Seq Scan"),
+                "limit {limit}, {mode}:\n{plan}"
+            );
+        }
     }
 }
 
