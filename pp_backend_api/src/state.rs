@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use pp_lib::cache::{SingleFlight, WorkCache, WorkJson};
+use pp_lib::cache::{SingleFlight, WorkCache, WorkJson, work_json};
 use pp_lib::db::works::{
     SearchPlanning, WorkSearch, find_work, find_works, insert_work, insert_works,
     search_narrow_works, search_works,
@@ -146,18 +146,24 @@ impl AppState {
     /// A work's JSON: from the cache when it holds it, else read from PostgreSQL (one read for
     /// every concurrent request for this id) and cached. `None`: no work has this id.
     pub async fn work_json(&self, id: i64) -> Result<Option<WorkJson>, ApiError> {
+        if !self.cache.is_enabled() {
+            // No cache to fill: the batcher alone makes concurrent lookups one statement.
+            let work = self.work_finder.submit(id).await?;
+            return Ok(work.as_ref().map(work_json));
+        }
         if let Some(json) = self.cache.get(id).await {
             return Ok(Some(json));
         }
-        let finder = self.work_finder.clone();
-        let cache = self.cache.clone();
         let lookup = self
             .work_loads
-            .run(id, move || async move {
-                match finder.submit(id).await {
-                    Ok(Some(work)) => Ok(Some(cache.put(&work).await)),
-                    Ok(None) => Ok(None),
-                    Err(error) => Err(LoadFailure::from(error)),
+            .run(id, || {
+                let (finder, cache) = (self.work_finder.clone(), self.cache.clone());
+                async move {
+                    match finder.submit(id).await {
+                        Ok(Some(work)) => Ok(Some(cache.put(&work).await)),
+                        Ok(None) => Ok(None),
+                        Err(error) => Err(LoadFailure::from(error)),
+                    }
                 }
             })
             .await;

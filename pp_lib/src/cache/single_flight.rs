@@ -40,7 +40,7 @@ where
     /// that panics answers nobody: each of its callers then loads by itself.
     pub async fn run<F, Fut>(&self, key: K, load: F) -> V
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = V> + Send + 'static,
     {
         let (sender, receiver) = oneshot::channel();
@@ -73,8 +73,8 @@ where
             });
             match receiver.await {
                 Ok(value) => value,
-                // The load panicked; its panic was reported by the runtime.
-                Err(_) => std::future::pending().await,
+                // The load panicked (the runtime reported it): load again, by ourselves.
+                Err(_) => load().await,
             }
         } else {
             match receiver.await {
@@ -124,6 +124,7 @@ impl<K: Eq + Hash, V> Drop for Departure<'_, K, V> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use super::*;
 
@@ -139,9 +140,12 @@ mod tests {
             let mut released = released.clone();
             callers.push(tokio::spawn(async move {
                 flight
-                    .run(7, move || async move {
-                        let _ = released.wait_for(|go| *go).await;
-                        loads.fetch_add(1, Ordering::SeqCst) + 1
+                    .run(7, move || {
+                        let (mut released, loads) = (released.clone(), loads.clone());
+                        async move {
+                            let _ = released.wait_for(|go| *go).await;
+                            loads.fetch_add(1, Ordering::SeqCst) + 1
+                        }
                     })
                     .await
             }));
@@ -164,12 +168,15 @@ mod tests {
         let (release, released) = tokio::sync::watch::channel(false);
         let first = {
             let flight = flight.clone();
-            let mut released = released.clone();
+            let released = released.clone();
             tokio::spawn(async move {
                 flight
-                    .run(1, move || async move {
-                        let _ = released.wait_for(|go| *go).await;
-                        "loaded"
+                    .run(1, move || {
+                        let mut released = released.clone();
+                        async move {
+                            let _ = released.wait_for(|go| *go).await;
+                            "loaded"
+                        }
                     })
                     .await
             })
@@ -187,5 +194,25 @@ mod tests {
         first.abort();
         release.send(true).expect("the load listens");
         assert_eq!(second.await.expect("second"), "loaded");
+    }
+
+    #[tokio::test]
+    async fn a_caller_whose_load_panicked_loads_again_instead_of_waiting_forever() {
+        let flight: SingleFlight<i64, &'static str> = SingleFlight::new();
+        let loads = AtomicUsize::new(0);
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            flight.run(3, || {
+                let first = loads.fetch_add(1, Ordering::SeqCst) == 0;
+                async move {
+                    assert!(!first, "the first load fails");
+                    "loaded"
+                }
+            }),
+        )
+        .await
+        .expect("answered, not left waiting");
+        assert_eq!(answer, "loaded");
+        assert_eq!(flight.in_flight(), 0, "nothing is kept");
     }
 }
