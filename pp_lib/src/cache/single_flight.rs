@@ -137,7 +137,7 @@ mod tests {
         for _ in 0..10 {
             let flight = flight.clone();
             let loads = loads.clone();
-            let mut released = released.clone();
+            let released = released.clone();
             callers.push(tokio::spawn(async move {
                 flight
                     .run(7, move || {
