@@ -13,12 +13,22 @@
 //! whole, writing nothing), each request is run again alone, so one bad item cannot fail its
 //! neighbours; when the database is unreachable, every request of the batch is answered 503 at
 //! once. A request whose client has gone is dropped before any work is done for it.
+//!
+//! Overload is answered, not queued: the queue is bounded, and a request that no thread has
+//! taken within its deadline is answered 503 with `Retry-After` (load shedding) and never run.
+//! A request that a thread took before its deadline runs to its end (the statement timeout
+//! bounds it): so a 503 always means nothing was done, and a create answered 503 can be
+//! retried without making two works.
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pp_lib::db::{PgConnection, PgPool, with_connection};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::error::ApiError;
 
@@ -33,13 +43,73 @@ pub type SingleFn<I, O> = fn(&mut PgConnection, &I) -> Result<O, pp_lib::Error>;
 struct Pending<I, O> {
     item: I,
     reply: oneshot::Sender<Result<O, ApiError>>,
+    /// Who has the request: still queued, taken by a thread (it will run), or given up by its
+    /// requester at the deadline (it will not). Whoever moves it out of `QUEUED` decides.
+    claim: Arc<AtomicU8>,
 }
 
-type Queue<I, O> = Arc<Mutex<mpsc::UnboundedReceiver<Pending<I, O>>>>;
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
 
-/// A queue in front of `threads` database threads that serve requests in batches.
+type Queue<I, O> = Arc<Mutex<mpsc::Receiver<Pending<I, O>>>>;
+
+/// Requests a lane may hold waiting, by default: far more than its threads serve at once
+/// (`MAX_BATCH` each), far fewer than would take a deadline to drain.
+pub const DEFAULT_QUEUE: usize = 4096;
+
+/// How long a request may wait for a database thread, by default, before it is answered 503.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How a [`Batcher`]'s requests are served: by how many threads, batched or alone, and how much
+/// waiting is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lane {
+    pub threads: usize,
+    pub batching: Batching,
+    /// Most requests waiting; more are answered 503 at once.
+    pub queue: usize,
+    /// Longest wait for a thread; a request not taken by then is answered 503.
+    pub deadline: Duration,
+}
+
+impl Lane {
+    /// `threads` threads serving batches, with the default queue and deadline.
+    pub fn together(threads: usize) -> Self {
+        Lane {
+            threads,
+            batching: Batching::Together,
+            queue: DEFAULT_QUEUE,
+            deadline: DEFAULT_DEADLINE,
+        }
+    }
+
+    /// `threads` threads serving one request at a time, with the default queue and deadline.
+    pub fn alone(threads: usize) -> Self {
+        Lane {
+            batching: Batching::Alone,
+            ..Lane::together(threads)
+        }
+    }
+
+    /// The same lane with another deadline.
+    pub fn with_deadline(self, deadline: Duration) -> Self {
+        Lane { deadline, ..self }
+    }
+
+    /// The same lane with another queue bound (at least 1).
+    pub fn with_queue(self, queue: usize) -> Self {
+        Lane {
+            queue: queue.max(1),
+            ..self
+        }
+    }
+}
+
+/// A queue in front of database threads that serve requests in batches.
 pub struct Batcher<I, O> {
-    queue: mpsc::UnboundedSender<Pending<I, O>>,
+    queue: mpsc::Sender<Pending<I, O>>,
+    deadline: Duration,
 }
 
 /// How a [`Batcher`]'s threads run the requests they take.
@@ -53,36 +123,65 @@ pub enum Batching {
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    /// Starts `threads` database threads named `name`. They stop when the batcher is dropped.
+    /// Starts the lane's database threads, named `name`. They stop when the batcher is dropped.
     pub fn start(
         name: &str,
         pool: PgPool,
-        threads: usize,
-        batching: Batching,
+        lane: Lane,
         batch: BatchFn<I, O>,
         single: SingleFn<I, O>,
     ) -> std::io::Result<Self> {
-        let (queue, receiver) = mpsc::unbounded_channel();
+        let (queue, receiver) = mpsc::channel(lane.queue.max(1));
         let receiver: Queue<I, O> = Arc::new(Mutex::new(receiver));
-        for index in 0..threads.max(1) {
+        for index in 0..lane.threads.max(1) {
             let receiver = receiver.clone();
             let pool = pool.clone();
+            let batching = lane.batching;
             std::thread::Builder::new()
                 .name(format!("{name}-{index}"))
                 .spawn(move || serve(&receiver, &pool, batching, batch, single))?;
         }
-        Ok(Batcher { queue })
+        Ok(Batcher {
+            queue,
+            deadline: lane.deadline,
+        })
     }
 
-    /// Queues `item` and waits for its answer.
+    /// Queues `item` and waits for its answer: 503 ([`ApiError::Busy`]) at once when the queue
+    /// is full, or when no thread took it within the deadline (it is then never run).
     pub async fn submit(&self, item: I) -> Result<O, ApiError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Pending { item, reply }).map_err(|_| {
-            ApiError::Internal(anyhow::anyhow!("the database threads have stopped"))
-        })?;
-        answer.await.map_err(|_| {
-            ApiError::Internal(anyhow::anyhow!("a database thread dropped a request"))
-        })?
+        let claim = Arc::new(AtomicU8::new(QUEUED));
+        let pending = Pending {
+            item,
+            reply,
+            claim: claim.clone(),
+        };
+        match self.queue.try_send(pending) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ApiError::Busy),
+            Err(TrySendError::Closed(_)) => {
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "the database threads have stopped"
+                )));
+            }
+        }
+        let dropped = || ApiError::Internal(anyhow::anyhow!("a database thread dropped a request"));
+        let mut answer = answer;
+        match tokio::time::timeout_at(Instant::now() + self.deadline, &mut answer).await {
+            Ok(outcome) => outcome.map_err(|_| dropped())?,
+            Err(_) => {
+                if claim
+                    .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Err(ApiError::Busy);
+                }
+                // A thread took it in time: it runs (bounded by the statement timeout), and its
+                // answer is the truth about what was done.
+                answer.await.map_err(|_| dropped())?
+            }
+        }
     }
 }
 
@@ -101,9 +200,16 @@ fn serve<I, O>(
     while let Some(pending) = take_batch(receiver, most) {
         let (items, replies): (Vec<I>, Vec<_>) = pending
             .into_iter()
-            // A requester that went away (client disconnected) needs no work done.
-            .filter(|pending| !pending.reply.is_closed())
-            .map(|Pending { item, reply }| (item, reply))
+            // A requester that went away (client disconnected) needs no work done, and one that
+            // gave up at its deadline was told nothing would be.
+            .filter(|pending| {
+                !pending.reply.is_closed()
+                    && pending
+                        .claim
+                        .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+            })
+            .map(|Pending { item, reply, .. }| (item, reply))
             .unzip();
         if items.is_empty() {
             continue;

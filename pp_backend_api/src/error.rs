@@ -47,6 +47,9 @@ pub enum ApiError {
     /// The database cannot be reached now; retrying later may succeed.
     #[error("database unavailable, retry later")]
     Unavailable(#[source] pp_lib::Error),
+    /// Too many requests wait for the database: this one was not run (load shedding).
+    #[error("the server is busy, retry later")]
+    Busy,
     /// Anything unexpected. Its text is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -58,7 +61,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,7 +73,7 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = ErrorBody::response(self.status_code(), self.to_string());
-        if let ApiError::Unavailable(_) = self {
+        if let ApiError::Unavailable(_) | ApiError::Busy = self {
             // Overload and outages pass: tell clients when to come back instead of hammering.
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,

@@ -40,6 +40,15 @@ pub struct Settings {
         value_parser = parse_duration
     )]
     pub shutdown_timeout: Duration,
+    /// Longest a request waits for a database thread or connection; past it, it is answered 503
+    /// with Retry-After and never run (load shedding).
+    #[arg(
+        long = "http-deadline",
+        env = "PP_HTTP_DEADLINE",
+        default_value = "2s",
+        value_parser = parse_duration
+    )]
+    pub deadline: Duration,
     /// How long an Idempotency-Key of POST /work is remembered.
     #[arg(
         long = "idempotency-ttl",
@@ -70,6 +79,7 @@ impl Settings {
             workers: default_workers(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_timeout: Duration::from_secs(5),
+            deadline: crate::batch::DEFAULT_DEADLINE,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             relay: RelayConfig::off(),
             redis: RedisConfig::default(),

@@ -85,6 +85,7 @@ impl Application {
                 settings.idempotency_ttl,
                 cache,
                 rate_limits,
+                settings.deadline,
             )
             .context("failed to start the database threads")?,
         );

@@ -13,7 +13,7 @@ use pp_lib::db::works::{
 use pp_lib::db::{PgConnection, PgPool, with_connection};
 use pp_lib::work::{NewWork, Work};
 
-use crate::batch::{Batcher, Batching};
+use crate::batch::{Batcher, Lane};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::rate_limit::SharedRateLimits;
@@ -23,6 +23,8 @@ use crate::rate_limit::SharedRateLimits;
 pub enum LoadFailure {
     /// The database cannot be reached now (503).
     Unavailable(String),
+    /// Too many requests wait for the database (503, not run).
+    Busy,
     /// Anything else (500).
     Internal(String),
 }
@@ -31,6 +33,7 @@ impl From<LoadFailure> for ApiError {
     fn from(failure: LoadFailure) -> Self {
         match failure {
             LoadFailure::Unavailable(reason) => ApiError::Unavailable(pp_lib::Error::Pool(reason)),
+            LoadFailure::Busy => ApiError::Busy,
             LoadFailure::Internal(reason) => ApiError::Internal(anyhow::anyhow!(reason)),
         }
     }
@@ -40,6 +43,7 @@ impl From<ApiError> for LoadFailure {
     fn from(error: ApiError) -> Self {
         match error {
             ApiError::Unavailable(cause) => LoadFailure::Unavailable(cause.to_string()),
+            ApiError::Busy => LoadFailure::Busy,
             other => LoadFailure::Internal(format!("{other:#}")),
         }
     }
@@ -70,20 +74,28 @@ pub struct AppState {
     pub work_loads: Arc<SingleFlight<i64, WorkLookup>>,
     /// Per-client rate limits, when configured.
     pub rate_limits: SharedRateLimits,
+    /// Room for the queries that are not batched ([`AppState::run_db`]): fewer than the pool's
+    /// connections, so however many such requests arrive, the batch threads keep connections.
+    unbatched: Arc<tokio::sync::Semaphore>,
+    /// Longest a request waits for a database thread or connection before it is answered 503.
+    deadline: Duration,
 }
 
 impl AppState {
     /// The shared state over `pool`, with its batching database threads: for searches, as many
     /// as the pool has connections less two (at least one), so a flood of them always leaves
     /// connections for the other requests and for unbatched queries; for lookups and inserts,
-    /// no more than that and one per core.
+    /// no more than that and one per core. A request waits at most `deadline` for a thread (or,
+    /// unbatched, for its turn) before it is answered 503.
     pub fn new(
         pool: PgPool,
         metrics: Arc<Metrics>,
         idempotency_ttl: Duration,
         cache: WorkCache,
         rate_limits: SharedRateLimits,
+        deadline: Duration,
     ) -> std::io::Result<Self> {
+        let pool_size = usize::try_from(pool.max_size()).unwrap_or(usize::MAX);
         let threads = usize::try_from(pool.max_size().saturating_sub(2))
             .unwrap_or(1)
             .max(1);
@@ -96,16 +108,14 @@ impl AppState {
         let work_finder = Batcher::start(
             "pp-find",
             pool.clone(),
-            batch_threads,
-            Batching::Together,
+            Lane::together(batch_threads).with_deadline(deadline),
             find_batch,
             find_one,
         )?;
         let work_inserter = Batcher::start(
             "pp-insert",
             pool.clone(),
-            batch_threads,
-            Batching::Together,
+            Lane::together(batch_threads).with_deadline(deadline),
             insert_batch,
             insert_one,
         )?;
@@ -113,8 +123,7 @@ impl AppState {
         let narrow_searcher = Batcher::start(
             "pp-search-narrow",
             pool.clone(),
-            batch_threads,
-            Batching::Together,
+            Lane::together(batch_threads).with_deadline(deadline),
             narrow_search_batch,
             search_one,
         )?;
@@ -123,8 +132,7 @@ impl AppState {
         let work_searcher = Batcher::start(
             "pp-search",
             pool.clone(),
-            threads,
-            Batching::Alone,
+            Lane::alone(threads).with_deadline(deadline),
             search_batch,
             search_one,
         )?;
@@ -140,6 +148,8 @@ impl AppState {
             cache: Arc::new(cache),
             work_loads: Arc::new(SingleFlight::new()),
             rate_limits,
+            unbatched: Arc::new(tokio::sync::Semaphore::new(unbatched_room(pool_size))),
+            deadline,
         })
     }
 
@@ -181,16 +191,32 @@ impl AppState {
     }
 
     /// Runs `query` with a pooled connection on actix's blocking pool, so the worker thread
-    /// stays free while PostgreSQL answers.
+    /// stays free while PostgreSQL answers. At most half the pool's connections serve such
+    /// queries at once; a request that cannot start within the deadline is answered 503 and
+    /// not run.
     pub async fn run_db<T, F>(&self, query: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, pp_lib::Error> + Send + 'static,
         T: Send + 'static,
     {
+        let permit = tokio::time::timeout(self.deadline, self.unbatched.clone().acquire_owned())
+            .await
+            .map_err(|_| ApiError::Busy)?
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("the database room was closed")))?;
         let pool = self.pool.clone();
-        let outcome = web::block(move || with_connection(&pool, query)).await?;
+        let outcome = web::block(move || {
+            let _permit = permit;
+            with_connection(&pool, query)
+        })
+        .await?;
         outcome.map_err(ApiError::from)
     }
+}
+
+/// How many unbatched queries may run at once over a pool of `pool_size`: half of it (at least
+/// one), so the other half is always there for the batch threads.
+fn unbatched_room(pool_size: usize) -> usize {
+    (pool_size / 2).max(1)
 }
 
 fn find_batch(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<Option<Work>>, pp_lib::Error> {

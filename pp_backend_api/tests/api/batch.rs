@@ -3,7 +3,8 @@
 
 use std::collections::HashSet;
 
-use pp_backend_api::batch::{Batcher, Batching};
+use pp_backend_api::batch::{Batcher, Lane};
+use pp_backend_api::error::ApiError;
 use pp_lib::db::PgConnection;
 use pp_lib::work::Work;
 use reqwest::StatusCode;
@@ -25,8 +26,8 @@ fn double_one(conn: &mut PgConnection, item: &i32) -> Result<i32, pp_lib::Error>
 async fn a_failing_batch_is_retried_item_by_item() {
     let app = spawn_app().await;
     let pool = app.db.pool();
-    let batcher = Batcher::start("test", pool, 1, Batching::Together, double_all, double_one)
-        .expect("threads");
+    let batcher =
+        Batcher::start("test", pool, Lane::together(1), double_all, double_one).expect("threads");
 
     let answers = futures_util::future::join_all((0..40).map(|item| batcher.submit(item))).await;
 
@@ -86,8 +87,7 @@ async fn a_panicking_batch_fails_its_requests_and_the_thread_serves_on() {
     let batcher = Batcher::start(
         "test",
         app.db.pool(),
-        1,
-        Batching::Together,
+        Lane::together(1),
         panic_on_seven,
         panic_on_seven_alone,
     )
@@ -123,8 +123,7 @@ async fn a_slow_request_run_alone_holds_up_no_other() {
     let batcher = Batcher::start(
         "test",
         app.db.pool(),
-        2,
-        Batching::Alone,
+        Lane::alone(2),
         wait_for_lock,
         wait_for_lock_alone,
     )
@@ -185,8 +184,7 @@ async fn a_statement_that_times_out_is_answered_503_and_not_run_again() {
     let batcher = Batcher::start(
         "test",
         app.db.pool(),
-        1,
-        Batching::Together,
+        Lane::together(1),
         time_out,
         time_out_alone,
     )
@@ -204,5 +202,86 @@ async fn a_statement_that_times_out_is_answered_503_and_not_run_again() {
         TIMED_OUT_RUNS.load(std::sync::atomic::Ordering::SeqCst),
         1,
         "a statement that timed out is not run again"
+    );
+}
+
+static RUN_ITEMS: std::sync::Mutex<Vec<i64>> = std::sync::Mutex::new(Vec::new());
+
+/// `wait_for_lock`, recording every item it runs.
+fn record_and_wait(conn: &mut PgConnection, items: &[i64]) -> Result<Vec<i64>, pp_lib::Error> {
+    RUN_ITEMS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend_from_slice(items);
+    wait_for_lock(conn, items)
+}
+
+fn record_and_wait_alone(conn: &mut PgConnection, item: &i64) -> Result<i64, pp_lib::Error> {
+    record_and_wait(conn, std::slice::from_ref(item)).map(|items| items[0])
+}
+
+#[tokio::test]
+async fn requests_no_thread_takes_within_the_deadline_are_answered_503_and_never_run() {
+    use diesel::RunQueryDsl;
+    let app = spawn_app().await;
+    let deadline = std::time::Duration::from_millis(300);
+    let batcher = Batcher::start(
+        "test",
+        app.db.pool(),
+        Lane::alone(1).with_deadline(deadline).with_queue(3),
+        record_and_wait,
+        record_and_wait_alone,
+    )
+    .expect("threads");
+    // The one thread blocks on lock 1000 (held here) with the first request.
+    let mut holder = app.db.connect();
+    diesel::sql_query("select pg_advisory_lock(1000)")
+        .execute(&mut holder)
+        .expect("lock");
+    let batcher = std::sync::Arc::new(batcher);
+    let slow = tokio::spawn({
+        let batcher = batcher.clone();
+        async move { batcher.submit(1000).await }
+    });
+    while !RUN_ITEMS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains(&1000)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+
+    // Three fit in the queue and wait out their deadline; the others find it full.
+    let started = std::time::Instant::now();
+    let answers =
+        futures_util::future::join_all((1001..1008).map(|item| batcher.submit(item))).await;
+    let waited = started.elapsed();
+
+    for (item, answer) in (1001..1008).zip(answers) {
+        let error = answer.expect_err("nothing is served while the thread is held");
+        assert!(matches!(error, ApiError::Busy), "{item}: {error:?}");
+    }
+    assert!(
+        waited < deadline * 5,
+        "answered at the deadline, not when the thread frees: {waited:?}"
+    );
+    diesel::sql_query("select pg_advisory_unlock(1000)")
+        .execute(&mut holder)
+        .expect("unlock");
+    assert_eq!(
+        slow.await
+            .expect("joined")
+            .expect("the taken request runs to its end"),
+        1000
+    );
+    // The thread is free again: the next request is served, and none of the shed ones ran.
+    assert_eq!(batcher.submit(1100).await.expect("served"), 1100);
+    let ran = RUN_ITEMS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    assert!(
+        ran.iter().all(|item| !(1001..1008).contains(item)),
+        "a request answered 503 was run: {ran:?}"
     );
 }

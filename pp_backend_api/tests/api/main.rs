@@ -8,6 +8,7 @@ mod errors;
 mod helpers;
 mod idempotency;
 mod operations;
+mod overload;
 mod redis;
 mod relay;
 mod search;
