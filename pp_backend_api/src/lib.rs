@@ -11,6 +11,7 @@
 //!   the errors actix-web answers by itself.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`relay`]: the outbox relay, publishing accepted demands to RabbitMQ from this process.
+//! - [`janitor`]: deletes expired idempotency keys and old published demands.
 //! - [`batch`]: under load, concurrent lookups and inserts of works share one statement.
 //! - [`state`]: what handlers share, and how they reach the database without blocking.
 //!
@@ -19,6 +20,7 @@
 
 pub mod batch;
 pub mod error;
+pub mod janitor;
 pub mod metrics;
 pub mod middleware;
 pub mod rate_limit;

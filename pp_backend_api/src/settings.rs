@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 use pp_lib::config::{CacheConfig, DatabaseConfig, HttpConfig, RedisConfig, parse_duration};
 
+use crate::janitor::RetentionConfig;
 use crate::rate_limit::RateLimitConfig;
 use crate::relay::RelayConfig;
 
@@ -60,6 +61,8 @@ pub struct Settings {
     #[command(flatten)]
     pub relay: RelayConfig,
     #[command(flatten)]
+    pub retention: RetentionConfig,
+    #[command(flatten)]
     pub redis: RedisConfig,
     #[command(flatten)]
     pub cache: CacheConfig,
@@ -82,6 +85,7 @@ impl Settings {
             deadline: crate::batch::DEFAULT_DEADLINE,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             relay: RelayConfig::off(),
+            retention: RetentionConfig::default(),
             redis: RedisConfig::default(),
             cache: CacheConfig::default(),
             rate_limit: RateLimitConfig::off(),

@@ -15,6 +15,7 @@ use pp_lib::cache::{Redis, WorkCache};
 use pp_lib::db::{PgPool, build_pool_lazy};
 use pp_lib::shutdown::Shutdown;
 
+use crate::janitor::{self, RetentionConfig};
 use crate::metrics::Metrics;
 use crate::middleware::{json_errors, observe};
 use crate::rate_limit::RateLimits;
@@ -22,10 +23,6 @@ use crate::relay::{self, RelayConfig};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
-
-/// How often expired idempotency keys are deleted, and how many at most each time.
-const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
-const KEY_PURGE_BATCH: i64 = 10_000;
 
 /// Longest wait, at shutdown, for the outbox relay to finish its round.
 const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +33,7 @@ pub struct Application {
     server: Server,
     pool: PgPool,
     relay: Option<RelayTask>,
+    retention: RetentionConfig,
 }
 
 /// What the outbox relay needs to start with the server.
@@ -125,6 +123,7 @@ impl Application {
             server,
             pool,
             relay,
+            retention: settings.retention,
         })
     }
 
@@ -142,7 +141,7 @@ impl Application {
     /// (within the shutdown timeout) and returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        let purge = tokio::spawn(purge_expired_keys(self.pool.clone()));
+        let purge = tokio::spawn(janitor::run(self.pool.clone(), self.retention));
         let (stop_relay, relay_shutdown) = Shutdown::new();
         let relay = self.relay.map(|task| {
             tokio::spawn(relay::relay(
@@ -186,27 +185,4 @@ impl Application {
 pub async fn shutdown_signal() {
     let name = pp_lib::shutdown::signal().await;
     log::info!("{name} received");
-}
-
-/// Deletes expired idempotency keys now and then, so the table holds only live keys.
-async fn purge_expired_keys(pool: PgPool) {
-    let mut ticks = tokio::time::interval(KEY_PURGE_INTERVAL);
-    loop {
-        ticks.tick().await;
-        let pool = pool.clone();
-        let purged = tokio::task::spawn_blocking(move || -> Result<usize, pp_lib::Error> {
-            let mut conn = pool.get()?;
-            Ok(pp_lib::db::idempotency::purge_expired_keys(
-                &mut conn,
-                KEY_PURGE_BATCH,
-            )?)
-        })
-        .await;
-        match purged {
-            Ok(Ok(0)) => {}
-            Ok(Ok(count)) => log::info!("purged {count} expired idempotency keys"),
-            Ok(Err(error)) => log::warn!("cannot purge expired idempotency keys: {error}"),
-            Err(error) => log::error!("the idempotency key purge did not finish: {error}"),
-        }
-    }
 }

@@ -11,6 +11,7 @@ mod operations;
 mod overload;
 mod redis;
 mod relay;
+mod retention;
 mod search;
 mod shutdown;
 mod stats;

@@ -117,12 +117,14 @@ pub fn create_work_once(
     )))
 }
 
-/// Deletes up to `limit` expired keys; returns how many went.
+/// Deletes up to `limit` expired keys; returns how many went. Rows another purge holds are
+/// skipped, so replicas purging at once share the work.
 pub fn purge_expired_keys(conn: &mut PgConnection, limit: i64) -> QueryResult<usize> {
     // In batches, so a large backlog never holds many row locks at once.
     diesel::sql_query(
         "delete from idempotency_keys where key in \
-         (select key from idempotency_keys where expires_on <= now() limit $1)",
+         (select key from idempotency_keys where expires_on <= now() \
+          limit $1 for update skip locked)",
     )
     .bind::<BigInt, _>(limit.max(0))
     .execute(conn)

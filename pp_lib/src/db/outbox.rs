@@ -59,6 +59,25 @@ pub fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<usiz
     .execute(conn)
 }
 
+/// Deletes up to `limit` demands published before `before`, oldest first; returns how many
+/// went. Rows another purge holds are skipped, so replicas purging at once share the work.
+pub fn purge_published(
+    conn: &mut PgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<usize> {
+    use diesel::sql_types::{BigInt, Timestamptz};
+    // In batches, so a large backlog never holds many row locks at once.
+    diesel::sql_query(
+        "delete from demand_outbox where id in \
+         (select id from demand_outbox where published_on < $1 \
+          order by published_on limit $2 for update skip locked)",
+    )
+    .bind::<Timestamptz, _>(before)
+    .bind::<BigInt, _>(limit.max(0))
+    .execute(conn)
+}
+
 /// The demand with this id, published or not.
 pub fn find_demand(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<OutboxDemand>> {
     demand_outbox::table

@@ -1,0 +1,113 @@
+//! The janitor: deletes the rows pp keeps only for a while — expired `Idempotency-Key`s and
+//! outbox demands published longer ago than the retention — so neither table grows forever.
+//!
+//! Every round deletes in batches of [`PURGE_BATCH`] rows (one short transaction each, so a large
+//! backlog never holds many locks at once) until a batch comes back short: whatever the rate at
+//! which rows expire, each round catches up. Replicas may all run it: each batch skips the rows
+//! another holds.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use pp_lib::config::parse_duration;
+use pp_lib::db::{PgPool, with_connection};
+
+/// Rows deleted per statement.
+pub const PURGE_BATCH: i64 = 10_000;
+
+/// The janitor's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionConfig {
+    /// How often expired idempotency keys and old published demands are deleted.
+    #[arg(long = "retention-every", env = "PP_RETENTION_EVERY", default_value = "1m",
+          value_parser = parse_duration)]
+    pub every: Duration,
+    /// How long a published outbox demand is kept (for inspection) before it is deleted.
+    #[arg(long = "outbox-retention", env = "PP_OUTBOX_RETENTION", default_value = "24h",
+          value_parser = parse_duration)]
+    pub outbox: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            every: Duration::from_secs(60),
+            outbox: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// What one round deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Purged {
+    pub idempotency_keys: usize,
+    pub published_demands: usize,
+}
+
+/// Runs a round every `config.every`, until the task is dropped.
+pub async fn run(pool: PgPool, config: RetentionConfig) {
+    let mut ticks = tokio::time::interval(config.every.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let pool = pool.clone();
+        let round = tokio::task::spawn_blocking(move || purge_round(&pool, config.outbox)).await;
+        match round {
+            Ok(Ok(purged)) if purged == Purged::default() => {}
+            Ok(Ok(purged)) => log::info!(
+                "deleted {} expired idempotency keys and {} demands published over {:?} ago",
+                purged.idempotency_keys,
+                purged.published_demands,
+                config.outbox
+            ),
+            Ok(Err(error)) => log::warn!("cannot delete expired rows: {error}"),
+            Err(error) => log::error!("the retention round did not finish: {error}"),
+        }
+    }
+}
+
+/// One round: every expired key and every demand published more than `outbox_retention` ago,
+/// batch after batch until none is left.
+pub fn purge_round(pool: &PgPool, outbox_retention: Duration) -> Result<Purged, pp_lib::Error> {
+    let idempotency_keys = purge_until_short(|| {
+        with_connection(pool, |conn| {
+            Ok(pp_lib::db::idempotency::purge_expired_keys(
+                conn,
+                PURGE_BATCH,
+            )?)
+        })
+    })?;
+    // A retention too long for the clock keeps everything.
+    let before = chrono::Duration::from_std(outbox_retention)
+        .ok()
+        .and_then(|retention| Utc::now().checked_sub_signed(retention));
+    let published_demands = match before {
+        Some(before) => purge_until_short(|| {
+            with_connection(pool, |conn| {
+                Ok(pp_lib::db::outbox::purge_published(
+                    conn,
+                    before,
+                    PURGE_BATCH,
+                )?)
+            })
+        })?,
+        None => 0,
+    };
+    Ok(Purged {
+        idempotency_keys,
+        published_demands,
+    })
+}
+
+fn purge_until_short(
+    mut batch: impl FnMut() -> Result<usize, pp_lib::Error>,
+) -> Result<usize, pp_lib::Error> {
+    let mut total = 0;
+    loop {
+        let deleted = batch()?;
+        total += deleted;
+        if deleted < PURGE_BATCH as usize {
+            return Ok(total);
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Retention: one janitor round deletes every expired idempotency key and every demand published
+//! longer ago than the retention, however many, and nothing else.
+
+use std::time::Duration;
+
+use diesel::RunQueryDsl;
+use pp_backend_api::janitor::{PURGE_BATCH, Purged, purge_round};
+use pp_storage::testkit::TestDatabase;
+
+fn count(conn: &mut diesel::PgConnection, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(sql)
+        .get_result::<Count>(conn)
+        .expect("a count")
+        .n
+}
+
+#[test]
+fn a_round_deletes_every_expired_row_whatever_the_backlog_and_keeps_the_rest() {
+    let db = TestDatabase::create();
+    let mut conn = db.connect();
+    let backlog = 2 * PURGE_BATCH + 17;
+    diesel::sql_query(format!(
+        "with work as (insert into works (work_code, add_up_to) values ('api-kept', 1) returning id) \
+         insert into idempotency_keys (key, request, work_id, created_on, expires_on) \
+         select 'key-' || i, 'add_up_to=1', work.id, now() - interval '2 days', \
+                case when i <= {backlog} then now() - interval '1 day' else now() + interval '1 day' end \
+         from work, generate_series(1, {backlog} + 5) as i"
+    ))
+    .execute(&mut conn)
+    .expect("keys");
+    diesel::sql_query(format!(
+        "insert into demand_outbox (id, body, created_on, published_on) \
+         select gen_random_uuid(), '{{\"add_up_to\":1,\"done\":false}}', now() - interval '3 days', \
+                case when i <= {backlog} then now() - interval '2 days' \
+                     when i <= {backlog} + 3 then now() - interval '1 minute' end \
+         from generate_series(1, {backlog} + 6) as i"
+    ))
+    .execute(&mut conn)
+    .expect("demands");
+
+    let purged = purge_round(&db.pool(), Duration::from_secs(24 * 60 * 60)).expect("a round");
+
+    let backlog = usize::try_from(backlog).expect("a count");
+    assert_eq!(
+        purged,
+        Purged {
+            idempotency_keys: backlog,
+            published_demands: backlog,
+        }
+    );
+    assert_eq!(
+        count(&mut conn, "select count(*) as n from idempotency_keys"),
+        5,
+        "live keys are kept"
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "select count(*) as n from demand_outbox where published_on is null"
+        ),
+        3,
+        "unpublished demands are never deleted"
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "select count(*) as n from demand_outbox where published_on is not null"
+        ),
+        3,
+        "recently published demands are kept"
+    );
+    assert_eq!(
+        purge_round(&db.pool(), Duration::from_secs(24 * 60 * 60)).expect("a round"),
+        Purged::default(),
+        "nothing is left to delete"
+    );
+}

@@ -1,0 +1,1 @@
+drop index demand_outbox_published_idx;
