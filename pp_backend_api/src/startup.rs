@@ -76,17 +76,17 @@ impl Application {
             );
         }
         let cache = WorkCache::new(redis, settings.cache.work_cache_settings());
-        let state = web::Data::new(
-            AppState::new(
-                pool.clone(),
-                metrics.clone(),
-                settings.idempotency_ttl,
-                cache,
-                rate_limits,
-                settings.deadline,
-            )
-            .context("failed to start the database threads")?,
-        );
+        let mut state = AppState::new(
+            pool.clone(),
+            metrics.clone(),
+            settings.idempotency_ttl,
+            cache,
+            rate_limits,
+            settings.deadline,
+        )
+        .context("failed to start the database threads")?;
+        state.relaying = settings.relay.enabled;
+        let state = web::Data::new(state);
         let relay = settings.relay.enabled.then(|| RelayTask {
             config: settings.relay.clone(),
             wakeup: state.outbox_wakeup.clone(),

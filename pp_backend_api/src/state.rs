@@ -74,6 +74,9 @@ pub struct AppState {
     pub work_loads: Arc<SingleFlight<i64, WorkLookup>>,
     /// Per-client rate limits, when configured.
     pub rate_limits: SharedRateLimits,
+    /// Whether this process relays the outbox (and so holds a connection to RabbitMQ that
+    /// readiness reports).
+    pub relaying: bool,
     /// Room for the queries that are not batched ([`AppState::run_db`]): fewer than the pool's
     /// connections, so however many such requests arrive, the batch threads keep connections.
     unbatched: Arc<tokio::sync::Semaphore>,
@@ -148,6 +151,7 @@ impl AppState {
             cache: Arc::new(cache),
             work_loads: Arc::new(SingleFlight::new()),
             rate_limits,
+            relaying: false,
             unbatched: Arc::new(tokio::sync::Semaphore::new(unbatched_room(pool_size))),
             deadline,
         })

@@ -200,3 +200,50 @@ async fn two_relaying_replicas_publish_each_row_exactly_once() {
     assert_eq!(unpublished(&first.db), 0);
     first.stop().await.expect("the server stops");
 }
+
+/// Polls `/readyz` until its `broker` field is `expected`, checking it stays ready.
+async fn until_broker_is(app: &TestApp, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = app.get("/readyz").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "ready whatever the broker"
+        );
+        let health: serde_json::Value = response.json().await.expect("JSON");
+        if health["broker"] == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broker never became {expected}: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_the_relays_broker_and_stays_ready_without_it() {
+    let queue = TestQueue::create().await;
+    let proxy = TcpProxy::start(socket_addr_of(queue.url(), 5672));
+    let app = spawn_relaying_app(AmqpConfig {
+        url: via(queue.url(), proxy.addr()),
+        ..queue.config()
+    })
+    .await;
+    until_broker_is(&app, "ok").await;
+
+    proxy.cut();
+    until_broker_is(&app, "down").await;
+    let accepted = post_demand(&app, 3).await;
+
+    proxy.restore();
+    until_broker_is(&app, "ok").await;
+    wait_for_ready(&queue, 1).await;
+    let messages = take_all(&queue).await;
+    assert_eq!(
+        messages.into_iter().map(|(id, _)| id).collect::<Vec<_>>(),
+        vec![accepted]
+    );
+}
