@@ -181,8 +181,10 @@ impl Application {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let name = pp_lib::shutdown::signal().await;
-    log::info!("{name} received");
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM; a second signal then ends the process at once (exit
+/// code 130), for an operator who will not wait for the requests in flight. Call it inside the
+/// runtime that runs the server.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    let shutdown = pp_lib::shutdown::on_signals();
+    async move { shutdown.requested().await }
 }

@@ -54,3 +54,90 @@ async fn a_request_in_flight_finishes_before_the_server_stops() {
         .await;
     assert!(refused.is_err(), "the server no longer accepts connections");
 }
+
+/// Starts the API binary over `db` on a free port and returns it with its base URL, read from
+/// its "listening on" log line.
+fn spawn_api_binary(db: &pp_storage::testkit::TestDatabase) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pp_backend_api"))
+        .env("DATABASE_URL", db.url().expose())
+        .env("PP_HTTP_ADDR", "127.0.0.1:0")
+        .env("PP_OUTBOX_RELAY", "off")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the API binary starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = found.send(url);
+            }
+        }
+    });
+    let url = address
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the API says where it listens");
+    (child, url)
+}
+
+#[tokio::test]
+async fn a_second_signal_stops_the_api_at_once_without_waiting_for_requests_in_flight() {
+    let db = tokio::task::spawn_blocking(pp_storage::testkit::TestDatabase::create)
+        .await
+        .expect("creating the test database");
+    let (mut api, url) = spawn_api_binary(&db);
+    // POST /work waits for this lock: a request in flight that would keep a graceful stop waiting.
+    let mut holder = db.connect();
+    diesel::sql_query("begin")
+        .execute(&mut holder)
+        .expect("begin");
+    diesel::sql_query("lock table works in access exclusive mode")
+        .execute(&mut holder)
+        .expect("lock");
+    let in_flight = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("{url}/work"))
+            .body(r#"{"add_up_to": 3}"#)
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    pp_lib::testkit::terminate(&api);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        api.try_wait().expect("try_wait").is_none(),
+        "the first signal waits for the request in flight"
+    );
+    pp_lib::testkit::terminate(&api);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = api.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second signal did not stop the API"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        in_flight.await.expect("task").is_err(),
+        "the request in flight was cut, not answered"
+    );
+    diesel::sql_query("rollback")
+        .execute(&mut holder)
+        .expect("rollback");
+}
