@@ -4,6 +4,8 @@
 //!
 //! - [`work`], [`demand`], [`event`]: the domain types, serialised exactly as the HTTP API and the
 //!   queue carry them (timestamps as epoch seconds).
+//! - [`contract`]: the HTTP API's wire contract — bodies, answers, search parameters, the
+//!   not-found rule — shared by the API and its clients.
 //! - [`compute`]: the work itself, `1 + 2 + … + n`, in closed form and checked.
 //! - [`config`]: typed settings read from flags, then the environment, then a `.env` file.
 //! - [`error`]: the one error type of the library, and the policy every crate follows.
@@ -22,6 +24,7 @@ pub mod amqp;
 pub mod cache;
 pub mod compute;
 pub mod config;
+pub mod contract;
 pub mod db;
 pub mod demand;
 pub mod error;

@@ -11,7 +11,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, Resource, Route, web};
 
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorResponse};
 
 /// Registers every route. Order matters where patterns overlap: `/work/search` and
 /// `/work/demand` come before `/work/{id}`.
