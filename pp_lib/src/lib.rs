@@ -13,6 +13,7 @@
 //!   read the module's documentation before calling it from async code.
 //! - [`schema`]: the Diesel view of the tables that `pp_storage`'s migrations create.
 //! - [`logging`]: one way to start `env_logger` for every binary.
+//! - [`outage`]: a dependency's outage, logged once when it starts and once when it ends.
 //! - [`amqp`] and [`shutdown`] (feature `amqp`): RabbitMQ topology, the supervised connection,
 //!   publishing with confirms; the shutdown signal shared by a process's tasks.
 //! - [`cache`] (feature `cache`): Redis beside PostgreSQL — the work cache and shared rate
@@ -30,6 +31,7 @@ pub mod demand;
 pub mod error;
 pub mod event;
 pub mod logging;
+pub mod outage;
 pub mod schema;
 #[cfg(feature = "amqp")]
 pub mod shutdown;
