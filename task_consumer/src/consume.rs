@@ -52,6 +52,27 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(
+        pool: PgPool,
+        metrics: Arc<Metrics>,
+        config: ConsumerConfig,
+        shutdown: Shutdown,
+    ) -> Self {
+        let database = Outage::new(
+            module_path!(),
+            "consumer: the database",
+            "keeping the demands unacknowledged and retrying with backoff",
+        );
+        Shared {
+            pool,
+            metrics,
+            config,
+            shutdown,
+            database: std::sync::Mutex::new(database),
+            give_up_at: OnceLock::new(),
+        }
+    }
+
     /// The database's outage, as the workers see it. Held for a log line, never across an await.
     fn database(&self) -> MutexGuard<'_, Outage> {
         self.database.lock().unwrap_or_else(PoisonError::into_inner)
@@ -78,18 +99,12 @@ pub async fn consume(
 ) {
     let (deliveries, receiver) = mpsc::channel::<Delivery>(usize::from(config.prefetch).max(1));
     let receiver = Arc::new(Mutex::new(receiver));
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(Shared::new(
         pool,
-        metrics: metrics.clone(),
-        config: config.clone(),
-        shutdown: shutdown.clone(),
-        database: std::sync::Mutex::new(Outage::new(
-            module_path!(),
-            "consumer: the database",
-            "keeping the demands unacknowledged and retrying with backoff",
-        )),
-        give_up_at: OnceLock::new(),
-    });
+        metrics.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
     let workers: Vec<_> = (0..config.workers.max(1))
         .map(|_| tokio::spawn(work(receiver.clone(), shared.clone())))
         .collect();
