@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset api producer consumer run test contract bench-api bench-queue cli-run-01 cli-run-02 lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api producer consumer run test contract bench-api bench-queue cli-run-01 cli-run-02 compose-check lint fmt ci clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,24 +57,7 @@ bench-queue: setup ## Benchmark the pipeline: publish rate, consumer rate, and p
 	@scripts/bench-queue.sh
 
 cli-run-01: ## Show cli_01 driving pp over the API and straight from the database (make api in another shell)
-	@$(CARGO) build --quiet -p cli_01
-	@target/debug/cli_01 --timeout 2s stats >/dev/null 2>&1 \
-		|| { echo "cli-run-01: no API answers on $(or $(PP_API_URL),http://127.0.0.1:3000): start it with 'make api'" >&2; exit 1; }
-	@set -e; \
-	show() { printf '\n$$ cli_01 %s\n' "$$*"; target/debug/cli_01 "$$@"; }; \
-	work=$$(target/debug/cli_01 --output json create --add-up-to 4); \
-	printf '$$ cli_01 --output json create --add-up-to 4\n%s\n' "$$work"; \
-	id=$$(printf '%s' "$$work" | sed -E 's/^\{"id":([0-9]+),.*/\1/'); \
-	show get $$id; \
-	show --via db --output json get $$id; \
-	show search api- --limit 3; \
-	show --via db search api- --limit 3; \
-	show events $$id; \
-	show demand --add-up-to 2; \
-	show --via db demand --add-up-to 2; \
-	show stats; \
-	show --via db stats; \
-	show get 999999999 || echo "exit $$?"
+	@scripts/cli-run-01.sh
 
 cli-run-02: ## Show cli_02's raw HTTP/1.1 exchanges against a running API (make api in another shell)
 	@$(CARGO) build --quiet -p cli_02
@@ -85,6 +68,11 @@ cli-run-02: ## Show cli_02's raw HTTP/1.1 exchanges against a running API (make 
 	target/debug/cli_02 --addr $(or $(PP_CLI_ADDR),127.0.0.1:3000) '/work/search?work_code=api&limit=2'
 	-target/debug/cli_02 --addr $(or $(PP_CLI_ADDR),127.0.0.1:3000) /work/abc
 
+compose-check: ## Validate docker-compose.yml without a Docker engine (docker-compose from make setup)
+	@command -v docker-compose >/dev/null \
+		|| { echo "compose-check: docker-compose is missing: run make setup (Debian: apt-get install docker-compose)" >&2; exit 1; }
+	docker-compose -f docker-compose.yml config -q
+
 lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -92,7 +80,7 @@ lint: ## Check formatting and clippy (warnings are errors)
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-ci: lint test ## What CI runs: lint, then setup and the tests
+ci: lint test compose-check contract ## What CI runs (.ci/run): lint, setup and the tests, the compose file, the API's contract
 
 clean: ## Remove build output
 	$(CARGO) clean

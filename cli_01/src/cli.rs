@@ -1,25 +1,23 @@
-//! The command line, and [`run`]: from parsed arguments to the answer on stdout.
+//! The command line: flags, subcommands and their checks.
 //!
 //! Every value is checked by a clap value parser (ids, `--since`, `--limit`, `--add-up-to`,
 //! `--timeout`, `--api-url`), so bad usage exits 2 with clap's message before anything is asked,
 //! and both ways of asking get the same, valid, query.
 
-use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 use pp_lib::config::{ApiClientConfig, DatabaseConfig, parse_duration};
+use pp_lib::contract::search::{DEFAULT_SEARCH_WINDOW, SearchQuery};
 use pp_lib::db::works::{SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT};
 
-use crate::backend::{self, SearchQuery};
-use crate::error::{EXIT_STATUS, Error};
-use crate::output::{self, Answer};
+use crate::backend::{Target, Via};
+use crate::error::EXIT_STATUS;
+use crate::output::OutputFormat;
 
 /// How long an HTTP call may take by default, connecting included.
 pub const DEFAULT_TIMEOUT: &str = "10s";
-/// Default window of a search: the works created in the last hour, as the API's.
-pub const DEFAULT_SINCE: &str = "1h";
 
 const ABOUT: &str = "Queries and drives pp over its HTTP API or straight from PostgreSQL";
 
@@ -93,24 +91,6 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Where the answers come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Via {
-    /// The pp API (--api-url, PP_API_URL).
-    Http,
-    /// PostgreSQL (--database-url, DATABASE_URL).
-    Db,
-}
-
-/// How the answer is printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Aligned columns, for people.
-    Table,
-    /// The API's JSON, one document on one line, for scripts.
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,7 +195,7 @@ pub struct SearchArgs {
     pub prefix: String,
 
     /// How far back to look, e.g. 30m, 6h, 1d.
-    #[arg(long, value_name = "DURATION", default_value = DEFAULT_SINCE, value_parser = parse_since)]
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_SEARCH_WINDOW, value_parser = parse_since)]
     pub since: Duration,
 
     /// Only done (true) or only pending (false) works [default: both].
@@ -233,12 +213,25 @@ pub struct SearchArgs {
 }
 
 impl SearchArgs {
-    fn query(&self) -> SearchQuery {
+    /// The search, as both backends run it (first page).
+    pub fn query(&self) -> SearchQuery {
         SearchQuery {
             prefix: self.prefix.clone(),
             since: self.since,
             done: self.done,
             limit: self.limit,
+            after_id: None,
+        }
+    }
+}
+
+impl Cli {
+    /// Where `--via` will ask: the API's URL and timeout, the database's settings.
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            api_url: &self.api.url,
+            timeout: self.timeout,
+            database: &self.database,
         }
     }
 }
@@ -297,47 +290,10 @@ fn parse_api_url(text: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-/// Table on a terminal, JSON when stdout is a pipe or a file.
-fn default_format() -> OutputFormat {
-    if std::io::stdout().is_terminal() {
-        OutputFormat::Table
-    } else {
-        OutputFormat::Json
-    }
-}
-
-/// Runs the command and prints its answer on `out`.
-pub fn run(cli: &Cli, out: &mut impl Write) -> Result<(), Error> {
-    let query = match &cli.command {
-        Command::Completions { shell } => {
-            return write_completions(*shell, out).map_err(Error::Output);
-        }
-        Command::Query(query) => query,
-    };
-    let format = cli.output.unwrap_or_else(default_format);
-    let mut backend = backend::connect(cli)?;
-    let answer = match query {
-        Query::Get { id } => Answer::Work(backend.get_work(*id)?),
-        Query::Search(search) => Answer::Works(backend.search_works(&search.query())?),
-        Query::Create { add_up_to } => Answer::Work(backend.create_work(*add_up_to)?),
-        Query::Demand { add_up_to } => Answer::Demand(backend.create_demand(*add_up_to)?),
-        Query::Events { id } => Answer::Events(backend.list_events(*id)?),
-        Query::Stats => Answer::Stats(backend.read_stats()?),
-    };
-    output::write_answer(out, &answer, format).map_err(Error::Output)
-}
-
-/// Writes the completion script. It is built in memory first: clap_complete panics when its
-/// writer fails, and a closed stdout must be an error, not a panic.
-fn write_completions(shell: Shell, out: &mut impl Write) -> std::io::Result<()> {
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "cli_01", &mut script);
-    out.write_all(&script)?;
-    out.flush()
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     #[test]

@@ -5,16 +5,35 @@
 //! `GET /work/7`. Tables name their columns after the JSON fields, so what a person reads is
 //! what a script would select with jq; timestamps are shown in UTC.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 use chrono::{DateTime, Utc};
+use clap::ValueEnum;
+use pp_lib::contract::DemandAccepted;
 use pp_lib::db::stats::Stats;
 use pp_lib::event::Event;
 use pp_lib::work::Work;
 use serde::Serialize;
 
-use crate::backend::DemandAccepted;
-use crate::cli::OutputFormat;
+/// How the answer is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns, for people.
+    Table,
+    /// The API's JSON, one document on one line, for scripts.
+    Json,
+}
+
+impl OutputFormat {
+    /// Table on a terminal, JSON when stdout is a pipe or a file.
+    pub fn for_stdout() -> Self {
+        if io::stdout().is_terminal() {
+            OutputFormat::Table
+        } else {
+            OutputFormat::Json
+        }
+    }
+}
 
 /// What a command answers.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,27 +1,22 @@
-//! The handlers' error type and the JSON error body.
+//! The handlers' error type, and the JSON error body as an answer.
 //!
-//! Every error answer has the original project's shape, `{"http_code": 404, "message": "no work
-//! with id 7"}`, with that status. Input errors say what was wrong; an unexpected failure is an
+//! Every error answer has the original project's shape, [`ErrorBody`] (pp_lib's contract):
+//! `{"http_code": 404, "message": "no work with id 7"}`, with that status. Input errors say what was wrong; an unexpected failure is an
 //! opaque 500 whose cause is logged once, here, with its chain; a database that cannot be reached
 //! is a 503, so clients and load balancers know to retry.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde::{Deserialize, Serialize};
+pub use pp_lib::contract::ErrorBody;
 
-/// The body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// The HTTP status, repeated.
-    #[schema(example = 404)]
-    pub http_code: u16,
-    /// What went wrong, for a person.
-    #[schema(example = "no work with id 7")]
-    pub message: String,
+/// An [`ErrorBody`] as an actix answer: `ErrorBody::response(StatusCode::NOT_FOUND, "…")`.
+pub trait ErrorResponse {
+    /// The answer with this status and message, the status repeated in the body.
+    fn response(status: StatusCode, message: impl Into<String>) -> HttpResponse;
 }
 
-impl ErrorBody {
-    pub fn response(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+impl ErrorResponse for ErrorBody {
+    fn response(status: StatusCode, message: impl Into<String>) -> HttpResponse {
         HttpResponse::build(status).json(ErrorBody {
             http_code: status.as_u16(),
             message: message.into(),

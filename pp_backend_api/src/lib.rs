@@ -6,17 +6,25 @@
 //! - [`startup`]: [`startup::Application`] binds, builds the app and runs it until stopped.
 //! - [`routes`]: one module per resource (`work`, `demand`, `health`, `metrics`, `docs`).
 //! - [`error`]: [`error::ApiError`], the one error type of the handlers, and the JSON error body
-//!   `{"http_code": 404, "message": "…"}` of the original project.
+//!   `{"http_code": 404, "message": "…"}` of the original project as an answer.
 //! - [`middleware`]: request ids, request metrics, turning panics into 500s, and JSON bodies for
 //!   the errors actix-web answers by itself.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`rate_limit`]: per-client rate limits shared by replicas through Redis (429 with
+//!   `Retry-After`).
 //! - [`relay`]: the outbox relay, publishing accepted demands to RabbitMQ from this process.
 //! - [`janitor`]: deletes expired idempotency keys and old published demands.
 //! - [`batch`]: under load, concurrent lookups and inserts of works share one statement.
 //! - [`state`]: what handlers share, and how they reach the database without blocking.
 //!
-//! Handlers never block an actix worker: every query runs on the blocking pool through
-//! `web::block`, with a connection from the r2d2 pool taken inside the closure.
+//! Handlers never block an actix worker. The hot routes — looking a work up, creating one,
+//! searching — hand their query to a [`batch::Batcher`], whose own database threads run it
+//! (batched with its neighbours under load); every other query runs on actix's blocking pool
+//! through `web::block` ([`state::AppState::run_db`]). Either way the r2d2 connection is taken
+//! and used off the worker threads.
+//!
+//! The wire contract (the bodies, the answers, the error body, the search parameters, the
+//! not-found rule) is pp_lib's [`contract`](pp_lib::contract), shared with the clients.
 
 pub mod batch;
 pub mod error;

@@ -26,7 +26,7 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{Error, HttpResponse, ResponseError, web};
 use futures_util::FutureExt;
 
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorResponse};
 use crate::state::AppState;
 
 /// The request id header, read and echoed.

@@ -19,7 +19,7 @@ use actix_web::{Error, web};
 use pp_lib::cache::{Decision, Quota, RateLimiter, Redis, Verdict};
 use pp_lib::config::Rate;
 
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorResponse};
 use crate::state::AppState;
 
 /// The header that names a client.

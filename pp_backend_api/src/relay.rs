@@ -20,6 +20,7 @@ use pp_lib::config::{AmqpConfig, parse_duration};
 use pp_lib::db::outbox::{claim_unpublished, mark_published};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::demand::WorkDemand;
+use pp_lib::outage::Outage;
 use pp_lib::shutdown::Shutdown;
 use tokio::sync::Notify;
 
@@ -105,7 +106,11 @@ pub async fn relay(
     };
     let mut publisher = Some(new_publisher());
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    let mut failing = false;
+    let mut publishing = Outage::new(
+        module_path!(),
+        "outbox relay: publishing",
+        "trying again with backoff",
+    );
     log::info!(
         "outbox relay on: publishing to {} on {}",
         config.amqp.queue,
@@ -137,20 +142,16 @@ pub async fn relay(
             match outcome {
                 Ok(published) => {
                     backoff.reset();
-                    if failing {
-                        log::info!("outbox relay: publishing again");
-                        failing = false;
-                    }
+                    publishing.recovered();
                     metrics.outbox_published.inc_by(published as u64);
                     if (published as i64) < config.batch {
                         break;
                     }
                 }
                 Err(error) => {
-                    if error.is_transient() && !failing {
-                        log::warn!("outbox relay: {error}; trying again with backoff");
-                        failing = true;
-                    } else if !error.is_transient() {
+                    if error.is_transient() {
+                        publishing.failed(&error);
+                    } else {
                         log::error!("outbox relay: {error}");
                     }
                     shutdown.sleep(backoff.next_delay()).await;

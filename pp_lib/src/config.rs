@@ -16,6 +16,9 @@ use crate::error::{Error, redact_secrets};
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/personalproject";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_QUEUE: &str = "pp_work_queue";
+/// The local Redis that `make setup` starts and the tests use. The binaries use Redis only when
+/// `REDIS_URL` is set.
+pub const DEFAULT_LOCAL_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:3000";
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:3000";
 pub const DEFAULT_DB_CONNECT_TIMEOUT: &str = "5s";
@@ -60,6 +63,45 @@ impl SecretUrl {
             url.push_str(query);
         }
         SecretUrl(url)
+    }
+
+    /// The scheme, before `://` (`postgres`, `amqp`, `redis`, …).
+    pub fn scheme(&self) -> &str {
+        self.0.split_once("://").map_or("", |(scheme, _)| scheme)
+    }
+
+    /// The host and port the URL points at: `[v6]` brackets taken off, an empty host meaning
+    /// the local machine (`127.0.0.1`), a missing port meaning `default_port`. The reason it
+    /// gives when the port is not one never holds the password.
+    pub fn host_and_port(&self, default_port: u16) -> Result<(String, u16), String> {
+        let rest = self
+            .0
+            .split_once("://")
+            .map_or(self.0.as_str(), |(_, rest)| rest);
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        let host_port = authority
+            .rfind('@')
+            .map_or(authority, |at| &authority[at + 1..]);
+        let (host, port) = match host_port.strip_prefix('[') {
+            Some(bracketed) => match bracketed.split_once(']') {
+                Some((host, after)) => (host, after.strip_prefix(':')),
+                None => return Err("an IPv6 host lacks its closing `]`".to_owned()),
+            },
+            None => match host_port.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (host_port, None),
+            },
+        };
+        let host = if host.is_empty() { "127.0.0.1" } else { host };
+        let port = match port.filter(|port| !port.is_empty()) {
+            None => default_port,
+            Some(text) => text
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or_else(|| format!("the port `{text}` is not a number from 1 to 65535"))?,
+        };
+        Ok((host.to_owned(), port))
     }
 
     /// The path of the URL without its leading `/` (for PostgreSQL, the database name).
@@ -496,6 +538,44 @@ mod tests {
         let bare: SecretUrl = "postgres://h".parse().expect("a valid URL");
         assert_eq!(bare.path(), "");
         assert_eq!(bare.with_path("x").expose(), "postgres://h/x");
+    }
+
+    #[test]
+    fn hosts_and_ports_are_read_from_urls() {
+        let cases = [
+            ("postgres://u:p@ss@db:5433/pp", 5432, Ok(("db", 5433))),
+            (
+                "amqp://guest:guest@127.0.0.1/%2f",
+                5672,
+                Ok(("127.0.0.1", 5672)),
+            ),
+            ("redis://[::1]:6380/0", 6379, Ok(("::1", 6380))),
+            ("redis://[::1]", 6379, Ok(("::1", 6379))),
+            ("redis://:pw@/0", 6379, Ok(("127.0.0.1", 6379))),
+            ("postgres://h:/pp", 5432, Ok(("h", 5432))),
+            ("postgres://h:0/pp", 5432, Err("`0`")),
+            ("postgres://u:secret@h:x/pp", 5432, Err("`x`")),
+            ("redis://[::1:6379", 6379, Err("`]`")),
+        ];
+        for (text, default_port, expected) in cases {
+            let url: SecretUrl = text.parse().expect("a URL");
+            match (url.host_and_port(default_port), expected) {
+                (Ok((host, port)), Ok((want_host, want_port))) => {
+                    assert_eq!((host.as_str(), port), (want_host, want_port), "{text}");
+                }
+                (Err(reason), Err(part)) => {
+                    assert!(reason.contains(part), "{text}: {reason}");
+                    assert!(!reason.contains("secret"), "{text}: {reason}");
+                }
+                (found, _) => panic!("{text}: {found:?}"),
+            }
+        }
+        assert_eq!(
+            "amqps://h"
+                .parse::<SecretUrl>()
+                .map(|url| url.scheme().to_owned()),
+            Ok("amqps".to_owned())
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub enum InputError {
     AddUpToTooLarge(String),
     #[error("malformed work demand: {0}")]
     MalformedDemand(String),
+    /// A request that breaks the API's contract (a body, a path or a query parameter); the text
+    /// says which part and why.
+    #[error("{0}")]
+    Request(String),
 }
 
 /// Every error the library returns.

@@ -4,6 +4,8 @@
 //!
 //! - [`work`], [`demand`], [`event`]: the domain types, serialised exactly as the HTTP API and the
 //!   queue carry them (timestamps as epoch seconds).
+//! - [`contract`]: the HTTP API's wire contract — bodies, answers, search parameters, the
+//!   not-found rule — shared by the API and its clients.
 //! - [`compute`]: the work itself, `1 + 2 + … + n`, in closed form and checked.
 //! - [`config`]: typed settings read from flags, then the environment, then a `.env` file.
 //! - [`error`]: the one error type of the library, and the policy every crate follows.
@@ -11,6 +13,7 @@
 //!   read the module's documentation before calling it from async code.
 //! - [`schema`]: the Diesel view of the tables that `pp_storage`'s migrations create.
 //! - [`logging`]: one way to start `env_logger` for every binary.
+//! - [`outage`]: a dependency's outage, logged once when it starts and once when it ends.
 //! - [`amqp`] and [`shutdown`] (feature `amqp`): RabbitMQ topology, the supervised connection,
 //!   publishing with confirms; the shutdown signal shared by a process's tasks.
 //! - [`cache`] (feature `cache`): Redis beside PostgreSQL — the work cache and shared rate
@@ -22,11 +25,13 @@ pub mod amqp;
 pub mod cache;
 pub mod compute;
 pub mod config;
+pub mod contract;
 pub mod db;
 pub mod demand;
 pub mod error;
 pub mod event;
 pub mod logging;
+pub mod outage;
 pub mod schema;
 #[cfg(feature = "amqp")]
 pub mod shutdown;

@@ -382,7 +382,8 @@ mod tests {
 /// The Redis the tests use: `REDIS_URL`, else the local one `make setup` starts.
 pub fn redis_url() -> SecretUrl {
     let _ = crate::config::load_dotenv();
-    let text = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let text = std::env::var("REDIS_URL")
+        .unwrap_or_else(|_| crate::config::DEFAULT_LOCAL_REDIS_URL.to_owned());
     text.parse()
         .unwrap_or_else(|error| panic!("REDIS_URL is not usable: {error}"))
 }

@@ -3,6 +3,8 @@
 //! - [`MIGRATIONS`]: the SQL under `migrations/`, compiled in, so a deployed binary needs no files.
 //! - [`create_database_if_missing`], [`run_pending_migrations`], [`migration_status`],
 //!   [`reset`]: what the `pp_storage` binary's commands do, callable from other binaries and tests.
+//! - [`services`]: where PostgreSQL, RabbitMQ and Redis are configured, and whether they
+//!   answer (`pp_storage check`, which `make setup` runs).
 //! - `testkit` (feature `testkit`): a freshly migrated database per test, dropped afterwards.
 
 use std::time::Duration;
@@ -15,6 +17,7 @@ use pp_lib::Error;
 use pp_lib::config::SecretUrl;
 use pp_lib::db::establish;
 
+pub mod services;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

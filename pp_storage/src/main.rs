@@ -1,12 +1,18 @@
-//! `pp_storage`: creates, migrates, inspects and resets pp's PostgreSQL database.
+//! `pp_storage`: creates, migrates, inspects and resets pp's PostgreSQL database, and checks that
+//! the services pp runs on answer.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use pp_lib::config::{DatabaseConfig, load_dotenv};
+use pp_lib::config::{AmqpConfig, DatabaseConfig, RedisConfig, load_dotenv, parse_duration};
 use pp_lib::db::establish;
+use pp_storage::services::{self, Line, Reachability, ServiceKind};
 use pp_storage::{DatabaseCreation, create_database_if_missing, database_name};
+
+/// Exit code of `check` when a service does not answer.
+const EXIT_SILENT: u8 = 3;
 
 /// Creates, migrates, inspects and resets pp's PostgreSQL database.
 #[derive(Debug, Parser)]
@@ -36,6 +42,24 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Show where PostgreSQL, RabbitMQ and Redis are (read as every pp binary reads them, URLs
+    /// redacted) and whether each answers on TCP: one line per service, `SERVICE HOST PORT
+    /// local|remote|socket answers|silent|unchecked URL`. Exits 3 when one is silent. Without
+    /// REDIS_URL, the local Redis the tests use is checked.
+    ///
+    /// Example: pp_storage check --wait 60s rabbitmq
+    Check {
+        /// Only these services [default: all three].
+        #[arg(value_enum)]
+        services: Vec<ServiceKind>,
+        /// Probe the silent ones again each second for this long (e.g. 60s) [default: once].
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        wait: Duration,
+        #[command(flatten)]
+        amqp: AmqpConfig,
+        #[command(flatten)]
+        redis: RedisConfig,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,7 +68,7 @@ fn main() -> ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|()| run(Cli::parse()))
     {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("pp_storage: error: {error:#}");
             ExitCode::FAILURE
@@ -52,68 +76,106 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = &cli.database;
-    let name = database_name(&config.url)?;
     match cli.command {
-        Command::Migrate => {
-            let creation = create_database_if_missing(&config.url, config.connect_timeout)
-                .context("failed to create the database")?;
-            if creation == DatabaseCreation::Created {
-                println!("created database {name}");
-            }
-            let mut conn = establish(&config.url, config.connect_timeout)?;
-            let applied = pp_storage::run_pending_migrations(&mut conn)
-                .map_err(|error| anyhow::anyhow!("{error}"))
-                .context("failed to migrate")?;
-            for migration in &applied {
-                println!("applied {migration}");
-            }
-            println!(
-                "database {name} is up to date ({} applied now)",
-                applied.len()
-            );
-        }
-        Command::Status => {
-            let mut conn = establish(&config.url, config.connect_timeout).with_context(|| {
-                format!("failed to open database {name} (run `pp_storage migrate` or `make setup` to create it)")
-            })?;
-            let states = pp_storage::migration_status(&mut conn)
-                .map_err(|error| anyhow::anyhow!("{error}"))
-                .context("failed to read the migration status")?;
-            println!("database {name} on {}", config.url);
-            let pending = states
-                .iter()
-                .filter(|state| state.applied_on.is_none())
-                .count();
-            for state in &states {
-                match state.applied_on {
-                    Some(at) => println!(
-                        "  applied  {}  ({})",
-                        state.name,
-                        at.format("%Y-%m-%d %H:%M:%S UTC")
-                    ),
-                    None => println!("  pending  {}", state.name),
-                }
-            }
-            println!("{} migrations, {pending} pending", states.len());
-        }
-        Command::Reset { yes } => {
-            if !yes {
-                anyhow::bail!(
-                    "reset deletes every row in database {name}; run `pp_storage reset --yes` to confirm"
-                );
-            }
-            let mut conn = establish(&config.url, config.connect_timeout)?;
-            let applied = pp_storage::reset(&mut conn)
-                .map_err(|error| anyhow::anyhow!("{error}"))
-                .context("failed to reset")?;
-            println!(
-                "database {name} reset: {} migrations applied",
-                applied.len()
-            );
+        Command::Check {
+            services,
+            wait,
+            amqp,
+            redis,
+        } => return check(config, &services, wait, &amqp, &redis),
+        Command::Migrate => migrate(config)?,
+        Command::Status => status(config)?,
+        Command::Reset { yes } => reset(config, yes)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per service; exit 3 when one is silent.
+fn check(
+    database: &DatabaseConfig,
+    kinds: &[ServiceKind],
+    wait: Duration,
+    amqp: &AmqpConfig,
+    redis: &RedisConfig,
+) -> anyhow::Result<ExitCode> {
+    let services = services::configured(kinds, &database.url, &amqp.url, redis.url.as_ref())?;
+    let found = services::check(&services, wait);
+    for (service, state) in services.iter().zip(&found) {
+        println!("{}", Line(service, *state));
+    }
+    if found.contains(&Reachability::Silent) {
+        return Ok(ExitCode::from(EXIT_SILENT));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
+    let name = database_name(&config.url)?;
+    let creation = create_database_if_missing(&config.url, config.connect_timeout)
+        .context("failed to create the database")?;
+    if creation == DatabaseCreation::Created {
+        println!("created database {name}");
+    }
+    let mut conn = establish(&config.url, config.connect_timeout)?;
+    let applied = pp_storage::run_pending_migrations(&mut conn)
+        .map_err(|error| anyhow::anyhow!("{error}"))
+        .context("failed to migrate")?;
+    for migration in &applied {
+        println!("applied {migration}");
+    }
+    println!(
+        "database {name} is up to date ({} applied now)",
+        applied.len()
+    );
+    Ok(())
+}
+
+fn status(config: &DatabaseConfig) -> anyhow::Result<()> {
+    let name = database_name(&config.url)?;
+    let mut conn = establish(&config.url, config.connect_timeout).with_context(|| {
+        format!(
+            "failed to open database {name} (run `pp_storage migrate` or `make setup` to create it)"
+        )
+    })?;
+    let states = pp_storage::migration_status(&mut conn)
+        .map_err(|error| anyhow::anyhow!("{error}"))
+        .context("failed to read the migration status")?;
+    println!("database {name} on {}", config.url);
+    let pending = states
+        .iter()
+        .filter(|state| state.applied_on.is_none())
+        .count();
+    for state in &states {
+        match state.applied_on {
+            Some(at) => println!(
+                "  applied  {}  ({})",
+                state.name,
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            None => println!("  pending  {}", state.name),
         }
     }
+    println!("{} migrations, {pending} pending", states.len());
+    Ok(())
+}
+
+fn reset(config: &DatabaseConfig, yes: bool) -> anyhow::Result<()> {
+    let name = database_name(&config.url)?;
+    if !yes {
+        anyhow::bail!(
+            "reset deletes every row in database {name}; run `pp_storage reset --yes` to confirm"
+        );
+    }
+    let mut conn = establish(&config.url, config.connect_timeout)?;
+    let applied = pp_storage::reset(&mut conn)
+        .map_err(|error| anyhow::anyhow!("{error}"))
+        .context("failed to reset")?;
+    println!(
+        "database {name} reset: {} migrations applied",
+        applied.len()
+    );
     Ok(())
 }
 

@@ -13,9 +13,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use diesel::Connection;
 use diesel::pg::PgConnection;
 use pp_lib::config::{DEFAULT_DATABASE_URL, DatabaseConfig, SecretUrl, load_dotenv};
+use pp_lib::db::works::finish_works;
 use pp_lib::db::{PgPool, build_pool, establish};
+use pp_lib::work::Work;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
@@ -158,4 +161,17 @@ fn unique_name() -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         random.to_ascii_lowercase()
     )
+}
+
+/// Finishes a pending work as the sweeper does (pp_lib's `finish_works`, in one transaction: the
+/// result, then its three events) and returns it done, for tests that need done works. Panics
+/// when the work is not pending.
+pub fn finish_work(conn: &mut PgConnection, work: &Work) -> Work {
+    let finished = conn
+        .transaction(|conn| finish_works(conn, std::slice::from_ref(work)))
+        .unwrap_or_else(|error| panic!("finishing work {}: {error}", work.id));
+    finished
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("work {} is not pending", work.id))
 }

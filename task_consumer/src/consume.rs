@@ -16,8 +16,7 @@
 //! to a stable UUID (v5); a message without one is accepted under a fresh id, with a warning,
 //! since nothing identifies its redeliveries (our producers always set it).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -31,6 +30,7 @@ use pp_lib::amqp::broker::BROKER_CALL_TIMEOUT;
 use pp_lib::amqp::{Backoff, Broker, DemandId};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::demand::WorkDemand;
+use pp_lib::outage::Outage;
 use pp_lib::shutdown::Shutdown;
 use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
@@ -44,14 +44,40 @@ struct Shared {
     metrics: Arc<Metrics>,
     config: ConsumerConfig,
     shutdown: Shutdown,
-    /// Set while recording fails, so the outage is logged once.
-    database_down: AtomicBool,
+    /// Down while recording fails, so the outage is logged once for every worker.
+    database: std::sync::Mutex<Outage>,
     /// After shutdown was asked for: when in-flight demands stop being retried. One deadline for
     /// the whole process, so a shutdown while the database is down takes one grace period.
     give_up_at: OnceLock<Instant>,
 }
 
 impl Shared {
+    fn new(
+        pool: PgPool,
+        metrics: Arc<Metrics>,
+        config: ConsumerConfig,
+        shutdown: Shutdown,
+    ) -> Self {
+        let database = Outage::new(
+            module_path!(),
+            "consumer: the database",
+            "keeping the demands unacknowledged and retrying with backoff",
+        );
+        Shared {
+            pool,
+            metrics,
+            config,
+            shutdown,
+            database: std::sync::Mutex::new(database),
+            give_up_at: OnceLock::new(),
+        }
+    }
+
+    /// The database's outage, as the workers see it. Held for a log line, never across an await.
+    fn database(&self) -> MutexGuard<'_, Outage> {
+        self.database.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// True once shutdown was asked for and its grace period is over.
     fn past_grace(&self) -> bool {
         self.shutdown.is_requested()
@@ -73,14 +99,12 @@ pub async fn consume(
 ) {
     let (deliveries, receiver) = mpsc::channel::<Delivery>(usize::from(config.prefetch).max(1));
     let receiver = Arc::new(Mutex::new(receiver));
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(Shared::new(
         pool,
-        metrics: metrics.clone(),
-        config: config.clone(),
-        shutdown: shutdown.clone(),
-        database_down: AtomicBool::new(false),
-        give_up_at: OnceLock::new(),
-    });
+        metrics.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
     let workers: Vec<_> = (0..config.workers.max(1))
         .map(|_| tokio::spawn(work(receiver.clone(), shared.clone())))
         .collect();
@@ -260,9 +284,7 @@ async fn process(batch: Vec<Delivery>, shared: &Shared) {
         .await;
         match outcome {
             Ok(Ok(recorded)) => {
-                if shared.database_down.swap(false, Ordering::Relaxed) {
-                    log::info!("the database answers again: recording demands");
-                }
+                shared.database().recovered();
                 let created = recorded.created.len() as u64;
                 shared.metrics.processed.inc_by(created);
                 shared.metrics.duplicates.inc_by(recorded.duplicates as u64);
@@ -277,14 +299,7 @@ async fn process(batch: Vec<Delivery>, shared: &Shared) {
             }
             Ok(Err(error)) => {
                 shared.metrics.retries.inc();
-                if !shared.database_down.swap(true, Ordering::Relaxed) {
-                    log::warn!(
-                        "cannot record demands ({error}); keeping them unacknowledged and \
-                         retrying with backoff"
-                    );
-                } else {
-                    log::debug!("still cannot record demands: {error}");
-                }
+                shared.database().failed(&error);
             }
             Err(error) => {
                 // A panic while recording is a bug, not the message's fault: hand the messages

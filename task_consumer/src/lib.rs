@@ -1,11 +1,12 @@
 //! task_consumer: turns work demands from RabbitMQ into done works with their events, and sweeps
-//! the works created over HTTP. [`run`] is the whole process: the binary parses its settings and
-//! calls it; tests call it in-process.
+//! the works created over HTTP. [`start`] starts the whole process and gives a [`Running`] to
+//! await: the binary parses its settings and calls it; tests call it in-process.
 //!
 //! - [`consume`]: deliveries → one transaction per batch → acks after the commit; poison to the
 //!   dead-letter queue; retries while the database is down.
 //! - [`sweeper`]: pending API-created works, claimed with `FOR UPDATE SKIP LOCKED`.
 //! - [`metrics`]: counters, served for Prometheus.
+//! - [`settings`]: the command line and environment of `task_consumer run`.
 
 pub mod consume;
 pub mod metrics;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use pp_lib::cache::WorkCache;
 use pp_lib::db::PgPool;
+use pp_lib::outage::Outage;
 use pp_lib::shutdown::Shutdown;
 
 use crate::metrics::Metrics;
@@ -34,7 +35,11 @@ pub async fn sweep(
     };
     let mut ticks = tokio::time::interval(config.every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
+    let mut database = Outage::new(
+        module_path!(),
+        "sweeper: the database",
+        "trying again next sweep",
+    );
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -48,10 +53,7 @@ pub async fn sweep(
                 pp_lib::cache::writes::sweep_pending_works(&pool, &cache, since, limit).await;
             match outcome {
                 Ok(done) => {
-                    if failing {
-                        log::info!("sweeper: the database answers again");
-                        failing = false;
-                    }
+                    database.recovered();
                     if !done.is_empty() {
                         metrics.swept.inc_by(done.len() as u64);
                         log::info!("sweeper finished {} API-created work(s)", done.len());
@@ -66,10 +68,7 @@ pub async fn sweep(
                     break;
                 }
                 Err(error) => {
-                    if !failing {
-                        log::warn!("sweeper: {error}; trying again next sweep");
-                        failing = true;
-                    }
+                    database.failed(&error);
                     break;
                 }
             }

@@ -8,22 +8,17 @@
 
 use std::time::Duration;
 
+use pp_lib::contract::search::SearchQuery;
+use pp_lib::contract::{CreateWork, DemandAccepted, ErrorBody};
 use pp_lib::db::stats::Stats;
 use pp_lib::error::redact_secrets;
 use pp_lib::event::Event;
 use pp_lib::work::Work;
 use reqwest::{RequestBuilder, StatusCode};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, DemandAccepted, SearchQuery};
+use crate::backend::Backend;
 use crate::error::Error;
-
-/// The API's error body, `{"http_code": 404, "message": "no work with id 7"}`.
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    message: String,
-}
 
 /// A client of the API at one base URL.
 pub struct HttpBackend {
@@ -137,29 +132,10 @@ fn describe(error: &reqwest::Error) -> String {
     redact_secrets(text)
 }
 
-/// The search as the API's query string: every filter explicit, the window in whole seconds
-/// (or milliseconds when it has a fraction), which the API parses exactly.
-fn search_params(query: &SearchQuery) -> Vec<(&'static str, String)> {
-    let since = if query.since.subsec_nanos() == 0 {
-        format!("{}s", query.since.as_secs())
-    } else {
-        format!("{}ms", query.since.as_millis())
-    };
-    let mut params = vec![
-        ("work_code", query.prefix.clone()),
-        ("since", since),
-        ("limit", query.limit.to_string()),
-    ];
-    if let Some(done) = query.done {
-        params.push(("done", done.to_string()));
-    }
-    params
-}
-
 /// `{"add_up_to": n}`, or no body for a random one.
 fn with_add_up_to(request: RequestBuilder, add_up_to: Option<i32>) -> RequestBuilder {
-    match add_up_to {
-        Some(add_up_to) => request.json(&serde_json::json!({ "add_up_to": add_up_to })),
+    match CreateWork::body(add_up_to) {
+        Some(body) => request.json(&body),
         None => request,
     }
 }
@@ -173,7 +149,7 @@ impl Backend for HttpBackend {
         let request = self
             .client
             .get(self.url("/work/search"))
-            .query(&search_params(query));
+            .query(&query.to_params());
         self.send(request)
     }
 
@@ -241,38 +217,6 @@ mod tests {
             let error = backend.refused(status, body);
             assert_eq!(error.to_string(), message, "{status}");
             assert_eq!(error.exit_code(), code, "{status}");
-        }
-    }
-
-    #[test]
-    fn search_params_spell_every_filter() {
-        let mut query = SearchQuery {
-            prefix: "api-%".to_owned(),
-            since: Duration::from_secs(5_400),
-            done: None,
-            limit: 5,
-        };
-        assert_eq!(
-            search_params(&query),
-            vec![
-                ("work_code", "api-%".to_owned()),
-                ("since", "5400s".to_owned()),
-                ("limit", "5".to_owned()),
-            ]
-        );
-
-        query.since = Duration::from_millis(1_500);
-        query.done = Some(false);
-        let params = search_params(&query);
-
-        assert!(
-            params.contains(&("since", "1500ms".to_owned())),
-            "{params:?}"
-        );
-        assert!(params.contains(&("done", "false".to_owned())), "{params:?}");
-        for (_, value) in params.iter().filter(|(name, _)| *name == "since") {
-            let parsed = pp_lib::config::parse_duration(value).expect("the API's syntax");
-            assert_eq!(parsed, query.since);
         }
     }
 }

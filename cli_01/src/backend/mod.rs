@@ -1,54 +1,39 @@
 //! The two ways of asking pp, behind one trait: [`http::HttpBackend`] calls the API,
-//! [`db::DbBackend`] runs pp_lib's queries on PostgreSQL. Both return the same types (pp_lib's
-//! [`Work`], [`Event`] and [`Stats`], which are also the API's JSON), the same errors for the
-//! same situations, and so the same answers.
+//! [`db::DbBackend`] runs pp_lib's queries on PostgreSQL. Both speak pp_lib's
+//! [`contract`](pp_lib::contract) — the same request and answer types ([`Work`], [`Event`],
+//! [`Stats`], [`DemandAccepted`]), the same not-found rule — so they give the same answers.
 
 pub mod db;
 pub mod http;
 
 use std::time::Duration;
 
+use clap::ValueEnum;
+use pp_lib::config::DatabaseConfig;
+use pp_lib::contract::DemandAccepted;
+use pp_lib::contract::search::SearchQuery;
 use pp_lib::db::stats::Stats;
 use pp_lib::event::Event;
 use pp_lib::work::Work;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::cli::{Cli, Via};
 use crate::error::Error;
 
-/// What `search` asks, already checked by the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SearchQuery {
-    /// Works whose code starts with this text, taken literally.
-    pub prefix: String,
-    /// Works created at most this long ago.
-    pub since: Duration,
-    /// Only done (or only pending) works, when set.
-    pub done: Option<bool>,
-    /// At most this many works, 1 to 1000.
-    pub limit: i64,
-}
-
-/// The answer to an accepted work demand: the API's `202` body, field for field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DemandAccepted {
-    /// The AMQP message id the demand is (or will be) published with; the work the consumer
-    /// makes of it carries it as `demand_id`.
-    pub message_id: Uuid,
-    pub add_up_to: i32,
-    /// Always false: the demand waits for the consumer.
-    pub done: bool,
+/// Where the answers come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// The pp API (--api-url, PP_API_URL).
+    Http,
+    /// PostgreSQL (--database-url, DATABASE_URL).
+    Db,
 }
 
 /// The questions cli_01 asks, each answered the same way by both backends.
 pub trait Backend {
-    /// The work with this id; [`Error::NotFound`] when there is none.
+    /// The work with this id; not found when there is none.
     fn get_work(&mut self, id: i64) -> Result<Work, Error>;
     /// The works `query` describes, in id order.
     fn search_works(&mut self, query: &SearchQuery) -> Result<Vec<Work>, Error>;
-    /// The events of the work with this id, oldest first; [`Error::NotFound`] when there is no
-    /// such work.
+    /// The events of the work with this id, oldest first; not found when there is no such work.
     fn list_events(&mut self, id: i64) -> Result<Vec<Event>, Error>;
     /// Counts of works and events, and the last hour's throughput.
     fn read_stats(&mut self) -> Result<Stats, Error>;
@@ -58,10 +43,21 @@ pub trait Backend {
     fn create_demand(&mut self, add_up_to: Option<i32>) -> Result<DemandAccepted, Error>;
 }
 
-/// The backend `--via` names, ready to ask: the HTTP client built, or the database connected.
-pub fn connect(cli: &Cli) -> Result<Box<dyn Backend>, Error> {
-    Ok(match cli.via {
-        Via::Http => Box::new(http::HttpBackend::new(&cli.api.url, cli.timeout)?),
-        Via::Db => Box::new(db::DbBackend::connect(&cli.database)?),
+/// What [`connect`] needs to reach either way.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The API's base URL, checked (for [`Via::Http`]).
+    pub api_url: &'a str,
+    /// Longest an HTTP call may take, connecting included.
+    pub timeout: Duration,
+    /// PostgreSQL (for [`Via::Db`]).
+    pub database: &'a DatabaseConfig,
+}
+
+/// The backend `via` names, ready to ask: the HTTP client built, or the database connected.
+pub fn connect(via: Via, target: Target<'_>) -> Result<Box<dyn Backend>, Error> {
+    Ok(match via {
+        Via::Http => Box::new(http::HttpBackend::new(target.api_url, target.timeout)?),
+        Via::Db => Box::new(db::DbBackend::connect(target.database)?),
     })
 }

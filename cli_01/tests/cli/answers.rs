@@ -1,9 +1,9 @@
 //! The same question gets the same answer over HTTP and from the database, and it is the API's.
 
 use pp_lib::db::stats::Stats;
-use pp_lib::db::works::complete_work;
 use pp_lib::event::Event;
 use pp_lib::work::Work;
+use pp_storage::testkit::finish_work;
 
 use crate::helpers::{VIAS, assert_exit, spawn_api, stdout};
 
@@ -32,7 +32,7 @@ async fn http_and_db_give_the_same_json_for_get_search_events_and_stats() {
         works.push(api.create_work(add_up_to).await);
     }
     let mut conn = api.db.connect();
-    complete_work(&mut conn, &works[1]).expect("complete");
+    finish_work(&mut conn, &works[1]);
     let done_id = works[1].id.to_string();
     let pending_id = works[0].id.to_string();
 
@@ -73,7 +73,7 @@ async fn searches_agree_both_ways_whatever_the_filters() {
         works.push(api.create_work(add_up_to).await);
     }
     let mut conn = api.db.connect();
-    complete_work(&mut conn, &works[0]).expect("complete");
+    finish_work(&mut conn, &works[0]);
     let code = works[2].work_code.clone();
 
     let cases: [(&[&str], usize); 8] = [

@@ -5,27 +5,11 @@
 //! demand is accepted, and never lost, while RabbitMQ is down: the outbox relay publishes it.
 
 use actix_web::{HttpResponse, web};
-use pp_lib::db::outbox::insert_demand;
+use pp_lib::contract::{CreateWork, DemandAccepted, accept_demand};
 use pp_lib::demand::WorkDemand;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::work::{CreateWork, parse_add_up_to};
 use crate::state::AppState;
-
-/// The answer to an accepted demand.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct DemandAccepted {
-    /// The AMQP message id the demand will be published with; the consumer's work for it will
-    /// carry it as `demand_id`.
-    pub message_id: Uuid,
-    /// What the demand asks.
-    #[schema(example = 4)]
-    pub add_up_to: i32,
-    /// Always false: the demand waits for the consumer.
-    pub done: bool,
-}
 
 /// Accepts a work demand for the queue.
 ///
@@ -56,15 +40,10 @@ pub async fn create_demand(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let demand = parse_add_up_to(&body)?.unwrap_or_else(WorkDemand::random);
-    let message_id = Uuid::new_v4();
-    state
-        .run_db(move |conn| Ok(insert_demand(conn, message_id, &demand)?))
+    let demand = CreateWork::parse(&body)?.unwrap_or_else(WorkDemand::random);
+    let accepted: DemandAccepted = state
+        .run_db(move |conn| accept_demand(conn, &demand))
         .await?;
     state.outbox_wakeup.notify_one();
-    Ok(HttpResponse::Accepted().json(DemandAccepted {
-        message_id,
-        add_up_to: demand.add_up_to(),
-        done: false,
-    }))
+    Ok(HttpResponse::Accepted().json(accepted))
 }

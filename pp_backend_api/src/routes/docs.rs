@@ -29,7 +29,7 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         health::readyz,
         metrics::metrics,
     ),
-    components(schemas(ErrorBody, pp_lib::work::Work, pp_lib::event::Event, work::CreateWork, demand::DemandAccepted, pp_lib::db::stats::Stats, health::Health), responses(crate::routes::TooManyRequests)),
+    components(schemas(ErrorBody, pp_lib::work::Work, pp_lib::event::Event, pp_lib::contract::CreateWork, pp_lib::contract::DemandAccepted, pp_lib::db::stats::Stats, health::Health), responses(crate::routes::TooManyRequests)),
     tags(
         (name = "work", description = "Works, their events, work demands, and counts of them all"),
         (name = "operations", description = "Health, readiness and metrics"),

@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use pp_lib::db::ping;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorResponse};
 use crate::state::AppState;
 
 /// How long readiness waits for a database connection: a probe must answer fast.

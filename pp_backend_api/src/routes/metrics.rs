@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorResponse};
 use crate::state::AppState;
 
 /// The API's metrics: requests by route, method and status; latency; the database pool.

@@ -14,7 +14,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, Route, web};
 
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorResponse};
 use crate::middleware::catch_panics;
 use crate::rate_limit::{Traffic, limit_rate};
 

@@ -3,12 +3,14 @@
 use actix_web::http::header::{ContentType, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
+use pp_lib::contract::search::SearchParams;
+use pp_lib::contract::{
+    CreateWork, list_work_events as work_events, parse_work_id, work_not_found,
+};
 use pp_lib::db::idempotency::{IdempotentCreation, MAX_KEY_LEN, create_work_once};
-use pp_lib::db::works::{SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT, WorkSearch, find_work};
 use pp_lib::demand::WorkDemand;
 use pp_lib::event::Event;
 use pp_lib::work::{NewWork, Work};
-use serde::Deserialize;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -18,56 +20,6 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 
 /// The header a full search page carries: the `after_id` of the next page.
 pub const NEXT_AFTER_ID: HeaderName = HeaderName::from_static("x-next-after-id");
-
-/// Default window of a search: works created in the last hour (the original's contract).
-pub const DEFAULT_SEARCH_WINDOW: &str = "1h";
-
-/// Body of `POST /work` and `POST /work/demand`; optional, like each field. Fields the API does
-/// not know are ignored (here and everywhere), so they never change what a request means.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct CreateWork {
-    /// Add up 1..=add_up_to; random in 1..100 when absent or null. A whole number (`4`, or
-    /// `4.0`).
-    #[schema(minimum = 0, maximum = 2147483647, example = 4)]
-    add_up_to: Option<i32>,
-}
-
-/// Reads an optional `{"add_up_to": n}` body: `None` when the body (or the field) is absent,
-/// so the caller draws a random one.
-pub(crate) fn parse_add_up_to(body: &[u8]) -> Result<Option<WorkDemand>, ApiError> {
-    // No body at all means no body; a body is JSON, and whitespace alone is no JSON document.
-    if body.is_empty() || body.trim_ascii() == b"null" {
-        return Ok(None);
-    }
-    let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|error| {
-            ApiError::BadRequest(format!(
-                "the body must be a JSON object like {{\"add_up_to\": 4}}: {error}"
-            ))
-        })?;
-    match object.get("add_up_to") {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Number(number)) => Ok(Some(WorkDemand::from_number(number)?)),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "add_up_to must be a whole number from 0 to {}, got {other}",
-            i32::MAX
-        ))),
-    }
-}
-
-/// Reads a work id from the path: a whole number. Ids start at 1, so 0 and below are simply
-/// unknown (404, like any id no work has).
-fn parse_work_id(text: &str) -> Result<i64, ApiError> {
-    match text.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
-        Ok(id) => Err(ApiError::NotFound(format!("no work with id {id}"))),
-        Err(_) => Err(ApiError::BadRequest(format!(
-            "work id must be a whole number from 1 to {}, got {text:?}",
-            i64::MAX
-        ))),
-    }
-}
 
 /// Creates a work.
 ///
@@ -101,7 +53,7 @@ pub async fn create_work(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let demand = parse_add_up_to(&body)?;
+    let demand = CreateWork::parse(&body)?;
     let key = idempotency_key(&request)?;
     let Some(key) = key else {
         let add_up_to = demand.unwrap_or_else(WorkDemand::random).add_up_to();
@@ -172,135 +124,7 @@ pub async fn get_work(
         Some(json) => Ok(HttpResponse::Ok()
             .content_type(ContentType::json())
             .body(json.to_string())),
-        None => Err(ApiError::NotFound(format!("no work with id {id}"))),
-    }
-}
-
-/// Query of `GET /work/search`. Every field is read as text and checked here, so each mistake
-/// gets its own message; unknown parameters are ignored.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct SearchQuery {
-    /// Works whose code starts with this text (taken literally: `%` and `_` match themselves).
-    #[param(required = true, example = "api-", pattern = r"^[^\u0000]*$")]
-    work_code: Option<String>,
-    /// How far back to look: seconds, or amounts with units `ms`, `s`, `m`, `h`, `d`, such as
-    /// `30m`, `6h`, `1d` or `1h30m` (default `1h`). A window reaching before 1970 is all of time.
-    #[param(
-        example = "1h",
-        pattern = r"^([0-9]{1,12}|([0-9]{1,12}(ms|s|m|h|d))+)$"
-    )]
-    since: Option<String>,
-    /// Only done (`true`) or pending (`false`) works.
-    #[param(value_type = Option<bool>)]
-    done: Option<String>,
-    /// Most works returned (default 100).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
-    /// Paging: works with a larger id than this (the `x-next-after-id` of the previous page).
-    #[param(value_type = Option<i64>, minimum = 0)]
-    after_id: Option<String>,
-}
-
-/// Longest run of digits in a `since` amount: 10^12 days is already before 1970.
-const MAX_WINDOW_DIGITS: usize = 12;
-
-/// True when `text` is a search window as the document describes it: a number of seconds, or
-/// amounts with a unit (`ms`, `s`, `m`, `h`, `d`), each of 1 to [`MAX_WINDOW_DIGITS`] digits.
-fn is_search_window(text: &str) -> bool {
-    let amount = |rest: &str| -> Option<usize> {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        (1..=MAX_WINDOW_DIGITS).contains(&digits).then_some(digits)
-    };
-    if text.is_empty() || amount(text) == Some(text.len()) {
-        return !text.is_empty();
-    }
-    let mut rest = text;
-    while !rest.is_empty() {
-        let Some(digits) = amount(rest) else {
-            return false;
-        };
-        rest = &rest[digits..];
-        let Some(unit) = ["ms", "s", "m", "h", "d"]
-            .into_iter()
-            .find(|unit| rest.starts_with(unit))
-        else {
-            return false;
-        };
-        rest = &rest[unit.len()..];
-    }
-    true
-}
-
-impl SearchQuery {
-    fn into_search(self) -> Result<WorkSearch, ApiError> {
-        let code_prefix = self.work_code.ok_or_else(|| {
-            ApiError::BadRequest(
-                "missing query parameter work_code (a prefix such as api-)".to_owned(),
-            )
-        })?;
-        if code_prefix.contains('\0') {
-            return Err(ApiError::BadRequest(
-                "work_code cannot contain a NUL character".to_owned(),
-            ));
-        }
-        let since = self.since.as_deref().unwrap_or(DEFAULT_SEARCH_WINDOW);
-        if !is_search_window(since) {
-            return Err(ApiError::BadRequest(format!(
-                "since: use seconds or amounts with a unit (ms, s, m, h, d) like 30m, 6h or \
-                 1h30m, each of at most {MAX_WINDOW_DIGITS} digits; got {since:?}"
-            )));
-        }
-        let window = pp_lib::config::parse_duration(since)
-            .map_err(|error| ApiError::BadRequest(format!("since: {error}")))?;
-        // No work predates the epoch: a longer window (even one too long to subtract) is the
-        // same search, and stays within what PostgreSQL's timestamps hold.
-        let created_since = chrono::Duration::from_std(window)
-            .ok()
-            .and_then(|window| Utc::now().checked_sub_signed(window))
-            .map_or(chrono::DateTime::UNIX_EPOCH, |since| {
-                since.max(chrono::DateTime::UNIX_EPOCH)
-            });
-        let done = match self.done.as_deref() {
-            None => None,
-            Some("true") => Some(true),
-            Some("false") => Some(false),
-            Some(other) => {
-                return Err(ApiError::BadRequest(format!(
-                    "done must be true or false, got {other:?}"
-                )));
-            }
-        };
-        let limit = match self.limit.as_deref() {
-            None => SEARCH_DEFAULT_LIMIT,
-            Some(text) => match text.parse::<i64>() {
-                Ok(limit) if (1..=SEARCH_MAX_LIMIT).contains(&limit) => limit,
-                _ => {
-                    return Err(ApiError::BadRequest(format!(
-                        "limit must be a whole number from 1 to {SEARCH_MAX_LIMIT}, got {text:?}"
-                    )));
-                }
-            },
-        };
-        let after_id = match self.after_id.as_deref() {
-            None => None,
-            Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id >= 0).ok_or_else(
-                || {
-                    ApiError::BadRequest(format!(
-                        "after_id must be a whole number from 0 to {}, got {text:?}",
-                        i64::MAX
-                    ))
-                },
-            )?),
-        };
-        Ok(WorkSearch {
-            code_prefix,
-            created_since,
-            created_before: None,
-            done,
-            after_id,
-            limit,
-        })
+        None => Err(work_not_found(id).into()),
     }
 }
 
@@ -313,7 +137,7 @@ impl SearchQuery {
     get,
     path = "/work/search",
     tag = "work",
-    params(SearchQuery),
+    params(SearchParams),
     responses(
         (status = 200, description = "The matching works, in id order", body = [Work],
          headers(("x-next-after-id" = i64, description = "Present on a full page: the after_id of the next page"))),
@@ -326,10 +150,10 @@ pub async fn search_works(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = web::Query::<SearchQuery>::from_query(request.query_string())
+    let params = web::Query::<SearchParams>::from_query(request.query_string())
         .map_err(|error| ApiError::BadRequest(format!("malformed query: {error}")))?
         .into_inner();
-    let search = query.into_search()?;
+    let search = params.check()?.to_work_search(Utc::now());
     let limit = search.limit;
     let works: Vec<Work> = state.search_works(search).await?;
     let mut response = HttpResponse::Ok();
@@ -365,19 +189,7 @@ pub async fn list_work_events(
             .content_type(ContentType::json())
             .body(json));
     }
-    let events = state
-        .run_db(move |conn| {
-            let events = pp_lib::db::events::list_events(conn, id)?;
-            // No events: a pending work, or no work at all; only then is a second look needed.
-            if events.is_empty() && find_work(conn, id)?.is_none() {
-                return Ok(None);
-            }
-            Ok(Some(events))
-        })
-        .await?;
-    let Some(events) = events else {
-        return Err(ApiError::NotFound(format!("no work with id {id}")));
-    };
+    let events: Vec<Event> = state.run_db(move |conn| work_events(conn, id)).await?;
     let json = serde_json::to_string(&events)
         .map_err(|error| ApiError::Internal(anyhow::anyhow!("events to JSON: {error}")))?;
     // Events are written with the work's completion, all at once: a work that has any is done
@@ -388,95 +200,4 @@ pub async fn list_work_events(
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(json))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bodies_give_add_up_to_or_none() {
-        let cases: [(&str, Option<i32>); 7] = [
-            ("", None),
-            ("null", None),
-            (" null\n", None),
-            ("{}", None),
-            (r#"{"add_up_to": null}"#, None),
-            (r#"{"add_up_to": 4}"#, Some(4)),
-            (r#"{"add_up_to": 0, "other": 1}"#, Some(0)),
-        ];
-        for (body, expected) in cases {
-            let parsed = parse_add_up_to(body.as_bytes())
-                .unwrap_or_else(|error| panic!("{body:?}: {error}"))
-                .map(|demand| demand.add_up_to());
-            assert_eq!(parsed, expected, "{body:?}");
-        }
-    }
-
-    #[test]
-    fn bad_bodies_say_what_is_wrong() {
-        let cases = [
-            ("  \n", "JSON object"),
-            ("nope", "JSON object"),
-            ("[4]", "JSON object"),
-            (r#"{"add_up_to": "4"}"#, "whole number"),
-            (r#"{"add_up_to": -1}"#, "zero or more"),
-            (r#"{"add_up_to": 2147483648}"#, "at most"),
-            (r#"{"add_up_to": 1.5}"#, "whole number"),
-        ];
-        for (body, reason) in cases {
-            let error = parse_add_up_to(body.as_bytes()).expect_err(body);
-            assert!(error.to_string().contains(reason), "{body:?}: {error}");
-        }
-    }
-
-    #[test]
-    fn search_windows_are_seconds_or_amounts_with_units() {
-        let good = [
-            "1",
-            "3600",
-            "1h",
-            "30m",
-            "1h30m",
-            "250ms",
-            "1d2h3m4s5ms",
-            "999999999999d",
-        ];
-        for window in good {
-            assert!(is_search_window(window), "{window:?}");
-        }
-        let bad = [
-            "",
-            " 1h",
-            "1h ",
-            "1h\n",
-            "h",
-            "1h30",
-            "1w",
-            "-1h",
-            "1.5h",
-            "9999999999999",
-            "1000000000000d",
-        ];
-        for window in bad {
-            assert!(!is_search_window(window), "{window:?}");
-        }
-    }
-
-    #[test]
-    fn work_ids_are_positive_whole_numbers() {
-        assert_eq!(parse_work_id("7").ok(), Some(7));
-        for bad in ["abc", "1.5", "99999999999999999999", ""] {
-            assert!(
-                matches!(parse_work_id(bad), Err(ApiError::BadRequest(_))),
-                "{bad:?}"
-            );
-        }
-        for unknown in ["0", "-1"] {
-            assert!(
-                matches!(parse_work_id(unknown), Err(ApiError::NotFound(_))),
-                "{unknown:?}"
-            );
-        }
-    }
 }

@@ -1,6 +1,6 @@
 //! `POST /work/demand`: accepted durably into the outbox, with no broker involved.
 
-use pp_backend_api::routes::demand::DemandAccepted;
+use pp_lib::contract::DemandAccepted;
 use pp_lib::db::outbox::find_demand;
 use pp_lib::demand::RANDOM_ADD_UP_TO;
 use reqwest::StatusCode;

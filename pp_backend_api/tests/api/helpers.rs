@@ -5,10 +5,11 @@ use std::time::Duration;
 use pp_backend_api::settings::Settings;
 use pp_backend_api::startup::Application;
 use pp_lib::config::DatabaseConfig;
+use pp_lib::contract::ErrorBody;
 use pp_lib::work::Work;
 use pp_storage::testkit::TestDatabase;
 use reqwest::{Response, StatusCode};
-use serde_json::Value;
+
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -126,10 +127,7 @@ pub async fn error_message(response: Response, status: StatusCode) -> String {
         content_type.starts_with("application/json"),
         "{content_type}"
     );
-    let body: Value = response.json().await.expect("a JSON error body");
-    assert_eq!(body["http_code"], status.as_u16(), "{body}");
-    body["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a message in {body}"))
-        .to_owned()
+    let body: ErrorBody = response.json().await.expect("a JSON error body");
+    assert_eq!(body.http_code, status.as_u16(), "{body:?}");
+    body.message
 }

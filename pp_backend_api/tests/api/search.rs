@@ -1,8 +1,8 @@
 //! Search: the time window, the done filter, and paging with `after_id`.
 
 use diesel::prelude::*;
-use pp_lib::db::works::complete_work;
 use pp_lib::work::Work;
+use pp_storage::testkit::finish_work;
 use reqwest::StatusCode;
 
 use crate::helpers::spawn_app;
@@ -52,7 +52,7 @@ async fn search_keeps_to_the_window_and_the_done_filter() {
     let finished = app.create_work(2).await;
     let old = app.create_work(3).await;
     let mut conn = app.db.connect();
-    complete_work(&mut conn, &finished).expect("complete");
+    finish_work(&mut conn, &finished);
     diesel::sql_query("update works set created_on = now() - interval '3 hours' where id = $1")
         .bind::<diesel::sql_types::BigInt, _>(old.id)
         .execute(&mut conn)

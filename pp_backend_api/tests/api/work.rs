@@ -1,9 +1,9 @@
 //! Creating, getting and listing the events of works: the original's contract, kept exactly.
 
-use pp_lib::db::works::complete_work;
 use pp_lib::demand::RANDOM_ADD_UP_TO;
 use pp_lib::event::Event;
 use pp_lib::work::Work;
+use pp_storage::testkit::finish_work;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -118,7 +118,7 @@ async fn events_are_empty_while_pending_and_three_once_done() {
     assert!(pending.is_empty());
 
     let mut conn = app.db.connect();
-    complete_work(&mut conn, &work).expect("complete");
+    finish_work(&mut conn, &work);
     let events: Vec<Event> = app
         .get(&format!("/work/{}/events", work.id))
         .await

@@ -6,7 +6,7 @@
 //! (a publish, the consumer stream ending), reports it with [`Broker::lost`], and asks for a new
 //! one. Heartbeats (10 s unless the URL sets `heartbeat=`) make a silent broker fail a session
 //! within seconds. Each outage is logged once when it starts and once when it ends, however many
-//! attempts it takes.
+//! attempts it takes (an [`Outage`]).
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use rand::Rng;
 use crate::amqp::topology::Topology;
 use crate::config::SecretUrl;
 use crate::error::Error;
+use crate::outage::{Outage, Transition};
 use crate::shutdown::Shutdown;
 
 /// Heartbeat interval asked for unless the URL sets one.
@@ -114,21 +115,26 @@ pub struct Broker {
     name: String,
     confirms: bool,
     backoff: Backoff,
-    /// Set while the broker is unreachable and the outage has been logged.
-    down_since: Option<Instant>,
+    /// Down from the first failed attempt (or lost session) to the next session.
+    outage: Outage,
 }
 
 impl Broker {
     /// A supervisor for connections named `name` (shown in RabbitMQ's management UI), with
     /// publisher confirms on.
     pub fn new(url: SecretUrl, topology: Topology, name: impl Into<String>) -> Self {
+        let outage = Outage::new(
+            module_path!(),
+            format!("RabbitMQ at {url}"),
+            "reconnecting with backoff",
+        );
         Broker {
             url,
             topology,
             name: name.into(),
             confirms: true,
             backoff: Backoff::default(),
-            down_since: None,
+            outage,
         }
     }
 
@@ -195,45 +201,31 @@ impl Broker {
 
     /// Reports that a session stopped working; the next `connect` makes a new one.
     pub fn lost(&mut self, reason: impl std::fmt::Display) {
-        if self.down_since.is_none() {
-            let reason = match Error::broker(reason) {
-                Error::Broker(text) => text,
-                other => other.to_string(),
-            };
-            // The reason may itself be one of our broker errors: name RabbitMQ once.
-            let reason = reason.trim_start_matches("RabbitMQ: ");
-            log::warn!(
-                "lost the connection to RabbitMQ at {}: {reason}; reconnecting",
-                self.url
-            );
-            self.down_since = Some(Instant::now());
-        }
+        let reason = match Error::broker(reason) {
+            Error::Broker(text) => text,
+            other => other.to_string(),
+        };
+        self.outage.failed(format_args!(
+            "lost the connection: {}",
+            without_name(&reason)
+        ));
     }
 
     fn connected(&mut self, session: BrokerSession) -> BrokerSession {
         self.backoff.reset();
-        match self.down_since.take() {
-            Some(since) => log::info!(
-                "RabbitMQ at {} is back after {:.1}s",
-                self.url,
-                since.elapsed().as_secs_f64()
-            ),
-            None => log::info!(
+        // The end of an outage is logged by the outage; a first connection is worth a line too.
+        if self.outage.recovered() == Transition::StillUp {
+            log::info!(
                 "connected to RabbitMQ at {} (queue {})",
                 self.url,
                 self.topology.queue()
-            ),
+            );
         }
         session
     }
 
     fn failed(&mut self, error: &Error) {
-        if self.down_since.is_none() {
-            log::warn!("{error}; retrying with backoff");
-            self.down_since = Some(Instant::now());
-        } else {
-            log::debug!("still unreachable: {error}");
-        }
+        self.outage.failed(without_name(&error.to_string()));
     }
 
     async fn open(&self) -> Result<BrokerSession, Error> {
@@ -272,6 +264,12 @@ impl Broker {
             }
         }
     }
+}
+
+/// A reason without the `RabbitMQ: ` our broker errors start with: the outage names RabbitMQ
+/// already.
+fn without_name(reason: &str) -> &str {
+    reason.trim_start_matches("RabbitMQ: ")
 }
 
 /// Adds `heartbeat=` and `frame_max=` to an AMQP URL that does not set them.

@@ -53,7 +53,7 @@ mod tests {
     use pp_storage::testkit::TestDatabase;
 
     use super::*;
-    use crate::db::works::{complete_work, insert_work};
+    use crate::db::works::{finish_works, insert_work};
     use crate::schema::works;
     use crate::work::NewWork;
 
@@ -83,9 +83,8 @@ mod tests {
         for add_up_to in 1..=5 {
             inserted.push(insert_work(&mut conn, &NewWork::from_api(add_up_to)).expect("insert"));
         }
-        for work in &inserted[..3] {
-            complete_work(&mut conn, work).expect("complete");
-        }
+        conn.transaction(|conn| finish_works(conn, &inserted[..3]))
+            .expect("finishing three works");
         // One of the three was finished long ago: done, but not part of the last hour. (The
         // table's trigger stamps every update with now(): it is paused to move the stamp back.)
         conn.batch_execute("alter table works disable trigger works_touch_updated_on")

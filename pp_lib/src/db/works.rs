@@ -490,43 +490,6 @@ pub fn mark_work_done(conn: &mut PgConnection, id: i64, result: i64) -> QueryRes
         .optional()
 }
 
-/// What [`complete_work`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Completion {
-    /// The work was pending; it is now done, with its three events.
-    Completed(Work),
-    /// The work was done already (or is gone): nothing was written.
-    NotPending,
-}
-
-/// Runs a work: computes its sum, records `compute/start`, `compute/stop` and `compute/result`,
-/// and marks it done — all in one transaction (a savepoint when the caller has one open), so a
-/// work is either pending with no events or done with exactly three.
-pub fn complete_work(conn: &mut PgConnection, work: &Work) -> Result<Completion, Error> {
-    conn.transaction(|conn| {
-        let started = Utc::now();
-        let sum = sum_up_to(work.add_up_to)?;
-        let stopped = Utc::now();
-        let Some(done) = mark_work_done(conn, work.id, sum)? else {
-            return Ok(Completion::NotPending);
-        };
-        insert_events(
-            conn,
-            &[
-                NewEvent::new(&done, EventVariable::ComputeStart, String::new(), started),
-                NewEvent::new(&done, EventVariable::ComputeStop, String::new(), stopped),
-                NewEvent::new(
-                    &done,
-                    EventVariable::ComputeResult,
-                    sum.to_string(),
-                    stopped,
-                ),
-            ],
-        )?;
-        Ok(Completion::Completed(done))
-    })
-}
-
 /// A work inserted already done: the consumer computes a demand before it writes anything.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = works, check_for_backend(diesel::pg::Pg))]
@@ -633,9 +596,9 @@ fn execution_log(works: &[Work], started: DateTime<Utc>, stopped: DateTime<Utc>)
 }
 
 /// The sweeper's unit of work, in ONE transaction: claims up to `limit` pending works created
-/// over HTTP since `created_since` (rows another sweeper holds are skipped), computes each, marks
-/// it done with its result and records its three events. Returns the works it finished; fewer
-/// than `limit` means the backlog is empty for now.
+/// over HTTP since `created_since` (rows another sweeper holds are skipped) and finishes them
+/// ([`finish_works`]). Returns the works it finished; fewer than `limit` means the backlog is
+/// empty for now.
 pub fn sweep_pending_works(
     conn: &mut PgConnection,
     created_since: DateTime<Utc>,
@@ -643,24 +606,34 @@ pub fn sweep_pending_works(
 ) -> Result<Vec<Work>, Error> {
     conn.transaction(|conn| {
         let claimed = claim_pending_works(conn, created_since, limit)?;
-        let started = Utc::now();
-        let sums = claimed
-            .iter()
-            .map(|work| Ok((work.id, sum_up_to(work.add_up_to)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let stopped = Utc::now();
-        let mut done = Vec::with_capacity(sums.len());
-        for (id, sum) in sums {
-            // The row is locked by this transaction, so it is still pending.
-            if let Some(work) = mark_work_done(conn, id, sum)? {
-                done.push(work);
-            }
-        }
-        if !done.is_empty() {
-            insert_events(conn, &execution_log(&done, started, stopped))?;
-        }
-        Ok(done)
+        finish_works(conn, &claimed)
     })
+}
+
+/// Runs pending works: computes each, marks it done with its result and records its three
+/// events (`compute/start`, `compute/stop`, `compute/result`). Returns the works it finished; a
+/// work that is done already is left as it is.
+///
+/// Call it inside a transaction that holds the rows (as [`sweep_pending_works`] does), so that a
+/// work is either pending with no events or done with exactly three.
+pub fn finish_works(conn: &mut PgConnection, pending: &[Work]) -> Result<Vec<Work>, Error> {
+    let started = Utc::now();
+    let sums = pending
+        .iter()
+        .map(|work| Ok((work.id, sum_up_to(work.add_up_to)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let stopped = Utc::now();
+    let mut done = Vec::with_capacity(sums.len());
+    for (id, sum) in sums {
+        // A claimed row is locked by this transaction, so it is still pending.
+        if let Some(work) = mark_work_done(conn, id, sum)? {
+            done.push(work);
+        }
+    }
+    if !done.is_empty() {
+        insert_events(conn, &execution_log(&done, started, stopped))?;
+    }
+    Ok(done)
 }
 
 #[cfg(test)]

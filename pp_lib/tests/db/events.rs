@@ -4,7 +4,7 @@ use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use pp_lib::db::events::{insert_events, list_events};
 use pp_lib::event::{EventVariable, NewEvent};
-use pp_storage::testkit::TestDatabase;
+use pp_storage::testkit::{TestDatabase, finish_work};
 
 use crate::insert_api_work;
 
@@ -94,7 +94,7 @@ fn events_go_with_their_work() {
     let db = TestDatabase::create();
     let mut conn = db.connect();
     let work = insert_api_work(&mut conn, "api-cascade", 2);
-    pp_lib::db::works::complete_work(&mut conn, &work).expect("complete");
+    finish_work(&mut conn, &work);
     assert_eq!(list_events(&mut conn, work.id).expect("list").len(), 3);
 
     diesel::delete(works::table.find(work.id))

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
-use pp_lib::db::works::{Completion, claim_pending_works, complete_work, insert_work};
+use pp_lib::db::works::{claim_pending_works, insert_work, sweep_pending_works};
 use pp_lib::work::NewWork;
-use pp_storage::testkit::TestDatabase;
+use pp_storage::testkit::{TestDatabase, finish_work};
 use uuid::Uuid;
 
 use crate::{insert_api_work, set_created_on};
@@ -22,7 +22,7 @@ fn only_pending_api_work_inside_the_window_is_claimed_oldest_first() {
     let stale = insert_api_work(&mut conn, "api-stale", 3);
     set_created_on(&mut conn, stale.id, Utc::now() - Duration::hours(7));
     let done = insert_api_work(&mut conn, "api-done", 4);
-    complete_work(&mut conn, &done).expect("complete");
+    finish_work(&mut conn, &done);
     insert_work(&mut conn, &NewWork::from_demand(Uuid::new_v4(), 5)).expect("consumer work");
 
     let window = Utc::now() - Duration::hours(6);
@@ -82,24 +82,11 @@ fn racing_sweepers_complete_every_work_exactly_once() {
                 let mut completed = Vec::new();
                 let mut conn = pool.get().expect("connection");
                 loop {
-                    let batch = conn
-                        .transaction::<_, pp_lib::Error, _>(|conn| {
-                            let mut batch = Vec::new();
-                            for work in claim_pending_works(conn, window, 7)? {
-                                match complete_work(conn, &work)? {
-                                    Completion::Completed(done) => batch.push(done.id),
-                                    Completion::NotPending => {
-                                        panic!("a claimed work was done already")
-                                    }
-                                }
-                            }
-                            Ok(batch)
-                        })
-                        .expect("sweep");
+                    let batch = sweep_pending_works(&mut conn, window, 7).expect("sweep");
                     if batch.is_empty() {
                         break completed;
                     }
-                    completed.extend(batch);
+                    completed.extend(batch.into_iter().map(|done| done.id));
                 }
             })
         })

@@ -1,16 +1,16 @@
 //! Works: insert and find, the table's constraints, prefix search (literal, windowed, paged,
-//! indexed) and completion with its three events.
+//! indexed) and finishing a work with its three events.
 
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use pp_lib::db::works::{
-    Completion, PrefixRange, SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT, SearchPlanning, WorkSearch,
-    complete_work, find_work, insert_work, mark_work_done, narrow_search_statement,
-    search_narrow_works, search_statement, search_works,
+    PrefixRange, SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT, SearchPlanning, WorkSearch, find_work,
+    finish_works, insert_work, mark_work_done, narrow_search_statement, search_narrow_works,
+    search_statement, search_works, sweep_pending_works,
 };
 use pp_lib::schema::works;
 use pp_lib::work::{NewWork, WorkOrigin};
-use pp_storage::testkit::TestDatabase;
+use pp_storage::testkit::{TestDatabase, finish_work};
 use uuid::Uuid;
 
 use crate::{insert_api_work, set_created_on};
@@ -176,7 +176,7 @@ fn search_filters_on_done_and_pages_by_id() {
         .map(|i| insert_api_work(&mut conn, &format!("api-page{i}"), i))
         .collect();
     for work in works.iter().step_by(2) {
-        complete_work(&mut conn, work).expect("complete");
+        finish_work(&mut conn, work);
     }
     let since = Utc::now() - Duration::hours(1);
 
@@ -506,20 +506,23 @@ fn a_batch_of_narrow_searches_uses_the_prefix_index_in_generic_and_custom_plans(
 }
 
 #[test]
-fn complete_work_records_three_events_and_the_result_once() {
+fn finishing_a_work_records_three_events_and_the_result_once() {
     let db = TestDatabase::create();
     let mut conn = db.connect();
     let work = insert_api_work(&mut conn, "api-four", 4);
 
-    let Completion::Completed(done) = complete_work(&mut conn, &work).expect("complete") else {
-        panic!("a pending work completes");
+    let finished = conn
+        .transaction(|conn| finish_works(conn, std::slice::from_ref(&work)))
+        .expect("finish");
+    let [done] = finished.as_slice() else {
+        panic!("a pending work is finished: {finished:?}");
     };
     assert!(done.done);
     assert_eq!(done.result, Some(10));
     assert!(done.updated_on >= work.updated_on);
     assert_eq!(
-        find_work(&mut conn, work.id).expect("query"),
-        Some(done.clone())
+        find_work(&mut conn, work.id).expect("query").as_ref(),
+        Some(done)
     );
 
     let events = pp_lib::db::events::list_events(&mut conn, work.id).expect("events");
@@ -541,10 +544,10 @@ fn complete_work_records_three_events_and_the_result_once() {
             .all(|event| event.work_code == "api-four" && event.work_id == work.id)
     );
 
-    assert_eq!(
-        complete_work(&mut conn, &work).expect("second run"),
-        Completion::NotPending
-    );
+    let again = conn
+        .transaction(|conn| finish_works(conn, std::slice::from_ref(&work)))
+        .expect("second run");
+    assert_eq!(again, [], "a done work is left as it is");
     let events_after = pp_lib::db::events::list_events(&mut conn, work.id).expect("events");
     assert_eq!(events_after, events, "a second run writes nothing");
 }
@@ -554,9 +557,7 @@ fn the_largest_work_completes_with_the_exact_sum() {
     let db = TestDatabase::create();
     let mut conn = db.connect();
     let work = insert_api_work(&mut conn, "api-max", i32::MAX);
-    let Completion::Completed(done) = complete_work(&mut conn, &work).expect("complete") else {
-        panic!("a pending work completes");
-    };
+    let done = finish_work(&mut conn, &work);
     assert_eq!(done.result, Some(2_305_843_008_139_952_128));
 }
 
@@ -582,7 +583,8 @@ fn a_dropped_table_surfaces_as_a_database_error() {
         .expect("sabotage");
     let work = insert_api_work(&mut conn, "api-sabotaged", 2);
 
-    let error = complete_work(&mut conn, &work).expect_err("events cannot be written");
+    let since = Utc::now() - Duration::hours(1);
+    let error = sweep_pending_works(&mut conn, since, 10).expect_err("events cannot be written");
     assert!(matches!(error, pp_lib::Error::Database(_)), "{error:?}");
     assert!(
         !error.is_transient(),

@@ -1,3 +1,7 @@
+//! The consumer's test harness: a database and a queue of the test's own, the consumer started
+//! in-process with settings pointing at them, demands published with confirms, and polling
+//! helpers that wait (with a bound) for the database to show the outcome.
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 

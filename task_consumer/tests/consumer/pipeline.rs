@@ -1,3 +1,7 @@
+//! The queue to the database, end to end through a running consumer: a burst lands as done works
+//! with their events, a message published twice makes one work, poison is dead-lettered while
+//! the consumer keeps going.
+
 use std::time::Duration;
 
 use lapin::BasicProperties;

@@ -1,3 +1,7 @@
+//! The sweeper inside a running consumer: API-created works within the window are finished, two
+//! consumers sweeping at once never process a work twice, racing sweep transactions split the
+//! backlog.
+
 use std::time::Duration;
 
 use diesel::prelude::*;

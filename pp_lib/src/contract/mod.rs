@@ -1,0 +1,271 @@
+//! The HTTP API's wire contract, kept once: what `pp_backend_api` answers, what `cli_01` expects
+//! over HTTP and reproduces straight from the database, and what the tests check.
+//!
+//! - [`ErrorBody`]: every error answer, `{"http_code": 404, "message": "no work with id 7"}`.
+//! - [`CreateWork`]: the optional body of `POST /work` and `POST /work/demand`, and how it is read.
+//! - [`DemandAccepted`]: the `202` answer to an accepted demand; [`accept_demand`] gives it.
+//! - [`search`]: `GET /work/search`'s parameters, checked, and the window they stand for.
+//! - The not-found rule: a work id no work has is [`Error::NotFound`] (`no work with id 7`, a 404
+//!   over HTTP); [`parse_work_id`] reads the id of a path, [`get_work`] and [`list_work_events`]
+//!   answer as the routes do.
+//!
+//! Both ways of asking (the API, and cli_01's `--via db`) call these, so they answer alike by
+//! construction, not by keeping copies in step.
+
+pub mod search;
+
+use diesel::PgConnection;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::events::list_events;
+use crate::db::outbox::insert_demand;
+use crate::db::works::find_work;
+use crate::demand::WorkDemand;
+use crate::error::{Error, InputError};
+use crate::event::Event;
+use crate::work::Work;
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// The HTTP status, repeated.
+    #[cfg_attr(feature = "openapi", schema(example = 404))]
+    pub http_code: u16,
+    /// What went wrong, for a person.
+    #[cfg_attr(feature = "openapi", schema(example = "no work with id 7"))]
+    pub message: String,
+}
+
+/// Body of `POST /work` and `POST /work/demand`; optional, like each field. Fields the API does
+/// not know are ignored (here and everywhere), so they never change what a request means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateWork {
+    /// Add up 1..=add_up_to; random in 1..100 when absent or null. A whole number (`4`, or
+    /// `4.0`).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 2147483647, example = 4)
+    )]
+    pub add_up_to: Option<i32>,
+}
+
+impl CreateWork {
+    /// The body a client sends for `add_up_to`: none at all for a random one.
+    pub fn body(add_up_to: Option<i32>) -> Option<CreateWork> {
+        add_up_to.map(|add_up_to| CreateWork {
+            add_up_to: Some(add_up_to),
+        })
+    }
+
+    /// Reads a body as the API does: `None` when the body (or the field) is absent, so the
+    /// caller draws a random demand.
+    pub fn parse(body: &[u8]) -> Result<Option<WorkDemand>, InputError> {
+        // No body at all means no body; a body is JSON, and whitespace alone is no JSON document.
+        if body.is_empty() || body.trim_ascii() == b"null" {
+            return Ok(None);
+        }
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+            .map_err(|error| {
+                InputError::Request(format!(
+                    "the body must be a JSON object like {{\"add_up_to\": 4}}: {error}"
+                ))
+            })?;
+        match object.get("add_up_to") {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Number(number)) => Ok(Some(WorkDemand::from_number(number)?)),
+            Some(other) => Err(InputError::Request(format!(
+                "add_up_to must be a whole number from 0 to {}, got {other}",
+                i32::MAX
+            ))),
+        }
+    }
+}
+
+/// The demand a request stands for: `add_up_to` checked, or drawn at random as the API draws it
+/// for a request without one.
+pub fn demand_for(add_up_to: Option<i32>) -> Result<WorkDemand, InputError> {
+    match add_up_to {
+        Some(add_up_to) => WorkDemand::new(add_up_to),
+        None => Ok(WorkDemand::random()),
+    }
+}
+
+/// The answer to an accepted demand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DemandAccepted {
+    /// The AMQP message id the demand will be published with; the consumer's work for it will
+    /// carry it as `demand_id`.
+    pub message_id: Uuid,
+    /// What the demand asks.
+    #[cfg_attr(feature = "openapi", schema(example = 4))]
+    pub add_up_to: i32,
+    /// Always false: the demand waits for the consumer.
+    pub done: bool,
+}
+
+impl DemandAccepted {
+    /// The answer for `demand`, accepted under `message_id`.
+    pub fn new(message_id: Uuid, demand: &WorkDemand) -> Self {
+        DemandAccepted {
+            message_id,
+            add_up_to: demand.add_up_to(),
+            done: false,
+        }
+    }
+}
+
+/// Accepts a demand: commits it to the demand outbox under a fresh message id, for the relay to
+/// publish, and gives the answer.
+pub fn accept_demand(
+    conn: &mut PgConnection,
+    demand: &WorkDemand,
+) -> Result<DemandAccepted, Error> {
+    let message_id = Uuid::new_v4();
+    insert_demand(conn, message_id, demand)?;
+    Ok(DemandAccepted::new(message_id, demand))
+}
+
+/// The error for a work id no work has: `no work with id 7`.
+pub fn work_not_found(id: i64) -> Error {
+    Error::NotFound { what: "work", id }
+}
+
+/// Reads a work id from a path: a whole number. Ids start at 1, so 0 and below are simply
+/// unknown (not found, like any id no work has).
+pub fn parse_work_id(text: &str) -> Result<i64, Error> {
+    match text.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        Ok(id) => Err(work_not_found(id)),
+        Err(_) => Err(InputError::Request(format!(
+            "work id must be a whole number from 1 to {}, got {text:?}",
+            i64::MAX
+        ))
+        .into()),
+    }
+}
+
+/// The work with this id, or [`Error::NotFound`].
+pub fn get_work(conn: &mut PgConnection, id: i64) -> Result<Work, Error> {
+    find_work(conn, id)?.ok_or_else(|| work_not_found(id))
+}
+
+/// The events of the work with this id, oldest first (none while it is pending), or
+/// [`Error::NotFound`] when no work has this id.
+pub fn list_work_events(conn: &mut PgConnection, id: i64) -> Result<Vec<Event>, Error> {
+    let events = list_events(conn, id)?;
+    // No events: a pending work, or no work at all; only then is a second look needed.
+    if events.is_empty() && find_work(conn, id)?.is_none() {
+        return Err(work_not_found(id));
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_give_add_up_to_or_none() {
+        let cases: [(&str, Option<i32>); 7] = [
+            ("", None),
+            ("null", None),
+            (" null\n", None),
+            ("{}", None),
+            (r#"{"add_up_to": null}"#, None),
+            (r#"{"add_up_to": 4}"#, Some(4)),
+            (r#"{"add_up_to": 0, "other": 1}"#, Some(0)),
+        ];
+        for (body, expected) in cases {
+            let parsed = CreateWork::parse(body.as_bytes())
+                .unwrap_or_else(|error| panic!("{body:?}: {error}"))
+                .map(|demand| demand.add_up_to());
+            assert_eq!(parsed, expected, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn bad_bodies_say_what_is_wrong() {
+        let cases = [
+            ("  \n", "JSON object"),
+            ("nope", "JSON object"),
+            ("[4]", "JSON object"),
+            (r#"{"add_up_to": "4"}"#, "whole number"),
+            (r#"{"add_up_to": -1}"#, "zero or more"),
+            (r#"{"add_up_to": 2147483648}"#, "at most"),
+            (r#"{"add_up_to": 1.5}"#, "whole number"),
+        ];
+        for (body, reason) in cases {
+            let error = CreateWork::parse(body.as_bytes()).expect_err(body);
+            assert!(error.to_string().contains(reason), "{body:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_client_sends_what_the_api_reads() {
+        let body = CreateWork::body(Some(4)).map(|body| serde_json::to_vec(&body).ok());
+        assert_eq!(body, Some(Some(br#"{"add_up_to":4}"#.to_vec())));
+        assert_eq!(
+            CreateWork::body(None),
+            None,
+            "a random one is asked with no body"
+        );
+        let read = CreateWork::parse(br#"{"add_up_to":4}"#).map(|d| d.map(|d| d.add_up_to()));
+        assert_eq!(read, Ok(Some(4)));
+    }
+
+    #[test]
+    fn demands_are_checked_or_random() {
+        assert_eq!(demand_for(Some(4)).map(|d| d.add_up_to()), Ok(4));
+        let error = demand_for(Some(-1)).err().map(|error| error.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("add_up_to must be zero or more, got -1")
+        );
+        let random = demand_for(None).map(|d| d.add_up_to()).ok();
+        assert!(random.is_some_and(|n| crate::demand::RANDOM_ADD_UP_TO.contains(&n)));
+    }
+
+    #[test]
+    fn an_accepted_demand_is_the_originals_shape_with_its_message_id() {
+        let demand = WorkDemand::new(2).expect("2 is valid");
+        let accepted = DemandAccepted::new(Uuid::nil(), &demand);
+        assert_eq!(
+            serde_json::to_string(&accepted).ok().as_deref(),
+            Some(
+                r#"{"message_id":"00000000-0000-0000-0000-000000000000","add_up_to":2,"done":false}"#
+            )
+        );
+    }
+
+    #[test]
+    fn error_bodies_are_the_originals() {
+        let body = ErrorBody {
+            http_code: 404,
+            message: work_not_found(7).to_string(),
+        };
+        assert_eq!(
+            serde_json::to_string(&body).ok().as_deref(),
+            Some(r#"{"http_code":404,"message":"no work with id 7"}"#)
+        );
+    }
+
+    #[test]
+    fn work_ids_are_positive_whole_numbers() {
+        assert_eq!(parse_work_id("7").ok(), Some(7));
+        for bad in ["abc", "1.5", "99999999999999999999", ""] {
+            assert!(
+                matches!(parse_work_id(bad), Err(Error::Input(_))),
+                "{bad:?}"
+            );
+        }
+        for unknown in ["0", "-1"] {
+            let error = parse_work_id(unknown).expect_err(unknown);
+            assert!(matches!(error, Error::NotFound { .. }), "{unknown:?}");
+            assert_eq!(error.to_string(), format!("no work with id {unknown}"));
+        }
+    }
+}

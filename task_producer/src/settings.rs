@@ -1,0 +1,102 @@
+//! The command line: `task_producer run` (a schedule) and `task_producer burst` (a count), each
+//! with the shared RabbitMQ settings of pp_lib flattened in.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use pp_lib::config::{AmqpConfig, parse_duration};
+
+/// Publishes pp work demands to RabbitMQ, on a schedule or in a burst.
+///
+/// Examples:
+///   task_producer run                     one random demand every 4 s, until Ctrl-C
+///   task_producer burst --count 20000     20,000 random demands, as fast as confirmed
+#[derive(Debug, Parser)]
+#[command(name = "task_producer", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish on a schedule until SIGINT/SIGTERM; rides out broker outages (reconnects with
+    /// backoff, loses nothing it generated).
+    ///
+    /// Example: task_producer run --every 500ms --per-tick 10
+    Run(ScheduleSettings),
+    /// Publish COUNT demands as fast as allowed and exit: 0 when the broker confirmed every one,
+    /// 3 when it cannot be reached, 1 otherwise.
+    ///
+    /// Example: task_producer burst --count 1000 --rate 200 --add-up-to 10
+    Burst(BurstSettings),
+}
+
+/// `run`: a few demands every few seconds.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleSettings {
+    #[command(flatten)]
+    pub amqp: AmqpConfig,
+    /// Time between two ticks (e.g. 4s, 500ms).
+    #[arg(long, env = "PP_PRODUCER_EVERY", default_value = "4s", value_parser = parse_duration)]
+    pub every: Duration,
+    /// Demands published per tick.
+    #[arg(long, env = "PP_PRODUCER_PER_TICK", default_value_t = 1)]
+    pub per_tick: u32,
+    /// add_up_to of every demand (default: random in 1..100, as the original).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    pub add_up_to: Option<i32>,
+}
+
+/// `burst`: a count of demands, as fast as allowed.
+#[derive(Debug, Clone, Args)]
+pub struct BurstSettings {
+    #[command(flatten)]
+    pub amqp: AmqpConfig,
+    /// How many demands to publish.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+    /// Most demands per second (default: no limit).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// add_up_to of every demand (default: random in 1..100, as the original).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    pub add_up_to: Option<i32>,
+    /// Most demands published and not yet confirmed.
+    #[arg(long, default_value_t = pp_lib::amqp::publish::DEFAULT_WINDOW)]
+    pub window: usize,
+    /// How long to keep trying when the broker cannot be reached, before giving up.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub patience: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        for args in [
+            vec!["task_producer", "burst"],
+            vec!["task_producer", "burst", "--count", "0"],
+            vec![
+                "task_producer",
+                "burst",
+                "--count",
+                "5",
+                "--add-up-to",
+                "-1",
+            ],
+            vec!["task_producer", "run", "--every", "soon"],
+        ] {
+            assert!(Cli::try_parse_from(&args).is_err(), "{args:?}");
+        }
+    }
+}
