@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pp_lib::amqp::{Backoff, Broker, Outgoing, PublishOptions, Publisher, Reconnect, Topology};
-use pp_lib::config::{AmqpConfig, parse_duration};
+use pp_lib::config::{AmqpConfig, positive_duration_setting};
 use pp_lib::db::outbox::{claim_unpublished, mark_published};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::demand::WorkDemand;
@@ -44,7 +44,7 @@ pub struct RelayConfig {
     pub batch: i64,
     /// How often the outbox is checked when no demand arrives (demands wake the relay at once).
     #[arg(long = "outbox-interval", env = "PP_OUTBOX_INTERVAL", default_value = "1s",
-          value_parser = parse_duration)]
+          value_parser = positive_duration_setting)]
     pub interval: Duration,
     #[command(flatten)]
     pub amqp: AmqpConfig,

@@ -99,13 +99,13 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::PayloadConfig::new(max_body as usize))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
                 .wrap(json_errors())
                 .wrap(from_fn(observe))
         })
-        .workers(settings.workers.max(1))
+        .workers(usize::from(settings.workers.max(1)))
         .shutdown_timeout(settings.shutdown_timeout.as_secs())
         // Shutdown is ours to trigger (see run_until_stopped): actix treats SIGINT as a forced
         // stop, and we want both SIGINT and SIGTERM to let requests finish.

@@ -62,12 +62,13 @@ pub enum BurstOutcome {
 /// Publishes the burst the settings describe, unless shutdown is asked for first.
 pub async fn publish_burst(settings: BurstSettings, shutdown: Shutdown) -> BurstOutcome {
     let options = PublishOptions {
-        window: settings.window,
-        rate: settings.rate.filter(|rate| *rate > 0.0),
+        window: settings.window as usize,
+        rate: settings.rate.map(|rate| rate.per_second()),
         reconnect: Reconnect::Within(settings.patience),
     };
     let count = settings.count;
-    let mut publisher = Publisher::new(crate::broker(&settings.amqp));
+    // A wait for the rate, however long, ends on shutdown.
+    let mut publisher = Publisher::new(crate::broker(&settings.amqp)).stopping_on(shutdown.clone());
     if let Err(error) = publisher.ensure_connected(&options.reconnect).await {
         return BurstOutcome::Unreachable(error);
     }

@@ -158,3 +158,43 @@ async fn run_publishes_on_its_schedule_rides_out_an_outage_and_stops_on_sigterm(
     }
     let _ = connection.close(200, "done".into()).await;
 }
+
+/// No setting makes the producer panic or hang: every flag that takes a number or a duration,
+/// given every extreme value, is refused by clap with a one-line error, or taken by the real
+/// binary, which runs and stops on SIGTERM without a panic (a burst paced at one a day too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_flag_value_makes_the_producer_panic() {
+    use clap::CommandFactory;
+    use pp_lib::testkit::flags::{accepted, probes, run_accepted};
+    let queue = TestQueue::create().await;
+    let command = task_producer::settings::Cli::command();
+    let mut runs = accepted(&command, &probes(&command, &["task_producer", "run"]));
+    runs.extend(accepted(
+        &command,
+        &probes(&command, &["task_producer", "burst", "--count", "3"]),
+    ));
+    assert!(
+        !runs
+            .iter()
+            .any(|probe| probe.flag == "rate" && probe.value.starts_with("1e-30")),
+        "a rate below one a day is refused"
+    );
+    let url = queue.url().expose().to_owned();
+    let name = queue.name().to_owned();
+    tokio::task::spawn_blocking(move || {
+        run_accepted(
+            std::path::Path::new(env!("CARGO_BIN_EXE_task_producer")),
+            &[
+                ("AMQP_URL", url.as_str()),
+                ("PP_QUEUE", name.as_str()),
+                ("RUST_LOG", "warn"),
+            ],
+            &runs,
+            8,
+            Duration::from_secs(1),
+            Duration::from_secs(15),
+        );
+    })
+    .await
+    .expect("every run was checked");
+}

@@ -5,6 +5,7 @@ mod batch;
 mod concurrency;
 mod demand;
 mod errors;
+mod flags;
 mod helpers;
 mod idempotency;
 mod operations;
