@@ -71,6 +71,10 @@ pub struct BurstSettings {
     /// How long to keep trying when the broker cannot be reached, before giving up.
     #[arg(long, default_value = "10s", value_parser = duration_setting)]
     pub patience: Duration,
+    /// Write the message id of every confirmed demand to this file, one per line, as the
+    /// broker confirms them (for audits: what was acknowledged and must be recorded).
+    #[arg(long = "ids-file", value_name = "PATH")]
+    pub ids_file: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

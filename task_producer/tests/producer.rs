@@ -26,8 +26,10 @@ fn output(mut command: Command) -> Output {
 #[tokio::test]
 async fn a_burst_publishes_every_demand_persistent_with_its_own_message_id() {
     let queue = TestQueue::create().await;
+    let ids_file = std::env::temp_dir().join(format!("{}.ids", queue.name()));
     let mut command = producer(queue.url(), queue.name());
-    command.args(["burst", "--count", "50", "--add-up-to", "7"]);
+    command.args(["burst", "--count", "50", "--add-up-to", "7", "--ids-file"]);
+    command.arg(&ids_file);
     let out = output(command);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
@@ -59,6 +61,32 @@ async fn a_burst_publishes_every_demand_persistent_with_its_own_message_id() {
     }
     let _ = connection.close(200, "done".into()).await;
     assert_eq!(ids.len(), 50, "every message has its own id");
+    let written = std::fs::read_to_string(&ids_file).expect("the ids file");
+    let _ = std::fs::remove_file(&ids_file);
+    let written: HashSet<Uuid> = written
+        .lines()
+        .map(|line| Uuid::parse_str(line).expect("an id a line"))
+        .collect();
+    assert_eq!(written, ids, "the ids file lists every confirmed demand");
+}
+
+#[test]
+fn a_burst_whose_ids_file_cannot_be_written_fails_before_publishing() {
+    let mut command = producer(&pp_lib::testkit::amqp_url(), "pp_test_never_declared");
+    command.args([
+        "burst",
+        "--count",
+        "5",
+        "--ids-file",
+        "/nonexistent-directory/ids",
+    ]);
+    let out = output(command);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot write --ids-file /nonexistent-directory/ids"),
+        "{stderr}"
+    );
 }
 
 #[test]
