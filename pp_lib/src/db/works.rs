@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::compute::sum_up_to;
 use crate::db::events::insert_events;
+use crate::db::throughput::record_finished;
 use crate::demand::WorkDemand;
 use crate::error::Error;
 use crate::event::{EventVariable, NewEvent};
@@ -352,6 +353,7 @@ pub fn complete_work(conn: &mut PgConnection, work: &Work) -> Result<Completion,
                 ),
             ],
         )?;
+        record_finished(conn, 1)?;
         Ok(Completion::Completed(done))
     })
 }
@@ -426,6 +428,7 @@ pub fn record_demands(
             .get_results(conn)?;
         if !created.is_empty() {
             insert_events(conn, &execution_log(&created, started, stopped))?;
+            record_finished(conn, created.len())?;
         }
         Ok(Recorded {
             duplicates: demands.len() - created.len(),
@@ -487,6 +490,7 @@ pub fn sweep_pending_works(
         }
         if !done.is_empty() {
             insert_events(conn, &execution_log(&done, started, stopped))?;
+            record_finished(conn, done.len())?;
         }
         Ok(done)
     })
