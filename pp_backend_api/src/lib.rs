@@ -5,6 +5,8 @@
 //! - [`settings`]: the command line and environment of the server.
 //! - [`startup`]: [`startup::Application`] binds, builds the app and runs it until stopped.
 //! - [`routes`]: one module per resource (`work`, `demand`, `health`, `metrics`, `docs`).
+//! - [`dashboard`]: the dashboard at `GET /`: the page, its JSON endpoints, its broker access
+//!   and who may act from it.
 //! - [`error`]: [`error::ApiError`], the one error type of the handlers, and the JSON error body
 //!   `{"http_code": 404, "message": "…"}` of the original project.
 //! - [`middleware`]: request ids, request metrics, turning panics into 500s, and JSON bodies for
@@ -18,6 +20,7 @@
 //! `web::block`, with a connection from the r2d2 pool taken inside the closure.
 
 pub mod batch;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod middleware;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 use pp_lib::config::{CacheConfig, DatabaseConfig, HttpConfig, RedisConfig, parse_duration};
 
+use crate::dashboard::DashboardConfig;
 use crate::rate_limit::RateLimitConfig;
 use crate::relay::RelayConfig;
 
@@ -56,6 +57,8 @@ pub struct Settings {
     pub cache: CacheConfig,
     #[command(flatten)]
     pub rate_limit: RateLimitConfig,
+    #[command(flatten)]
+    pub dashboard: DashboardConfig,
 }
 
 impl Settings {
@@ -75,6 +78,7 @@ impl Settings {
             redis: RedisConfig::default(),
             cache: CacheConfig::default(),
             rate_limit: RateLimitConfig::off(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
