@@ -701,6 +701,8 @@ install_contract_fuzzer() {
 
 install_contract_fuzzer
 
+source scripts/setup-browser.sh && setup_browser || die "the dashboard's browser tests need Chromium and chromedriver"
+
 # ---------------------------------------------------------------------------------------------
 # e. Summary
 # ---------------------------------------------------------------------------------------------
