@@ -270,8 +270,7 @@ function renderChart(counts) {
   const cursor = svg("line", { class: "cursor", y1: 0, y2: height, visibility: "hidden" });
   plot.append(cursor);
 
-  const scale = el("div", { class: "chart-tip", text: `max ${formatCount(top)}/s` });
-  scale.style.right = "4px";
+  const scale = el("div", { class: "chart-scale", text: top > 0 ? `${formatCount(top)}/s` : "" });
   const tip = el("div", { class: "chart-tip" });
   tip.hidden = true;
   plot.addEventListener("mousemove", (event) => {

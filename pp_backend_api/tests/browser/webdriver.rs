@@ -35,20 +35,25 @@ pub struct Browser {
     profile: PathBuf,
 }
 
-/// The Chromium window's size.
+/// The Chromium window's size, in CSS pixels.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
     pub width: u32,
     pub height: u32,
+    /// Device pixels per CSS pixel: above 1, Chromium emulates a phone's screen (headless
+    /// Chromium's windows are at least 500 pixels wide, a phone's viewport is narrower).
+    pub pixel_ratio: u32,
 }
 
 pub const LAPTOP: Window = Window {
     width: 1280,
-    height: 900,
+    height: 800,
+    pixel_ratio: 1,
 };
 pub const PHONE: Window = Window {
     width: 390,
     height: 844,
+    pixel_ratio: 2,
 };
 
 fn find_program(path: &str) -> String {
@@ -126,13 +131,21 @@ impl Browser {
             format!("--window-size={},{}", window.width, window.height),
             format!("--user-data-dir={}", browser.profile.display()),
         ];
+        let mut options = json!({"binary": chromium, "args": args});
+        if window.pixel_ratio > 1 {
+            options["mobileEmulation"] = json!({"deviceMetrics": {
+                "width": window.width,
+                "height": window.height,
+                "pixelRatio": window.pixel_ratio,
+            }});
+        }
         let created = browser
             .http
             .post(format!("{base}/session"))
             .json(&json!({
                 "capabilities": {"alwaysMatch": {
                     "browserName": "chrome",
-                    "goog:chromeOptions": {"binary": chromium, "args": args},
+                    "goog:chromeOptions": options,
                 }}
             }))
             .send()
