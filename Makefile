@@ -56,6 +56,12 @@ bench-api: setup ## Benchmark the API against pgbench on the same statements (in
 bench-queue: setup ## Benchmark the pipeline: publish rate, consumer rate, and pgbench on the consumer's transaction
 	@scripts/bench-queue.sh
 
+bench-dashboard: setup ## Seed a million works and three million events, time every dashboard query (< 50 ms each), and GET with and without 5 dashboard tabs
+	@scripts/bench-dashboard.sh
+
+seed-big: setup ## Seed pp_bench_dashboard with a million works and three million events (SQL only) and leave it in place
+	@PP_BENCH_SEED_ONLY=1 scripts/bench-dashboard.sh
+
 screenshots: setup ## Photograph the dashboard of a live pipeline (light and dark, laptop and phone) into docs/
 	$(CARGO) run --quiet -p pp_backend_api --example screenshots -- docs
 

@@ -77,11 +77,13 @@ pub fn finished_per_second(conn: &mut PgConnection, seconds: i64) -> QueryResult
 /// [`RING_SECONDS`]).
 pub fn finished_within(conn: &mut PgConnection, seconds: i64) -> QueryResult<i64> {
     let seconds = seconds.clamp(1, RING_SECONDS);
+    // The bound is computed first and bound as a value: an expression of now() in the condition
+    // would be evaluated again for every row of the ring.
+    let now = current_second(conn)?;
     let sum: Sum = diesel::sql_query(
-        "select coalesce(sum(finished), 0)::bigint as n from works_finished \
-         where second > floor(extract(epoch from now()))::bigint - $1",
+        "select coalesce(sum(finished), 0)::bigint as n from works_finished where second > $1",
     )
-    .bind::<BigInt, _>(seconds)
+    .bind::<BigInt, _>(now - seconds)
     .get_result(conn)?;
     Ok(sum.n)
 }
