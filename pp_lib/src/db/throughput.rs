@@ -5,7 +5,7 @@
 //! Every path that finishes works calls [`record_finished`] inside its own transaction, after
 //! its writes: the consumer's `record_demands`, the sweeper's `sweep_pending_works` and
 //! `complete_work`. Last, because the row it updates stays locked until the commit; a
-//! transaction picks one of eight rows of its second at random, so concurrent commits rarely
+//! transaction writes one of eight rows of its second, by its transaction id, so concurrent commits rarely
 //! wait for each other. One statement, one round trip per transaction, whatever its size.
 
 use diesel::prelude::*;

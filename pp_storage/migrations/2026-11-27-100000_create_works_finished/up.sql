@@ -12,8 +12,11 @@
 -- record_demands and the sweeper, in their transaction, so a rolled-back batch counts nothing):
 --
 -- * slot: concurrent writers in the same second would queue on one row's lock until each commits;
---   each transaction picks one of 8 slots at random, so they rarely meet, and readers add the
---   slots up;
+--   each transaction writes to one of 8 slots, by its transaction id, so they rarely meet, and
+--   readers add the slots up. By its id and not at random: a transaction that records twice
+--   (complete_work called for several works in one transaction) writes the same row again,
+--   so it never holds two ring rows that another transaction could take in the other order (a
+--   deadlock);
 -- * second: which second (epoch seconds, the database's clock, the transaction's start as for
 --   works.updated_on) the count belongs to; a writer that finds an older second in its row (an
 --   hour ago or more) starts the row again from its own count, so no purge is needed;
@@ -36,7 +39,7 @@ select second_of_hour, slot
 from generate_series(0, 3599) as second_of_hour, generate_series(0, 7) as slot;
 
 -- Adds `finished` works to the current second's count, in the caller's transaction. One
--- statement; the slot is drawn once (a subquery in from, not a condition evaluated per row). A
+-- statement; the slot is computed once (a subquery in from, not a condition per row). A
 -- transaction older than the row's second (it began an hour or more before the row was last
 -- written) changes nothing: its second is out of the ring.
 create function pp_record_finished(n bigint) returns void
@@ -45,7 +48,7 @@ language sql as $$
        set finished = case when ring.second = now_.second then ring.finished + $1 else $1 end,
            second = now_.second
       from (select floor(extract(epoch from now()))::bigint as second,
-                   floor(random() * 8)::smallint as slot) as now_
+                   (txid_current() % 8)::smallint as slot) as now_
      where $1 > 0
        and ring.second_of_hour = now_.second % 3600
        and ring.slot = now_.slot
