@@ -8,6 +8,7 @@ use pp_lib::config::{
     positive_duration_setting,
 };
 
+use crate::dashboard::DashboardConfig;
 use crate::janitor::RetentionConfig;
 use crate::rate_limit::RateLimitConfig;
 use crate::relay::RelayConfig;
@@ -75,6 +76,8 @@ pub struct Settings {
     pub cache: CacheConfig,
     #[command(flatten)]
     pub rate_limit: RateLimitConfig,
+    #[command(flatten)]
+    pub dashboard: DashboardConfig,
 }
 
 impl Settings {
@@ -96,6 +99,7 @@ impl Settings {
             redis: RedisConfig::default(),
             cache: CacheConfig::default(),
             rate_limit: RateLimitConfig::off(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod batch;
 mod concurrency;
+mod dashboard;
 mod demand;
 mod errors;
 mod flags;

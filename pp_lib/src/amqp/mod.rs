@@ -5,6 +5,8 @@
 //!   heartbeats; one log line per outage).
 //! - [`publish`]: publishing with publisher confirms, a window of messages in flight, and
 //!   republishing whatever a lost connection left unconfirmed.
+//! - [`dead_letters`]: the dead-letter queue for people: depths, browsing in place, retrying or
+//!   discarding one message or all.
 //! - [`message`]: the properties of a demand message and the id a delivery is recorded under.
 //!
 //! The guarantee they build: a message counts as published only once the broker confirmed it;
@@ -12,6 +14,7 @@
 //! on `message_id` turns that at-least-once delivery into exactly-once effects.
 
 pub mod broker;
+pub mod dead_letters;
 pub mod message;
 pub mod publish;
 pub mod topology;

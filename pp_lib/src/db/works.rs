@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::compute::sum_up_to;
 use crate::db::events::insert_events;
+use crate::db::throughput::record_finished;
 use crate::demand::WorkDemand;
 use crate::error::Error;
 use crate::event::{EventVariable, NewEvent};
@@ -560,6 +561,7 @@ pub fn record_demands(
             .get_results(conn)?;
         if !created.is_empty() {
             insert_events(conn, &execution_log(&created, started, stopped))?;
+            record_finished(conn, created.len())?;
         }
         Ok(Recorded {
             duplicates: demands.len() - created.len(),
@@ -632,6 +634,7 @@ pub fn finish_works(conn: &mut PgConnection, pending: &[Work]) -> Result<Vec<Wor
     }
     if !done.is_empty() {
         insert_events(conn, &execution_log(&done, started, stopped))?;
+        record_finished(conn, done.len())?;
     }
     Ok(done)
 }
