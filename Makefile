@@ -65,6 +65,10 @@ seed-big: setup ## Seed pp_bench_dashboard with a million works and three millio
 screenshots: setup ## Photograph the dashboard of a live pipeline (light and dark, laptop and phone) into docs/
 	$(CARGO) run --quiet -p pp_backend_api --example screenshots -- docs
 
+chaos: setup ## The fault run: SIGKILLs, broker, database and Redis restarts under load; prints lost / duplicated counts (restarts the shared services: not part of make test)
+	$(CARGO) build --release -p pp_backend_api -p task_consumer -p task_producer
+	$(CARGO) run --release -p pp_backend_api --example chaos
+
 cli-run-01: ## Show cli_01 driving pp over the API and straight from the database (make api in another shell)
 	@scripts/cli-run-01.sh
 
