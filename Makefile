@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset api producer consumer run test contract bench-api bench-queue bench-dashboard seed-big screenshots chaos cli-run-01 cli-run-02 compose-check lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api producer consumer run test contract bench-api bench-queue bench-dashboard seed-big screenshots bench-overload chaos cli-run-01 cli-run-02 compose-check lint fmt ci clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +64,11 @@ seed-big: setup ## Seed pp_bench_dashboard with a million works and three millio
 
 screenshots: setup ## Photograph the dashboard of a live pipeline (light and dark, laptop and phone) into docs/
 	$(CARGO) run --quiet -p pp_backend_api --example screenshots -- docs
+
+bench-overload: setup ## A thousand connections against a database slowed on purpose, with load shedding and without (installs wrk if missing)
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && timeout 300 apt-get install -y --no-install-recommends wrk >/dev/null; } || { echo "bench-overload: install wrk" >&2; exit 1; }
+	$(CARGO) build --release -p pp_backend_api --bins --example overload
+	ulimit -n "$$(ulimit -Hn)" && target/release/examples/overload
 
 chaos: setup ## The fault run: SIGKILLs, broker, database and Redis restarts under load; prints lost / duplicated counts (restarts the shared services: not part of make test)
 	$(CARGO) build --release -p pp_backend_api -p task_consumer -p task_producer

@@ -200,20 +200,8 @@ fn serve<I, O>(
     while let Some(pending) = take_batch(receiver, most) {
         let (items, replies): (Vec<I>, Vec<_>) = pending
             .into_iter()
-            // A requester that went away (client disconnected) needs no work done, and one that
-            // gave up at its deadline was told nothing would be.
-            .filter(|pending| {
-                !pending.reply.is_closed()
-                    && pending
-                        .claim
-                        .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-            })
             .map(|Pending { item, reply, .. }| (item, reply))
             .unzip();
-        if items.is_empty() {
-            continue;
-        }
         // A bug that panics must cost this batch its answers, not the thread its life.
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
             with_connection(pool, |conn| batch(conn, &items))
@@ -291,8 +279,10 @@ fn run_each<I, O>(
     }
 }
 
-/// Blocks for the first waiting request, then takes every other queued one up to `most`.
-/// `None` once the queue is closed and empty.
+/// Blocks for the first live request, then takes every other live one already queued, up to
+/// `most`, claiming each. A request whose requester went away (the client disconnected) needs
+/// no work done, and one given up at its deadline was told nothing would be: both are dropped
+/// here, so they take no place in a batch. `None` once the queue is closed and empty.
 fn take_batch<I, O>(receiver: &Queue<I, O>, most: usize) -> Option<Vec<Pending<I, O>>> {
     // Only one thread waits on the queue at a time; the others wait for the lock.
     let mut receiver = match receiver.lock() {
@@ -300,11 +290,24 @@ fn take_batch<I, O>(receiver: &Queue<I, O>, most: usize) -> Option<Vec<Pending<I
         // A thread that panicked while holding the lock left the queue itself intact.
         Err(poisoned) => poisoned.into_inner(),
     };
-    let first = receiver.blocking_recv()?;
-    let mut batch = vec![first];
+    let live = |pending: &Pending<I, O>| {
+        !pending.reply.is_closed()
+            && pending
+                .claim
+                .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    };
+    let mut batch = Vec::new();
+    while batch.is_empty() {
+        let first = receiver.blocking_recv()?;
+        if live(&first) {
+            batch.push(first);
+        }
+    }
     while batch.len() < most {
         match receiver.try_recv() {
-            Ok(pending) => batch.push(pending),
+            Ok(pending) if live(&pending) => batch.push(pending),
+            Ok(_) => {}
             Err(_) => break,
         }
     }

@@ -252,6 +252,12 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// Starts forwarding from a free port on 127.0.0.1 to `target`.
     pub fn start(target: SocketAddr) -> TcpProxy {
+        TcpProxy::start_slowed(target, Duration::ZERO)
+    }
+
+    /// The same, with every answer from `target` held back `delay`: a server (and a network)
+    /// that much slower on each round trip.
+    pub fn start_slowed(target: SocketAddr, delay: Duration) -> TcpProxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -279,8 +285,16 @@ impl TcpProxy {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
+                    let forward = async {
+                        if delay.is_zero() {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        } else {
+                            forward_slowed(&mut inbound, &mut outbound, delay).await;
+                        }
+                    };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = forward => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -308,6 +322,35 @@ impl TcpProxy {
     /// Forwards new connections again.
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Forwards both ways; what comes back from the server waits `delay` before it goes on.
+async fn forward_slowed(
+    client: &mut tokio::net::TcpStream,
+    server: &mut tokio::net::TcpStream,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = client.split();
+    let (mut server_read, mut server_write) = server.split();
+    let up = tokio::io::copy(&mut client_read, &mut server_write);
+    let down = async {
+        let mut buffer = vec![0_u8; 16 * 1024];
+        loop {
+            let read = match server_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read,
+            };
+            tokio::time::sleep(delay).await;
+            if client_write.write_all(&buffer[..read]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = up => {}
+        () = down => {}
     }
 }
 

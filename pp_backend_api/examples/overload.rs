@@ -1,0 +1,234 @@
+//! `make bench-overload`: the API under a thousand connections against a database slowed on
+//! purpose, with load shedding and without.
+//!
+//! A fresh database of 10,000 works sits behind a proxy that holds every answer of PostgreSQL
+//! back `PP_OVERLOAD_DELAY_MS` (default 300): each statement is that much slower, so the API can
+//! serve far fewer requests than wrk's `PP_OVERLOAD_CONNECTIONS` (default 1000) connections ask
+//! for. wrk asks `GET /work/{id}` for `PP_OVERLOAD_SECONDS` (default 20) against the release API
+//! twice: with `PP_HTTP_DEADLINE=1s` (requests no database thread takes within a second are
+//! answered 503 and never run) and with `PP_HTTP_DEADLINE=10m` (in effect, no shedding). It
+//! prints, for each, the answers by status, the latency percentiles and wrk's errors, and exits
+//! 1 if the shedding run answered anything but 200 or 503 or let a request time out.
+
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use diesel::RunQueryDsl;
+use pp_lib::testkit::{TcpProxy, socket_addr_of, via};
+use pp_storage::testkit::TestDatabase;
+
+/// wrk: random ids, answers counted by status, one machine-readable line at the end.
+const WRK_SCRIPT: &str = r#"
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok = 0; busy = 0; other = 0 end
+request = function()
+  return wrk.format("GET", "/work/" .. math.random(1, 10000))
+end
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1 elseif status == 503 then busy = busy + 1 else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local o, b, x = 0, 0, 0
+  for _, t in ipairs(threads) do o = o + t:get("ok"); b = b + t:get("busy"); x = x + t:get("other") end
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT ok=%d busy=%d other=%d p50_ms=%.0f p99_ms=%.0f max_ms=%.0f rps=%.0f connect=%d read=%d write=%d timeout=%d\n",
+    o, b, x, latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
+    summary.requests / (summary.duration / 1e6), e.connect, e.read, e.write, e.timeout))
+end
+"#;
+
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("overload: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<bool> {
+    let seconds: u64 = setting("PP_OVERLOAD_SECONDS", 20_u64).clamp(5, 120);
+    let connections: u64 = setting("PP_OVERLOAD_CONNECTIONS", 1000_u64).clamp(10, 5000);
+    let delay_ms: u64 = setting("PP_OVERLOAD_DELAY_MS", 300_u64).clamp(1, 5000);
+    let api_binary = std::env::current_exe()
+        .context("where am I")?
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|dir| dir.join("pp_backend_api"))
+        .context("the build directory")?;
+    if !api_binary.exists() {
+        bail!(
+            "{} is not built: run `make bench-overload`",
+            api_binary.display()
+        );
+    }
+    let db = tokio::task::spawn_blocking(|| {
+        let db = TestDatabase::create();
+        let mut conn = db.connect();
+        diesel::sql_query(
+            "insert into works (work_code, add_up_to, done, result) \
+             select 'api-' || lpad(i::text, 10, '0'), i % 100, true, (i % 100) * (i % 100 + 1) / 2 \
+             from generate_series(1, 10000) as i",
+        )
+        .execute(&mut conn)
+        .map(|_| db)
+    })
+    .await
+    .context("seeding")?
+    .context("seeding 10,000 works")?;
+    let proxy = TcpProxy::start_slowed(
+        socket_addr_of(db.url(), 5432),
+        Duration::from_millis(delay_ms),
+    );
+    let script = std::env::temp_dir().join(format!("pp-overload-{}.lua", std::process::id()));
+    std::fs::write(&script, WRK_SCRIPT).context("writing the wrk script")?;
+    println!(
+        "overload: wrk, {connections} connections, {seconds} s of GET /work/{{id}}; PostgreSQL \
+         {delay_ms} ms slower on every round trip; release API, pool of 8"
+    );
+    println!(
+        "\n{:<34} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>7} {:>14}",
+        "", "200", "503", "other", "p50 ms", "p99 ms", "max ms", "req/s", "wrk errors"
+    );
+    let mut healthy = true;
+    for (label, deadline, is_shedding) in [
+        ("shedding (PP_HTTP_DEADLINE=1s)", "1s", true),
+        ("no shedding (PP_HTTP_DEADLINE=10m)", "10m", false),
+    ] {
+        let result = measure(
+            &api_binary,
+            via(db.url(), proxy.addr()).expose(),
+            deadline,
+            &script,
+            connections,
+            seconds,
+        )
+        .await?;
+        println!(
+            "{label:<34} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>7} {:>14}",
+            result.get("ok"),
+            result.get("busy"),
+            result.get("other"),
+            result.get("p50_ms"),
+            result.get("p99_ms"),
+            result.get("max_ms"),
+            result.get("rps"),
+            format!(
+                "{}c {}r {}t",
+                result.get("connect"),
+                result.get("read"),
+                result.get("timeout")
+            )
+        );
+        if is_shedding && (result.number("other") > 0 || result.number("timeout") > 0) {
+            healthy = false;
+        }
+    }
+    let _ = std::fs::remove_file(&script);
+    if !healthy {
+        println!(
+            "FAILED: with shedding, an answer was neither 200 nor 503, or a request timed out"
+        );
+    }
+    Ok(healthy)
+}
+
+/// wrk's RESULT line, as key=value pairs.
+struct WrkResult(Vec<(String, String)>);
+
+impl WrkResult {
+    fn get(&self, key: &str) -> String {
+        self.0
+            .iter()
+            .find(|(name, _)| name == key)
+            .map_or_else(|| "?".to_owned(), |(_, value)| value.clone())
+    }
+
+    fn number(&self, key: &str) -> u64 {
+        self.get(key).parse().unwrap_or(0)
+    }
+}
+
+async fn measure(
+    api_binary: &PathBuf,
+    database_url: &str,
+    deadline: &str,
+    script: &std::path::Path,
+    connections: u64,
+    seconds: u64,
+) -> anyhow::Result<WrkResult> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .context("a free port")?
+        .port();
+    let mut api = tokio::process::Command::new(api_binary)
+        .env("DATABASE_URL", database_url)
+        .env("PP_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("PP_HTTP_DEADLINE", deadline)
+        .env("PP_DB_POOL_SIZE", "8")
+        .env("PP_DB_STATEMENT_TIMEOUT", "10s")
+        .env("PP_OUTBOX_RELAY", "off")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the API")?;
+    let started = Instant::now();
+    while reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .is_err()
+    {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the API did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = tokio::process::Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--timeout",
+            "30s",
+            "-s",
+        ])
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("running wrk (make bench-overload installs it)")?;
+    let _ = api.kill().await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("RESULT "))
+        .with_context(|| {
+            format!(
+                "wrk printed no result: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+    Ok(WrkResult(
+        line.split_whitespace()
+            .skip(1)
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect(),
+    ))
+}
