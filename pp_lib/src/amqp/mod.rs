@@ -6,12 +6,15 @@
 //! - [`publish`]: publishing with publisher confirms, a window of messages in flight, and
 //!   republishing whatever a lost connection left unconfirmed.
 //! - [`message`]: the properties of a demand message and the id a delivery is recorded under.
+//! - [`dead_letter`]: a message that can never succeed, copied to `<queue>.dlq` with the reason
+//!   in its headers (`x-pp-reason`).
 //!
 //! The guarantee they build: a message counts as published only once the broker confirmed it;
 //! anything unconfirmed is published again (same `message_id`), and the consumer's deduplication
 //! on `message_id` turns that at-least-once delivery into exactly-once effects.
 
 pub mod broker;
+pub mod dead_letter;
 pub mod message;
 pub mod publish;
 pub mod topology;
