@@ -2,16 +2,21 @@
 //! the works created over HTTP. [`start`] starts the whole process and gives a [`Running`] to
 //! await: the binary parses its settings and calls it; tests call it in-process.
 //!
-//! - [`consume`]: deliveries → one transaction per batch → acks after the commit; poison to the
-//!   dead-letter queue; retries while the database is down.
+//! - [`consume`]: the main loop: deliveries in, batches recorded, acks after the commit; poison
+//!   to the dead-letter queue with its reason; retries while the database is down.
+//! - [`verdict`]: the pure first step: a delivery is a demand, or poison.
+//! - [`record`]: the second: a batch recorded, retried later, split to isolate a demand the
+//!   database refuses, or given up (handed back to the broker).
 //! - [`sweeper`]: pending API-created works, claimed with `FOR UPDATE SKIP LOCKED`.
 //! - [`metrics`]: counters, served for Prometheus.
 //! - [`settings`]: the command line and environment of `task_consumer run`.
 
 pub mod consume;
 pub mod metrics;
+pub mod record;
 pub mod settings;
 pub mod sweeper;
+pub mod verdict;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,12 +66,12 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
         }
         None => None,
     };
+    // Confirms on: dead letters are published, and acked only once the broker has them.
     let broker = Broker::new(
         settings.amqp.url.clone(),
         Topology::from_config(&settings.amqp),
         "task_consumer",
-    )
-    .without_confirms();
+    );
     log::info!(
         "consuming {} (prefetch {}, batches of up to {}, {} workers), database {}{}",
         settings.amqp.queue,

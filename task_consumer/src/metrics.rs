@@ -30,6 +30,10 @@ pub struct Metrics {
     pub dead_lettered: IntCounter,
     /// Failed attempts to record a batch (the database down or busy), retried.
     pub retries: IntCounter,
+    /// Batches the database refused, split in halves to find the demand that causes it.
+    pub split_batches: IntCounter,
+    /// Deliveries handed back to the broker (requeued) after recording failed for too long.
+    pub handed_back: IntCounter,
     /// Works the sweeper finished.
     pub swept: IntCounter,
     /// Demands per transaction.
@@ -64,6 +68,14 @@ impl Metrics {
             "pp_consumer_retries_total",
             "Failed attempts to record a batch, retried with backoff",
         )?;
+        let split_batches = counter(
+            "pp_consumer_split_batches_total",
+            "Batches the database refused, split in halves to find the demand that causes it",
+        )?;
+        let handed_back = counter(
+            "pp_consumer_handed_back_total",
+            "Deliveries handed back to RabbitMQ (requeued, not acked) after recording failed for longer than --retry-for",
+        )?;
         let swept = counter(
             "pp_consumer_sweeper_works_total",
             "API-created works the sweeper claimed and finished",
@@ -90,6 +102,8 @@ impl Metrics {
             duplicates,
             dead_lettered,
             retries,
+            split_batches,
+            handed_back,
             swept,
             batch_size,
             broker_connected,

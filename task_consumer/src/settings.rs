@@ -40,6 +40,12 @@ pub struct ConsumerConfig {
     #[arg(long = "retry-max", env = "PP_CONSUMER_RETRY_MAX", default_value = "10s",
           value_parser = parse_duration)]
     pub retry_max: Duration,
+    /// How long a batch keeps being retried while recording fails for a reason that may pass
+    /// (the database down, timeouts) before it is handed back to RabbitMQ: requeued, never
+    /// acked, for this or another consumer to try again later.
+    #[arg(long = "retry-for", env = "PP_CONSUMER_RETRY_FOR", default_value = "5m",
+          value_parser = parse_duration)]
+    pub retry_for: Duration,
     /// On SIGINT/SIGTERM, how long in-flight demands may keep retrying before they are left
     /// unacknowledged (the broker then delivers them again to another consumer).
     #[arg(long = "shutdown-grace", env = "PP_CONSUMER_SHUTDOWN_GRACE", default_value = "30s",
