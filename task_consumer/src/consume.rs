@@ -28,12 +28,17 @@
 //! delivers the message again, and it is dead-lettered again (the one way to a duplicate dead
 //! letter; none is lost).
 //!
+//! Connections: a session that ends (the connection lost, or `basic.qos` / `basic.consume`
+//! refused) is followed by a wait with backoff and jitter before the next one
+//! ([`reconnect_delay`]), unless it had been consuming for [`HEALTHY_SESSION`]: a broker that
+//! keeps refusing is asked less and less often, never in a hot loop.
+//!
 //! Message ids: a UUID `message_id` is the demand id; another non-empty `message_id` is mapped
 //! to a stable UUID (v5); a message without one is accepted under a fresh id, with a warning,
 //! since nothing identifies its redeliveries (our producers always set it).
 
 use std::sync::{Arc, MutexGuard, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -46,7 +51,7 @@ use lapin::{BasicProperties, Channel};
 use pp_lib::Error;
 use pp_lib::amqp::broker::BROKER_CALL_TIMEOUT;
 use pp_lib::amqp::dead_letter::{DeadLetterPublished, dead_letter_properties, publish_dead_letter};
-use pp_lib::amqp::{Broker, DemandId};
+use pp_lib::amqp::{Backoff, Broker, DemandId};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::demand::WorkDemand;
 use pp_lib::outage::Outage;
@@ -58,6 +63,39 @@ use crate::metrics::Metrics;
 use crate::record::{Attempt, BatchOutcome, GiveUp, Parts, Retrying, attempt_batch, decide};
 use crate::settings::ConsumerConfig;
 use crate::verdict::{self, Verdict};
+
+/// A session that consumed at least this long counts as healthy: when it is lost, the next
+/// connection is made at once and the backoff starts again from its shortest wait.
+pub const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+/// Shortest and longest wait between two sessions that ended early.
+const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// How a session with the broker ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Connected, but `basic.qos` or `basic.consume` was refused.
+    SetupFailed,
+    /// Consuming, then the connection or the consumer was lost after this long.
+    Lost { lasted: Duration },
+}
+
+/// How long to wait before the next session, after one that ended so. Pure: the reader sleeps
+/// it, tests count it.
+pub fn reconnect_delay(end: SessionEnd, backoff: &mut Backoff) -> Duration {
+    match end {
+        SessionEnd::Lost { lasted } if lasted >= HEALTHY_SESSION => {
+            backoff.reset();
+            Duration::ZERO
+        }
+        SessionEnd::Lost { .. } | SessionEnd::SetupFailed => backoff.next_delay(),
+    }
+}
+
+/// The backoff between sessions the reader starts with.
+pub fn reconnect_backoff() -> Backoff {
+    Backoff::new(RECONNECT_FIRST, RECONNECT_MAX)
+}
 
 /// A delivery and the channel it came on: its ack goes back there, and so does its dead letter.
 struct Taken {
@@ -139,11 +177,11 @@ pub async fn consume(
         std::process::id(),
         Uuid::new_v4().simple()
     );
+    let mut between_sessions = reconnect_backoff();
     // The session of the last connection, kept open until the workers have acked.
     let mut last_session = None;
     'connections: while let Some(session) = broker.connect(&shutdown).await {
         let channel = session.channel().clone();
-        last_session = Some(session);
         let setup = async {
             channel
                 .basic_qos(config.prefetch, BasicQosOptions::default())
@@ -157,53 +195,70 @@ pub async fn consume(
                 )
                 .await
         };
-        let mut stream = match setup.await {
-            Ok(stream) => stream,
+        let end = match setup.await {
             Err(error) => {
-                broker.lost(error);
-                continue;
+                metrics.consume_setup_failures.inc();
+                broker.lost(format_args!("cannot start consuming: {error}"));
+                // Nothing was delivered on it: it can go now.
+                session.close().await;
+                SessionEnd::SetupFailed
             }
-        };
-        metrics.broker_connected.set(1);
-        loop {
-            let next = tokio::select! {
-                next = stream.next() => next,
-                () = shutdown.requested() => {
-                    cancel(&channel, &consumer_tag).await;
-                    break 'connections;
-                }
-            };
-            match next {
-                Some(Ok(delivery)) => {
-                    let taken = Taken {
-                        delivery,
-                        channel: channel.clone(),
-                    };
-                    // The workers may be busy (the database down): keep watching for shutdown.
-                    // A delivery dropped here is unacked, so the broker delivers it again.
-                    tokio::select! {
-                        sent = deliveries.send(taken) => {
-                            if sent.is_err() {
-                                break 'connections;
-                            }
-                        }
+            Ok(mut stream) => {
+                last_session = Some(session);
+                metrics.broker_connected.set(1);
+                let started = Instant::now();
+                loop {
+                    let next = tokio::select! {
+                        next = stream.next() => next,
                         () = shutdown.requested() => {
                             cancel(&channel, &consumer_tag).await;
                             break 'connections;
                         }
+                    };
+                    match next {
+                        Some(Ok(delivery)) => {
+                            let taken = Taken {
+                                delivery,
+                                channel: channel.clone(),
+                            };
+                            // The workers may be busy (the database down): keep watching for
+                            // shutdown. A delivery dropped here is unacked, so the broker
+                            // delivers it again.
+                            tokio::select! {
+                                sent = deliveries.send(taken) => {
+                                    if sent.is_err() {
+                                        break 'connections;
+                                    }
+                                }
+                                () = shutdown.requested() => {
+                                    cancel(&channel, &consumer_tag).await;
+                                    break 'connections;
+                                }
+                            }
+                        }
+                        Some(Err(error)) => {
+                            broker.lost(error);
+                            break;
+                        }
+                        None => {
+                            broker.lost("the broker ended the consumer");
+                            break;
+                        }
                     }
                 }
-                Some(Err(error)) => {
-                    broker.lost(error);
-                    break;
-                }
-                None => {
-                    broker.lost("the broker ended the consumer");
-                    break;
+                metrics.broker_connected.set(0);
+                SessionEnd::Lost {
+                    lasted: started.elapsed(),
                 }
             }
+        };
+        let delay = reconnect_delay(end, &mut between_sessions);
+        if !delay.is_zero() {
+            log::debug!("next connection to RabbitMQ in {delay:?}");
         }
-        metrics.broker_connected.set(0);
+        if !shutdown.sleep(delay).await {
+            break;
+        }
     }
     metrics.broker_connected.set(0);
     drop(deliveries);
@@ -502,5 +557,53 @@ async fn settle(call: impl Future<Output = Result<bool, lapin::Error>>, what: &s
         Ok(Ok(_)) => {}
         Ok(Err(error)) => log::debug!("{what} failed: {error}"),
         Err(_) => log::debug!("{what}: RabbitMQ did not answer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_that_end_early_are_followed_by_growing_waits() {
+        let mut backoff = reconnect_backoff();
+
+        let waits: Vec<Duration> = (0..6)
+            .map(|_| reconnect_delay(SessionEnd::SetupFailed, &mut backoff))
+            .collect();
+
+        assert!(
+            waits
+                .iter()
+                .all(|wait| *wait >= RECONNECT_FIRST.mul_f64(0.8)),
+            "never at once: {waits:?}"
+        );
+        assert!(waits[5] > waits[0] * 8, "growing: {waits:?}");
+        let lost_early = reconnect_delay(
+            SessionEnd::Lost {
+                lasted: Duration::from_secs(1),
+            },
+            &mut backoff,
+        );
+        assert!(lost_early >= waits[5].mul_f64(0.6), "{lost_early:?}");
+    }
+
+    #[test]
+    fn a_healthy_session_that_is_lost_is_followed_at_once_and_resets_the_wait() {
+        let mut backoff = reconnect_backoff();
+        for _ in 0..5 {
+            reconnect_delay(SessionEnd::SetupFailed, &mut backoff);
+        }
+
+        let after_healthy = reconnect_delay(
+            SessionEnd::Lost {
+                lasted: HEALTHY_SESSION,
+            },
+            &mut backoff,
+        );
+        let next = reconnect_delay(SessionEnd::SetupFailed, &mut backoff);
+
+        assert_eq!(after_healthy, Duration::ZERO);
+        assert!(next <= RECONNECT_FIRST.mul_f64(1.2), "{next:?}");
     }
 }

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub split_batches: IntCounter,
     /// Deliveries handed back to the broker (requeued) after recording failed for too long.
     pub handed_back: IntCounter,
+    /// Connections on which `basic.qos` or `basic.consume` was refused.
+    pub consume_setup_failures: IntCounter,
     /// Works the sweeper finished.
     pub swept: IntCounter,
     /// Demands per transaction.
@@ -76,6 +78,10 @@ impl Metrics {
             "pp_consumer_handed_back_total",
             "Deliveries handed back to RabbitMQ (requeued, not acked) after recording failed for longer than --retry-for",
         )?;
+        let consume_setup_failures = counter(
+            "pp_consumer_consume_setup_failures_total",
+            "Connections on which RabbitMQ refused basic.qos or basic.consume",
+        )?;
         let swept = counter(
             "pp_consumer_sweeper_works_total",
             "API-created works the sweeper claimed and finished",
@@ -104,6 +110,7 @@ impl Metrics {
             retries,
             split_batches,
             handed_back,
+            consume_setup_failures,
             swept,
             batch_size,
             broker_connected,

@@ -1,6 +1,7 @@
 //! Faults that do not go away by themselves: a demand the database refuses (a trigger the test
 //! installs on its own database raises for one `add_up_to`), a database that refuses every
-//! demand, and recording that fails for longer than the patience.
+//! demand, recording that fails for longer than the patience, and a broker that refuses
+//! `basic.consume`.
 //!
 //! The decisions are driven first without a broker and without sleeping (the consumer's
 //! [`record_batch`] and [`Parts`] on the test's database), then through a running consumer.
@@ -8,6 +9,8 @@
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
+use lapin::options::BasicConsumeOptions;
+use lapin::types::FieldTable;
 use pp_lib::amqp::Outgoing;
 use pp_lib::demand::WorkDemand;
 use pp_lib::testkit::{TcpProxy, socket_addr_of, via};
@@ -222,4 +225,44 @@ async fn demands_given_up_after_the_patience_are_handed_back_and_recorded_once_l
     assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
     let dlq = harness.queue.topology().dead_letter_queue();
     assert_eq!(harness.queue.ready_count(&dlq).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_basic_consume_is_asked_again_with_backoff_not_in_a_hot_loop() {
+    let harness = Harness::new().await;
+    // An exclusive consumer of the test's own: the broker refuses every other basic.consume on
+    // the queue (ACCESS_REFUSED) while it holds it.
+    let (holder, channel) = harness.queue.open().await;
+    // Kept: a consumer dropped is cancelled.
+    let exclusive = channel
+        .basic_consume(
+            harness.queue.name().into(),
+            "exclusive-holder".into(),
+            BasicConsumeOptions {
+                exclusive: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("the exclusive consumer");
+    let (trigger, running) = start(harness.settings()).await;
+    let metrics = running.metrics.clone();
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refused = metrics.consume_setup_failures.get();
+
+    // Waits of 0.2, 0.4, 0.8, 1.6 s (±20 %) leave room for five attempts in 3 s.
+    assert!(
+        (2..=6).contains(&refused),
+        "{refused} refused attempts in 3 s"
+    );
+    drop(exclusive);
+    let _ = holder.close(200, "released".into()).await;
+    let ids = harness.publish(&[WorkDemand::new(9).expect("valid")]).await;
+    harness
+        .wait_for(DONE_FROM_QUEUE, 1, Duration::from_secs(30))
+        .await;
+    stop(trigger, running).await;
+    harness.assert_exactly_once(&ids);
 }
