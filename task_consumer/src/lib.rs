@@ -1,6 +1,7 @@
 //! task_consumer: turns work demands from RabbitMQ into done works with their events, and sweeps
 //! the works created over HTTP. [`start`] starts the whole process and gives a [`Running`] to
-//! await: the binary parses its settings and calls it; tests call it in-process.
+//! await; [`sweep_once`] is the one-off sweep of `task_consumer sweep`. The binary parses its
+//! command line and calls one of them; tests call them in-process.
 //!
 //! - [`consume`]: the main loop: deliveries in, batches recorded, acks after the commit; poison
 //!   to the dead-letter queue with its reason; retries while the database is down.
@@ -9,7 +10,7 @@
 //!   database refuses, or given up (handed back to the broker).
 //! - [`sweeper`]: pending API-created works, claimed with `FOR UPDATE SKIP LOCKED`.
 //! - [`metrics`]: counters, served for Prometheus.
-//! - [`settings`]: the command line and environment of `task_consumer run`.
+//! - [`settings`]: the command line and environment (`run`, the default, and `sweep`).
 
 pub mod consume;
 pub mod metrics;
@@ -26,8 +27,11 @@ use pp_lib::cache::{Redis, WorkCache};
 use pp_lib::db::build_pool_lazy;
 use pp_lib::shutdown::Shutdown;
 
+use anyhow::Context;
+
 use crate::metrics::Metrics;
-use crate::settings::Settings;
+use crate::settings::{Settings, SweepSettings};
+use crate::sweeper::SweepReport;
 
 /// A started consumer: where its metrics are served, and the task to await.
 pub struct Running {
@@ -116,4 +120,22 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
         metrics,
         task,
     })
+}
+
+/// `task_consumer sweep`: sweeps pending API-created works once (in the window, or of any age),
+/// batch after batch, and reports. The database must answer: this is run by hand.
+pub async fn sweep_once(
+    settings: SweepSettings,
+    shutdown: Shutdown,
+) -> anyhow::Result<SweepReport> {
+    let pool = pp_lib::db::build_pool(&settings.database)
+        .with_context(|| format!("failed to reach the database {}", settings.database.url))?;
+    let metrics = Metrics::new()?;
+    // The finished works are published, so API replicas stop serving them as pending.
+    let redis = Redis::start(&settings.redis, metrics.redis.clone())?;
+    let cache = WorkCache::new(redis, settings.cache.work_cache_settings());
+    let report = sweeper::sweep_once(&pool, &cache, settings.window(), settings.batch, &shutdown)
+        .await
+        .context("failed to sweep")?;
+    Ok(report)
 }

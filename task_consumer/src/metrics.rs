@@ -38,6 +38,8 @@ pub struct Metrics {
     pub consume_setup_failures: IntCounter,
     /// Works the sweeper finished.
     pub swept: IntCounter,
+    /// Pending API-created works older than the sweep window, which the sweeper leaves alone.
+    pub sweeper_stranded: IntGauge,
     /// Demands per transaction.
     pub batch_size: Histogram,
     /// 1 while connected to the broker.
@@ -86,6 +88,11 @@ impl Metrics {
             "pp_consumer_sweeper_works_total",
             "API-created works the sweeper claimed and finished",
         )?;
+        let sweeper_stranded = IntGauge::new(
+            "pp_consumer_sweeper_works_older_than_window",
+            "Pending API-created works older than the sweep window: the sweeper leaves them (task_consumer sweep --all-pending finishes them)",
+        )?;
+        registry.register(Box::new(sweeper_stranded.clone()))?;
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("pp_consumer_batch_size", "Demands recorded per transaction")
                 .buckets(vec![
@@ -112,6 +119,7 @@ impl Metrics {
             handed_back,
             consume_setup_failures,
             swept,
+            sweeper_stranded,
             batch_size,
             broker_connected,
             redis,
