@@ -19,7 +19,7 @@ pub mod message;
 pub mod publish;
 pub mod topology;
 
-pub use broker::{Backoff, Broker, BrokerSession};
+pub use broker::{Backoff, Broker, BrokerSession, Flow, FlowWatch};
 pub use message::{DemandId, demand_properties};
 pub use publish::{Outgoing, PublishError, PublishOptions, Publisher, Reconnect};
 pub use topology::Topology;
