@@ -17,7 +17,13 @@ use pp_lib::config::{AmqpConfig, CacheConfig, DatabaseConfig, RedisConfig, parse
 ///   task_consumer run --prefetch 512 --workers 4   the same, with flags
 ///   task_consumer sweep --all-pending              finish every pending API-created work, then exit
 #[derive(Debug, Parser)]
-#[command(name = "task_consumer", version, about, long_about)]
+#[command(
+    name = "task_consumer",
+    version,
+    about,
+    long_about,
+    verbatim_doc_comment
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

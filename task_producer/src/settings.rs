@@ -16,7 +16,13 @@ use pp_lib::config::{AmqpConfig, parse_duration};
 ///   task_producer run --every 1s          the same, one every second
 ///   task_producer burst --count 20000     20,000 random demands, as fast as confirmed
 #[derive(Debug, Parser)]
-#[command(name = "task_producer", version, about, long_about)]
+#[command(
+    name = "task_producer",
+    version,
+    about,
+    long_about,
+    verbatim_doc_comment
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
