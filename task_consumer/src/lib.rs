@@ -128,7 +128,14 @@ pub async fn sweep_once(
     settings: SweepSettings,
     shutdown: Shutdown,
 ) -> anyhow::Result<SweepReport> {
-    let pool = pp_lib::db::build_pool(&settings.database)
+    // One connection, no more: the sweep uses one at a time, and a pool allowed more opens a
+    // spare in the background, which the process could still be opening (inside OpenSSL) when
+    // it exits, and crash there.
+    let database = pp_lib::config::DatabaseConfig {
+        pool_size: 1,
+        ..settings.database.clone()
+    };
+    let pool = pp_lib::db::build_pool(&database)
         .with_context(|| format!("failed to reach the database {}", settings.database.url))?;
     let metrics = Metrics::new()?;
     // The finished works are published, so API replicas stop serving them as pending.
