@@ -184,7 +184,7 @@ pub async fn relay(
     let mut publishing = Outage::new(
         module_path!(),
         "outbox relay: publishing",
-        "trying again with backoff; the demands wait in the outbox",
+        "the demands wait in the outbox until it is back",
     );
     log::info!(
         "outbox relay on: publishing to {} on {}",
@@ -215,8 +215,8 @@ pub async fn relay(
             // Blocked: claim nothing until the broker reads from this connection again.
             if let Some(reason) = current.blocked_reason() {
                 publishing.failed(format_args!(
-                    "RabbitMQ blocked the connection ({reason}); waiting outside any \
-                     transaction until it unblocks it"
+                    "RabbitMQ blocked the connection ({reason}): claiming nothing until it is \
+                     unblocked"
                 ));
                 metrics.outbox_broker_blocked.set(1);
                 if let Some(flow) = current.flow() {
@@ -267,7 +267,7 @@ pub async fn relay(
                         CutShort::Failed(error) => error.to_string(),
                     };
                     publishing.failed(format_args!(
-                        "{why}; {confirmed} row(s) published, {returned} returned to the outbox"
+                        "{why} ({confirmed} published, {returned} returned)"
                     ));
                 }
             }
