@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset api producer consumer run test contract bench-api bench-queue cli-run-01 cli-run-02 compose-check lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api producer consumer run test contract bench-api bench-queue bench-dashboard seed-big screenshots chaos cli-run-01 cli-run-02 compose-check lint fmt ci clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,19 @@ bench-api: setup ## Benchmark the API against pgbench on the same statements (in
 
 bench-queue: setup ## Benchmark the pipeline: publish rate, consumer rate, and pgbench on the consumer's transaction
 	@scripts/bench-queue.sh
+
+bench-dashboard: setup ## Seed a million works and three million events, time every dashboard query (< 50 ms each), and GET with and without 5 dashboard tabs
+	@scripts/bench-dashboard.sh
+
+seed-big: setup ## Seed pp_bench_dashboard with a million works and three million events (SQL only) and leave it in place
+	@PP_BENCH_SEED_ONLY=1 scripts/bench-dashboard.sh
+
+screenshots: setup ## Photograph the dashboard of a live pipeline (light and dark, laptop and phone) into docs/
+	$(CARGO) run --quiet -p pp_backend_api --example screenshots -- docs
+
+chaos: setup ## The fault run: SIGKILLs, broker, database and Redis restarts under load; prints lost / duplicated counts (restarts the shared services: not part of make test)
+	$(CARGO) build --release -p pp_backend_api -p task_consumer -p task_producer
+	$(CARGO) run --release -p pp_backend_api --example chaos
 
 cli-run-01: ## Show cli_01 driving pp over the API and straight from the database (make api in another shell)
 	@scripts/cli-run-01.sh

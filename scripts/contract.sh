@@ -26,6 +26,10 @@ api_pid=
 cleanup() {
     if [ -n "$api_pid" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi
     psql "${server_url%/*}/postgres" -qAt -c "drop database if exists $database with (force)" >/dev/null 2>&1 || true
+    if command -v rabbitmqctl >/dev/null 2>&1; then
+        rabbitmqctl -q delete_queue "$database" >/dev/null 2>&1 || true
+        rabbitmqctl -q delete_queue "$database.dlq" >/dev/null 2>&1 || true
+    fi
 }
 trap cleanup EXIT
 
@@ -33,8 +37,9 @@ say "creating $database"
 psql "${server_url%/*}/postgres" -qAt -c "create database $database" >/dev/null
 DATABASE_URL=$contract_url target/release/pp_storage migrate >/dev/null
 
-# No broker for this run: the outbox keeps the demands, which is all the contract is about.
-RUST_LOG=warn DATABASE_URL=$contract_url PP_HTTP_ADDR=127.0.0.1:$port PP_OUTBOX_RELAY=off \
+# No relay for this run: the outbox keeps the demands, which is all the contract is about. The
+# dashboard's dead-letter actions get a queue of their own: the fuzzer retries and discards.
+RUST_LOG=warn DATABASE_URL=$contract_url PP_HTTP_ADDR=127.0.0.1:$port PP_OUTBOX_RELAY=off PP_QUEUE=$database \
     target/release/pp_backend_api &
 api_pid=$!
 scripts/wait-for-api.sh "$port" contract

@@ -517,6 +517,9 @@ main() {
     migrate
     ensure_contract_fuzzer
     ensure_compose_validator
+    # shellcheck source=scripts/setup-browser.sh
+    source scripts/setup-browser.sh && setup_browser ||
+        die "the dashboard's browser tests need Chromium and chromedriver"
     log "summary:"
     for url in "${lines[@]}"; do
         log "  $url: $(state "${url%% *}")"

@@ -238,10 +238,7 @@ impl Cli {
 
 /// A positive duration, in `pp_lib`'s syntax.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    match parse_duration(text)? {
-        Duration::ZERO => Err("the timeout must be more than zero".to_owned()),
-        timeout => Ok(timeout),
-    }
+    pp_lib::config::positive_duration_setting(text)
 }
 
 /// A search window: a duration that a timestamp can be moved back by.

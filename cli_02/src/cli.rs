@@ -80,10 +80,7 @@ impl Cli {
 
 /// A positive duration, in `pp_lib`'s syntax.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    match pp_lib::config::parse_duration(text)? {
-        Duration::ZERO => Err("the timeout must be more than zero".to_owned()),
-        timeout => Ok(timeout),
-    }
+    pp_lib::config::positive_duration_setting(text)
 }
 
 /// Runs the exchange and prints it; the response's status, for the exit code.

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use pp_lib::config::parse_duration;
+use pp_lib::config::{duration_setting, positive_duration_setting};
 use pp_lib::db::{PgPool, with_connection};
 
 /// Rows deleted per statement.
@@ -20,11 +20,11 @@ pub const PURGE_BATCH: i64 = 10_000;
 pub struct RetentionConfig {
     /// How often expired idempotency keys and old published demands are deleted.
     #[arg(long = "retention-every", env = "PP_RETENTION_EVERY", default_value = "1m",
-          value_parser = parse_duration)]
+          value_parser = positive_duration_setting)]
     pub every: Duration,
     /// How long a published outbox demand is kept (for inspection) before it is deleted.
     #[arg(long = "outbox-retention", env = "PP_OUTBOX_RETENTION", default_value = "24h",
-          value_parser = parse_duration)]
+          value_parser = duration_setting)]
     pub outbox: Duration,
 }
 

@@ -5,6 +5,8 @@
 //! - [`settings`]: the command line and environment of the server.
 //! - [`startup`]: [`startup::Application`] binds, builds the app and runs it until stopped.
 //! - [`routes`]: one module per resource (`work`, `demand`, `health`, `metrics`, `docs`).
+//! - [`dashboard`]: the dashboard at `GET /`: the page, its JSON endpoints, its broker access
+//!   and who may act from it.
 //! - [`error`]: [`error::ApiError`], the one error type of the handlers, and the JSON error body
 //!   `{"http_code": 404, "message": "…"}` of the original project as an answer.
 //! - [`middleware`]: request ids, request metrics, turning panics into 500s, and JSON bodies for
@@ -27,6 +29,7 @@
 //! not-found rule) is pp_lib's [`contract`](pp_lib::contract), shared with the clients.
 
 pub mod batch;
+pub mod dashboard;
 pub mod error;
 pub mod janitor;
 pub mod metrics;

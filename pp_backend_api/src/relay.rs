@@ -29,7 +29,7 @@ use pp_lib::amqp::{
     Backoff, Broker, FlowWatch, Outgoing, PublishError, PublishOptions, Publisher, Reconnect,
     Topology,
 };
-use pp_lib::config::{AmqpConfig, parse_duration};
+use pp_lib::config::{AmqpConfig, positive_duration_setting};
 use pp_lib::db::outbox::{claim_unpublished, mark_published};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::demand::WorkDemand;
@@ -57,13 +57,13 @@ pub struct RelayConfig {
     pub batch: i64,
     /// How often the outbox is checked when no demand arrives (demands wake the relay at once).
     #[arg(long = "outbox-interval", env = "PP_OUTBOX_INTERVAL", default_value = "1s",
-          value_parser = parse_duration)]
+          value_parser = positive_duration_setting)]
     pub interval: Duration,
     /// Longest a round may hold its transaction (its rows locked, a pooled connection) while it
     /// waits for the broker; past it, the confirmed rows are marked and the rest go back to the
     /// outbox.
     #[arg(long = "outbox-round-limit", env = "PP_OUTBOX_ROUND_LIMIT", default_value = "5s",
-          value_parser = parse_duration)]
+          value_parser = positive_duration_setting)]
     pub round_limit: Duration,
     #[command(flatten)]
     pub amqp: AmqpConfig,

@@ -3,18 +3,24 @@
 use std::time::Duration;
 
 use clap::Parser;
-use pp_lib::config::{CacheConfig, DatabaseConfig, HttpConfig, RedisConfig, parse_duration};
+use pp_lib::config::{
+    CacheConfig, DatabaseConfig, HttpConfig, RedisConfig, duration_setting,
+    positive_duration_setting,
+};
 
+use crate::dashboard::DashboardConfig;
 use crate::janitor::RetentionConfig;
 use crate::rate_limit::RateLimitConfig;
 use crate::relay::RelayConfig;
 
 /// Largest request body accepted by default: a work request is a few dozen bytes.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES: u32 = 16 * 1024;
 
 /// One worker per core: the handlers do no blocking work themselves.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+pub fn default_workers() -> u16 {
+    std::thread::available_parallelism()
+        .map_or(2, |n| u16::try_from(n.get()).unwrap_or(u16::MAX))
+        .clamp(1, 1024)
 }
 
 /// The pp REST API over PostgreSQL.
@@ -28,17 +34,19 @@ pub struct Settings {
     #[command(flatten)]
     pub database: DatabaseConfig,
     /// HTTP worker threads (default: one per core).
-    #[arg(long = "http-workers", env = "PP_HTTP_WORKERS", default_value_t = default_workers())]
-    pub workers: usize,
+    #[arg(long = "http-workers", env = "PP_HTTP_WORKERS", default_value_t = default_workers(),
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
     /// Largest request body accepted, in bytes; larger ones get 413.
-    #[arg(long = "http-max-body", env = "PP_HTTP_MAX_BODY", default_value_t = DEFAULT_MAX_BODY_BYTES)]
-    pub max_body_bytes: usize,
+    #[arg(long = "http-max-body", env = "PP_HTTP_MAX_BODY", default_value_t = DEFAULT_MAX_BODY_BYTES,
+          value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
+    pub max_body_bytes: u32,
     /// On SIGINT or SIGTERM, how long requests in flight may take to finish.
     #[arg(
         long = "http-shutdown-timeout",
         env = "PP_HTTP_SHUTDOWN_TIMEOUT",
         default_value = "30s",
-        value_parser = parse_duration
+        value_parser = duration_setting
     )]
     pub shutdown_timeout: Duration,
     /// Longest a request waits for a database thread or connection; past it, it is answered 503
@@ -47,7 +55,7 @@ pub struct Settings {
         long = "http-deadline",
         env = "PP_HTTP_DEADLINE",
         default_value = "2s",
-        value_parser = parse_duration
+        value_parser = positive_duration_setting
     )]
     pub deadline: Duration,
     /// How long an Idempotency-Key of POST /work is remembered.
@@ -55,7 +63,7 @@ pub struct Settings {
         long = "idempotency-ttl",
         env = "PP_IDEMPOTENCY_TTL",
         default_value = "24h",
-        value_parser = parse_duration
+        value_parser = duration_setting
     )]
     pub idempotency_ttl: Duration,
     #[command(flatten)]
@@ -68,6 +76,8 @@ pub struct Settings {
     pub cache: CacheConfig,
     #[command(flatten)]
     pub rate_limit: RateLimitConfig,
+    #[command(flatten)]
+    pub dashboard: DashboardConfig,
 }
 
 impl Settings {
@@ -89,6 +99,7 @@ impl Settings {
             redis: RedisConfig::default(),
             cache: CacheConfig::default(),
             rate_limit: RateLimitConfig::off(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ use pp_lib::cache::{Redis, WorkCache};
 use pp_lib::db::{PgPool, build_pool_lazy};
 use pp_lib::shutdown::Shutdown;
 
+use crate::dashboard::Dashboard;
 use crate::janitor::{self, RetentionConfig};
 use crate::metrics::Metrics;
 use crate::middleware::{json_errors, observe};
@@ -95,17 +96,19 @@ impl Application {
         if relay.is_none() {
             log::info!("outbox relay off: accepted demands wait for another relay");
         }
+        let dashboard = web::Data::new(Dashboard::new(&settings.dashboard, &settings.relay.amqp));
         let max_body = settings.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(dashboard.clone())
+                .app_data(web::PayloadConfig::new(max_body as usize))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
                 .wrap(json_errors())
                 .wrap(from_fn(observe))
         })
-        .workers(settings.workers.max(1))
+        .workers(usize::from(settings.workers.max(1)))
         .shutdown_timeout(settings.shutdown_timeout.as_secs())
         // Shutdown is ours to trigger (see run_until_stopped): actix treats SIGINT as a forced
         // stop, and we want both SIGINT and SIGTERM to let requests finish.

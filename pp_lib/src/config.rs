@@ -189,6 +189,76 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// The longest any duration setting may be: a century. Far beyond any real timeout, window or
+/// interval, and short enough that a clock, a timer or a deadline can always add it (a larger
+/// one makes `Instant + duration` overflow and panic).
+pub const MAX_DURATION_SETTING: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// The longest statement timeout PostgreSQL takes: `statement_timeout` is a 32-bit count of
+/// milliseconds (about 24.8 days).
+pub const MAX_STATEMENT_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// The longest connect timeout: a day. libpq takes whole seconds in a 32-bit integer, and no
+/// one waits a day for a connection.
+pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// A duration setting ([`parse_duration`]'s syntax) from zero to [`MAX_DURATION_SETTING`].
+/// Flags use this, never the unbounded parser.
+pub fn duration_setting(text: &str) -> Result<Duration, String> {
+    duration_within(text, Duration::ZERO, MAX_DURATION_SETTING)
+}
+
+/// A duration setting that must be more than zero (a period, a timeout): from 1ms to
+/// [`MAX_DURATION_SETTING`].
+pub fn positive_duration_setting(text: &str) -> Result<Duration, String> {
+    duration_within(text, Duration::from_millis(1), MAX_DURATION_SETTING)
+}
+
+/// `text` as a duration from `least` to `most`, or a one-line error that gives the range.
+pub fn duration_within(text: &str, least: Duration, most: Duration) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < least || duration > most {
+        return Err(format!(
+            "`{}` is out of range: from {} to {}",
+            text.trim(),
+            format_duration(least),
+            format_duration(most)
+        ));
+    }
+    Ok(duration)
+}
+
+/// A duration in [`parse_duration`]'s syntax, largest units first (`36500d`, `1h30m`,
+/// `250ms`, `0s`).
+pub fn format_duration(duration: Duration) -> String {
+    let mut millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".to_owned();
+    }
+    let mut text = String::new();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if millis >= size {
+            text.push_str(&format!("{}{unit}", millis / size));
+            millis %= size;
+        }
+    }
+    text
+}
+
+fn parse_connect_timeout(text: &str) -> Result<Duration, String> {
+    duration_within(text, Duration::from_millis(1), MAX_CONNECT_TIMEOUT)
+}
+
+fn parse_statement_timeout(text: &str) -> Result<Duration, String> {
+    duration_within(text, Duration::ZERO, MAX_STATEMENT_TIMEOUT)
+}
+
 /// A pool as large as the machine can keep busy: a few connections per core.
 pub fn default_pool_size() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -210,22 +280,24 @@ pub struct DatabaseConfig {
     )]
     pub url: SecretUrl,
     /// Most connections the pool opens (default: four per core, at least 4).
-    #[arg(long = "db-pool-size", env = "PP_DB_POOL_SIZE", default_value_t = default_pool_size())]
+    #[arg(long = "db-pool-size", env = "PP_DB_POOL_SIZE", default_value_t = default_pool_size(),
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub pool_size: u32,
     /// How long to wait for a connection, new or pooled, before failing (e.g. 5s, 500ms).
     #[arg(
         long = "db-connect-timeout",
         env = "PP_DB_CONNECT_TIMEOUT",
         default_value = DEFAULT_DB_CONNECT_TIMEOUT,
-        value_parser = parse_duration
+        value_parser = parse_connect_timeout
     )]
     pub connect_timeout: Duration,
-    /// Longest a single SQL statement may run before PostgreSQL cancels it (0 = no limit).
+    /// Longest a single SQL statement may run before PostgreSQL cancels it (0 = no limit; at
+    /// most 24d20h31m23s647ms, PostgreSQL's own limit).
     #[arg(
         long = "db-statement-timeout",
         env = "PP_DB_STATEMENT_TIMEOUT",
         default_value = DEFAULT_DB_STATEMENT_TIMEOUT,
-        value_parser = parse_duration
+        value_parser = parse_statement_timeout
     )]
     pub statement_timeout: Duration,
 }
@@ -355,26 +427,16 @@ fn parse_redis_prefix(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-fn parse_bounded(text: &str, least: Duration, most: Duration) -> Result<Duration, String> {
-    let duration = parse_duration(text)?;
-    if duration < least || duration > most {
-        return Err(format!(
-            "`{text}` is out of range: from {least:?} to {most:?}"
-        ));
-    }
-    Ok(duration)
-}
-
 fn parse_redis_timeout(text: &str) -> Result<Duration, String> {
-    parse_bounded(text, Duration::from_millis(1), Duration::from_secs(60))
+    duration_within(text, Duration::from_millis(1), Duration::from_secs(60))
 }
 
 fn parse_breaker_pause(text: &str) -> Result<Duration, String> {
-    parse_bounded(text, Duration::from_millis(1), Duration::from_secs(3_600))
+    duration_within(text, Duration::from_millis(1), Duration::from_secs(3_600))
 }
 
 fn parse_cache_ttl(text: &str) -> Result<Duration, String> {
-    parse_bounded(
+    duration_within(
         text,
         Duration::from_millis(1),
         Duration::from_secs(30 * 86_400),
@@ -594,6 +656,55 @@ mod tests {
         }
         for bad in ["", "s", "4x", "-1s", "1.5s", "ms4"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn duration_settings_refuse_what_no_clock_or_server_takes() {
+        assert_eq!(duration_setting("36500d"), Ok(MAX_DURATION_SETTING));
+        let refused = duration_setting("999999999d").expect_err("beyond a century");
+        assert_eq!(refused, "`999999999d` is out of range: from 0s to 36500d");
+        assert!(positive_duration_setting("0").is_err());
+        assert_eq!(
+            parse_statement_timeout("24d"),
+            Ok(Duration::from_secs(24 * 86_400))
+        );
+        assert_eq!(
+            parse_statement_timeout("25d"),
+            Err("`25d` is out of range: from 0s to 24d20h31m23s647ms".to_owned())
+        );
+        assert!(parse_connect_timeout("0").is_err());
+        assert_eq!(
+            format_duration(Duration::from_millis(5_400_250)),
+            "1h30m250ms"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_duration_setting_taken_is_one_a_clock_can_add(
+            text in "[0-9]{1,25}(ms|s|m|h|d)?([0-9]{1,25}(ms|s|m|h|d))?|.{0,12}",
+        ) {
+            if let Ok(duration) = duration_setting(&text) {
+                proptest::prop_assert!(duration <= MAX_DURATION_SETTING);
+                // What the programs do with it: a deadline from now.
+                proptest::prop_assert!(std::time::Instant::now().checked_add(duration).is_some());
+            }
+            if let Ok(duration) = parse_statement_timeout(&text) {
+                proptest::prop_assert!(duration.as_millis() <= i32::MAX as u128);
+            }
+        }
+
+        #[test]
+        fn any_rate_taken_paces_messages_a_clock_can_schedule(
+            text in "-?[0-9]{0,20}(\\.[0-9]{0,10})?(e-?[0-9]{1,3})?(/[smhdx])?|.{0,10}",
+        ) {
+            if let Ok(rate) = text.parse::<Rate>() {
+                let per_second = rate.per_second();
+                proptest::prop_assert!(per_second.is_finite());
+                proptest::prop_assert!((Rate::MIN_PER_SECOND..=Rate::MAX_PER_SECOND).contains(&per_second));
+                proptest::prop_assert!(Duration::try_from_secs_f64(1.0 / per_second).is_ok());
+            }
         }
     }
 }

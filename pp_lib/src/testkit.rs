@@ -7,6 +7,8 @@
 //! - [`TcpProxy`]: a TCP forwarder on 127.0.0.1 that a test can cut (every connection closed, new
 //!   ones refused) and restore, to show what a client does when its broker or database restarts,
 //!   without disturbing the other tests that share the real server.
+//! - [`flags`]: extreme flag values, and running a binary with each one it accepts, for the
+//!   tests that show no setting makes a binary panic.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +23,8 @@ use tokio::sync::watch;
 
 use crate::amqp::Topology;
 use crate::config::{AmqpConfig, DEFAULT_AMQP_URL, QueueType, SecretUrl};
+
+pub mod flags;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

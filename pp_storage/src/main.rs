@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use pp_lib::config::{AmqpConfig, DatabaseConfig, RedisConfig, load_dotenv, parse_duration};
+use pp_lib::config::{AmqpConfig, DatabaseConfig, RedisConfig, duration_setting, load_dotenv};
 use pp_lib::db::establish;
 use pp_storage::services::{self, Line, Reachability, ServiceKind};
 use pp_storage::{DatabaseCreation, create_database_if_missing, database_name};
@@ -53,7 +53,7 @@ enum Command {
         #[arg(value_enum)]
         services: Vec<ServiceKind>,
         /// Probe the silent ones again each second for this long (e.g. 60s) [default: once].
-        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration_setting)]
         wait: Duration,
         #[command(flatten)]
         amqp: AmqpConfig,

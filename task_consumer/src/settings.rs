@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use pp_lib::config::{AmqpConfig, CacheConfig, DatabaseConfig, RedisConfig, parse_duration};
+use pp_lib::config::{
+    AmqpConfig, CacheConfig, DatabaseConfig, RedisConfig, duration_setting,
+    positive_duration_setting,
+};
 
 /// Turns pp work demands from RabbitMQ into computed, event-logged work, and sweeps API-created
 /// work.
@@ -80,7 +83,8 @@ impl std::str::FromStr for MetricsAddr {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsumerConfig {
     /// Most deliveries the broker hands over before they are acknowledged (basic.qos).
-    #[arg(long, env = "PP_CONSUMER_PREFETCH", default_value_t = 512)]
+    #[arg(long, env = "PP_CONSUMER_PREFETCH", default_value_t = 512,
+          value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
     /// Most demands recorded in one database transaction.
     #[arg(long = "batch-size", env = "PP_CONSUMER_BATCH_SIZE", default_value_t = 128,
@@ -88,22 +92,22 @@ pub struct ConsumerConfig {
     pub batch_size: u16,
     /// Batches recorded at the same time, each on its own database connection.
     #[arg(long, env = "PP_CONSUMER_WORKERS", default_value_t = 4,
-          value_parser = clap::value_parser!(u16).range(1..))]
+          value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
     /// Longest wait between two attempts to record a batch while the database fails.
     #[arg(long = "retry-max", env = "PP_CONSUMER_RETRY_MAX", default_value = "10s",
-          value_parser = parse_duration)]
+          value_parser = positive_duration_setting)]
     pub retry_max: Duration,
     /// How long a batch keeps being retried while recording fails for a reason that may pass
     /// (the database down, timeouts) before it is handed back to RabbitMQ: requeued, never
     /// acked, for this or another consumer to try again later.
     #[arg(long = "retry-for", env = "PP_CONSUMER_RETRY_FOR", default_value = "5m",
-          value_parser = parse_duration)]
+          value_parser = duration_setting)]
     pub retry_for: Duration,
     /// On SIGINT/SIGTERM, how long in-flight demands may keep retrying before they are left
     /// unacknowledged (the broker then delivers them again to another consumer).
     #[arg(long = "shutdown-grace", env = "PP_CONSUMER_SHUTDOWN_GRACE", default_value = "30s",
-          value_parser = parse_duration)]
+          value_parser = duration_setting)]
     pub shutdown_grace: Duration,
 }
 
@@ -112,11 +116,11 @@ pub struct ConsumerConfig {
 pub struct SweeperConfig {
     /// Time between two sweeps (0 turns the sweeper off).
     #[arg(long = "sweep-every", env = "PP_SWEEP_EVERY", default_value = "5s",
-          value_parser = parse_duration)]
+          value_parser = duration_setting)]
     pub every: Duration,
     /// Only works created within this window are swept (the original's "last 6 hours").
     #[arg(long = "sweep-window", env = "PP_SWEEP_WINDOW", default_value = "6h",
-          value_parser = parse_duration)]
+          value_parser = duration_setting)]
     pub window: Duration,
     /// Most works claimed per transaction.
     #[arg(long = "sweep-batch", env = "PP_SWEEP_BATCH", default_value_t = 100,
@@ -158,7 +162,7 @@ pub struct SweepSettings {
     pub all_pending: bool,
     /// Only works created within this window are swept (unless --all-pending).
     #[arg(long = "sweep-window", env = "PP_SWEEP_WINDOW", default_value = "6h",
-          value_parser = parse_duration)]
+          value_parser = duration_setting)]
     pub window: Duration,
     /// Most works claimed per transaction.
     #[arg(long = "sweep-batch", env = "PP_SWEEP_BATCH", default_value_t = 100,

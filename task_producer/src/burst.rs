@@ -62,12 +62,36 @@ pub enum BurstOutcome {
 /// Publishes the burst the settings describe, unless shutdown is asked for first.
 pub async fn publish_burst(settings: BurstSettings, shutdown: Shutdown) -> BurstOutcome {
     let options = PublishOptions {
-        window: settings.window,
-        rate: settings.rate.filter(|rate| *rate > 0.0),
+        window: settings.window as usize,
+        rate: settings.rate.map(|rate| rate.per_second()),
         reconnect: Reconnect::Within(settings.patience),
     };
     let count = settings.count;
-    let mut publisher = Publisher::new(crate::broker(&settings.amqp));
+    let failed_early = |reason| {
+        BurstOutcome::Failed(
+            BurstReport {
+                count,
+                confirmed: 0,
+                elapsed: Duration::ZERO,
+                republished: 0,
+            },
+            PublishError {
+                confirmed: 0,
+                reason,
+            },
+        )
+    };
+    let mut ids = match settings
+        .ids_file
+        .as_deref()
+        .map(IdsFile::create)
+        .transpose()
+    {
+        Ok(ids) => ids,
+        Err(reason) => return failed_early(reason),
+    };
+    // A wait for the rate, however long, ends on shutdown.
+    let mut publisher = Publisher::new(crate::broker(&settings.amqp)).stopping_on(shutdown.clone());
     if let Err(error) = publisher.ensure_connected(&options.reconnect).await {
         return BurstOutcome::Unreachable(error);
     }
@@ -77,8 +101,14 @@ pub async fn publish_burst(settings: BurstSettings, shutdown: Shutdown) -> Burst
         (!shutdown.is_requested()).then(|| Outgoing::demand(&crate::demand(settings.add_up_to)))
     });
     let outcome = publisher
-        .publish(messages, &options, |_| progress.confirmed())
+        .publish(messages, &options, |message| {
+            progress.confirmed();
+            if let Some(ids) = ids.as_mut() {
+                ids.write(message.id);
+            }
+        })
         .await;
+    let ids_written = ids.map_or(Ok(()), IdsFile::finish);
     let elapsed = started.elapsed();
     progress.finish();
     let republished = publisher.republished();
@@ -89,10 +119,62 @@ pub async fn publish_burst(settings: BurstSettings, shutdown: Shutdown) -> Burst
         elapsed,
         republished,
     };
-    match outcome {
-        Ok(confirmed) if confirmed == count => BurstOutcome::Complete(report(confirmed)),
-        Ok(confirmed) => BurstOutcome::Interrupted(report(confirmed)),
-        Err(error) => BurstOutcome::Failed(report(error.confirmed), error),
+    match (outcome, ids_written) {
+        (Ok(confirmed), Err(reason)) => {
+            BurstOutcome::Failed(report(confirmed), PublishError { confirmed, reason })
+        }
+        (outcome, _) => match outcome {
+            Ok(confirmed) if confirmed == count => BurstOutcome::Complete(report(confirmed)),
+            Ok(confirmed) => BurstOutcome::Interrupted(report(confirmed)),
+            Err(error) => BurstOutcome::Failed(report(error.confirmed), error),
+        },
+    }
+}
+
+/// The `--ids-file`: confirmed ids, a line each, written as they come. A write that fails is
+/// remembered and reported when the burst ends (the audit would be incomplete).
+struct IdsFile {
+    path: std::path::PathBuf,
+    writer: std::io::BufWriter<std::fs::File>,
+    failure: Option<std::io::Error>,
+}
+
+impl IdsFile {
+    fn create(path: &std::path::Path) -> Result<Self, pp_lib::Error> {
+        let file = std::fs::File::create(path).map_err(|error| {
+            pp_lib::Error::Config(format!(
+                "cannot write --ids-file {}: {error}",
+                path.display()
+            ))
+        })?;
+        Ok(IdsFile {
+            path: path.to_owned(),
+            writer: std::io::BufWriter::new(file),
+            failure: None,
+        })
+    }
+
+    fn write(&mut self, id: impl fmt::Display) {
+        use std::io::Write;
+        if self.failure.is_none()
+            && let Err(error) = writeln!(self.writer, "{id}")
+        {
+            self.failure = Some(error);
+        }
+    }
+
+    fn finish(mut self) -> Result<(), pp_lib::Error> {
+        use std::io::Write;
+        let outcome = match self.failure.take() {
+            Some(error) => Err(error),
+            None => self.writer.flush(),
+        };
+        outcome.map_err(|error| {
+            pp_lib::Error::Config(format!(
+                "writing --ids-file {}: {error}",
+                self.path.display()
+            ))
+        })
     }
 }
 

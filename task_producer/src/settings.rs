@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use pp_lib::config::{AmqpConfig, parse_duration};
+use pp_lib::config::{AmqpConfig, Rate, duration_setting, positive_duration_setting};
 
 /// Publishes pp work demands to RabbitMQ, on a schedule or in a burst.
 ///
@@ -64,10 +64,11 @@ pub struct ScheduleSettings {
     #[command(flatten)]
     pub amqp: AmqpConfig,
     /// Time between two ticks (e.g. 4s, 500ms).
-    #[arg(long, env = "PP_PRODUCER_EVERY", default_value = "4s", value_parser = parse_duration)]
+    #[arg(long, env = "PP_PRODUCER_EVERY", default_value = "4s", value_parser = positive_duration_setting)]
     pub every: Duration,
     /// Demands published per tick.
-    #[arg(long, env = "PP_PRODUCER_PER_TICK", default_value_t = 1)]
+    #[arg(long, env = "PP_PRODUCER_PER_TICK", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub per_tick: u32,
     /// add_up_to of every demand (default: random in 1..100, as the original).
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
@@ -82,18 +83,24 @@ pub struct BurstSettings {
     /// How many demands to publish.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: u64,
-    /// Most demands per second (default: no limit).
+    /// Most demands per unit of time: per second when bare (`200`), or `3000/m`, `10/h`,
+    /// `1000/d`; from one a day to a million a second (default: no limit).
     #[arg(long)]
-    pub rate: Option<f64>,
+    pub rate: Option<Rate>,
     /// add_up_to of every demand (default: random in 1..100, as the original).
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
     pub add_up_to: Option<i32>,
     /// Most demands published and not yet confirmed.
-    #[arg(long, default_value_t = pp_lib::amqp::publish::DEFAULT_WINDOW)]
-    pub window: usize,
+    #[arg(long, default_value_t = pp_lib::amqp::publish::DEFAULT_WINDOW as u32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub window: u32,
     /// How long to keep trying when the broker cannot be reached, before giving up.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration_setting)]
     pub patience: Duration,
+    /// Write the message id of every confirmed demand to this file, one per line, as the
+    /// broker confirms them (for audits: what was acknowledged and must be recorded).
+    #[arg(long = "ids-file", value_name = "PATH")]
+    pub ids_file: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

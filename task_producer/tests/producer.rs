@@ -27,8 +27,10 @@ fn output(mut command: Command) -> Output {
 #[tokio::test]
 async fn a_burst_publishes_every_demand_persistent_with_its_own_message_id() {
     let queue = TestQueue::create().await;
+    let ids_file = std::env::temp_dir().join(format!("{}.ids", queue.name()));
     let mut command = producer(queue.url(), queue.name());
-    command.args(["burst", "--count", "50", "--add-up-to", "7"]);
+    command.args(["burst", "--count", "50", "--add-up-to", "7", "--ids-file"]);
+    command.arg(&ids_file);
     let out = output(command);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
@@ -60,6 +62,32 @@ async fn a_burst_publishes_every_demand_persistent_with_its_own_message_id() {
     }
     let _ = connection.close(200, "done".into()).await;
     assert_eq!(ids.len(), 50, "every message has its own id");
+    let written = std::fs::read_to_string(&ids_file).expect("the ids file");
+    let _ = std::fs::remove_file(&ids_file);
+    let written: HashSet<Uuid> = written
+        .lines()
+        .map(|line| Uuid::parse_str(line).expect("an id a line"))
+        .collect();
+    assert_eq!(written, ids, "the ids file lists every confirmed demand");
+}
+
+#[test]
+fn a_burst_whose_ids_file_cannot_be_written_fails_before_publishing() {
+    let mut command = producer(&pp_lib::testkit::amqp_url(), "pp_test_never_declared");
+    command.args([
+        "burst",
+        "--count",
+        "5",
+        "--ids-file",
+        "/nonexistent-directory/ids",
+    ]);
+    let out = output(command);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot write --ids-file /nonexistent-directory/ids"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -182,4 +210,44 @@ async fn without_a_command_the_producer_runs_its_schedule() {
     };
 
     assert!(status.success(), "SIGTERM exits 0, got {status}");
+}
+
+/// No setting makes the producer panic or hang: every flag that takes a number or a duration,
+/// given every extreme value, is refused by clap with a one-line error, or taken by the real
+/// binary, which runs and stops on SIGTERM without a panic (a burst paced at one a day too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_flag_value_makes_the_producer_panic() {
+    use clap::CommandFactory;
+    use pp_lib::testkit::flags::{accepted, probes, run_accepted};
+    let queue = TestQueue::create().await;
+    let command = task_producer::settings::Cli::command();
+    let mut runs = accepted(&command, &probes(&command, &["task_producer", "run"]));
+    runs.extend(accepted(
+        &command,
+        &probes(&command, &["task_producer", "burst", "--count", "3"]),
+    ));
+    assert!(
+        !runs
+            .iter()
+            .any(|probe| probe.flag == "rate" && probe.value.starts_with("1e-30")),
+        "a rate below one a day is refused"
+    );
+    let url = queue.url().expose().to_owned();
+    let name = queue.name().to_owned();
+    tokio::task::spawn_blocking(move || {
+        run_accepted(
+            std::path::Path::new(env!("CARGO_BIN_EXE_task_producer")),
+            &[
+                ("AMQP_URL", url.as_str()),
+                ("PP_QUEUE", name.as_str()),
+                ("RUST_LOG", "warn"),
+            ],
+            &runs,
+            8,
+            Duration::from_secs(1),
+            Duration::from_secs(15),
+        );
+    })
+    .await
+    .expect("every run was checked");
 }

@@ -125,3 +125,43 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
         "no error for a closed pipe"
     );
 }
+
+/// No setting makes cli_01 panic: every flag that takes a number or a duration, given every
+/// extreme value, is refused with a one-line error (exit 2), or taken — then the real binary
+/// asks an API that never answers (or the database) and stops on SIGTERM without a panic.
+#[test]
+fn no_flag_value_makes_cli_01_panic() {
+    use clap::CommandFactory;
+    use pp_lib::testkit::flags::{accepted, probes, run_accepted};
+    let db = pp_storage::testkit::TestDatabase::create();
+    // Connections are taken into the backlog and never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let silent_url = format!("http://{}", silent.local_addr().expect("its address"));
+    let command = cli_01::cli::Cli::command();
+    let mut runs = Vec::new();
+    for base in [
+        &["cli_01", "stats"][..],
+        &["cli_01", "--via", "db", "stats"],
+        &["cli_01", "search", "api-"],
+        &["cli_01", "--via", "db", "search", "api-"],
+    ] {
+        runs.extend(accepted(&command, &probes(&command, base)));
+    }
+    assert!(
+        !runs
+            .iter()
+            .any(|probe| probe.flag == "timeout" && probe.value == "999999999d"),
+        "a timeout beyond any clock is refused"
+    );
+    run_accepted(
+        std::path::Path::new(env!("CARGO_BIN_EXE_cli_01")),
+        &[
+            ("PP_API_URL", silent_url.as_str()),
+            ("DATABASE_URL", db.url().expose()),
+        ],
+        &runs,
+        8,
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(10),
+    );
+}

@@ -55,3 +55,31 @@ fn help_lists_the_exit_codes() {
         assert!(help.contains(line), "{line} in {help}");
     }
 }
+
+/// No setting makes cli_02 panic: every flag that takes a number or a duration, given every
+/// extreme value, is refused with a one-line error, or taken — then the real binary waits on a
+/// server that never answers and stops on SIGTERM without a panic.
+#[test]
+fn no_flag_value_makes_cli_02_panic() {
+    use pp_lib::testkit::flags::{accepted, probes, run_accepted};
+    // Connections are taken into the backlog and never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let addr = silent.local_addr().expect("its address").to_string();
+    let command = Cli::command();
+    let runs = accepted(
+        &command,
+        &probes(&command, &["cli_02", "--addr", addr.as_str(), "/healthz"]),
+    );
+    assert!(
+        runs.iter().any(|probe| probe.flag == "timeout"),
+        "the timeout is probed"
+    );
+    run_accepted(
+        std::path::Path::new(env!("CARGO_BIN_EXE_cli_02")),
+        &[],
+        &runs,
+        8,
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(10),
+    );
+}

@@ -143,7 +143,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// (`operation_id`), where OpenAPI names them in camel case (`operationId`); they are renamed
 /// here, so tools that follow links find their target.
 pub fn openapi_json() -> String {
-    let mut document = serde_json::to_value(ApiDoc::openapi())
+    let mut api = ApiDoc::openapi();
+    api.merge(crate::dashboard::DashboardDoc::openapi());
+    let mut document = serde_json::to_value(api)
         .expect("the OpenAPI document is plain data and always serialises");
     if let Some(paths) = document
         .get_mut("paths")

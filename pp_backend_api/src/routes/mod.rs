@@ -77,6 +77,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::to(metrics::metrics),
     ));
     docs::configure(cfg);
+    crate::dashboard::configure(cfg);
 }
 
 /// A resource that serves `route` for `method` and answers 405, with the `Allow` header RFC 9110

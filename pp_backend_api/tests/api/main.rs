@@ -3,8 +3,10 @@
 
 mod batch;
 mod concurrency;
+mod dashboard;
 mod demand;
 mod errors;
+mod flags;
 mod helpers;
 mod idempotency;
 mod operations;

@@ -186,6 +186,12 @@ impl BrokerSession {
         &self.channel
     }
 
+    /// The connection, for channels of their own (browsing the dead-letter queue needs one it
+    /// can close).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
     /// True while both the connection and the channel are usable.
     pub fn is_open(&self) -> bool {
         self.connection.status().connected() && self.channel.status().connected()

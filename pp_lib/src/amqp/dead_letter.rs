@@ -20,8 +20,9 @@ use lapin::{BasicProperties, Channel, Confirmation};
 use crate::amqp::broker::BROKER_CALL_TIMEOUT;
 use crate::error::{Error, redact_secrets};
 
-/// Header carrying why the message was dead-lettered.
-pub const REASON_HEADER: &str = "x-pp-reason";
+/// Header carrying why the message was dead-lettered (the dashboard reads it, see
+/// [`crate::amqp::dead_letters`]).
+pub use crate::amqp::dead_letters::REASON_HEADER;
 /// Header carrying when the message was dead-lettered (RFC 3339, UTC).
 pub const DEAD_LETTERED_AT_HEADER: &str = "x-pp-dead-lettered-at";
 /// Header carrying the queue the message was taken from.

@@ -94,6 +94,9 @@ pub struct Publisher {
     broker: Broker,
     session: Option<BrokerSession>,
     republished: u64,
+    /// When set and pulled, no new message is published: the ones in flight are confirmed and
+    /// `publish` returns. It cuts short a wait for the rate, however long.
+    shutdown: Option<Shutdown>,
 }
 
 impl Publisher {
@@ -102,6 +105,15 @@ impl Publisher {
             broker,
             session: None,
             republished: 0,
+            shutdown: None,
+        }
+    }
+
+    /// The same publisher, which stops publishing new messages when `shutdown` is pulled.
+    pub fn stopping_on(self, shutdown: Shutdown) -> Self {
+        Publisher {
+            shutdown: Some(shutdown),
+            ..self
         }
     }
 
@@ -171,6 +183,7 @@ impl Publisher {
         let started = Instant::now();
         let mut sent: u64 = 0;
         let mut confirmed: u64 = 0;
+        let mut stopped = false;
         loop {
             if let Err(reason) = self.ensure_connected(&options.reconnect).await {
                 return Err(PublishError { confirmed, reason });
@@ -181,13 +194,31 @@ impl Publisher {
             let channel = session.channel().clone();
             let queue = self.broker.topology().queue().to_owned();
             let mut failure: Option<Error> = None;
-            while in_flight.len() < window {
+            while !stopped && in_flight.len() < window {
+                if self.shutdown.as_ref().is_some_and(Shutdown::is_requested) {
+                    stopped = true;
+                    break;
+                }
                 let Some(message) = again.pop_front().or_else(|| source.next()) else {
                     break;
                 };
                 if let Some(rate) = options.rate.filter(|rate| *rate > 0.0) {
-                    let due = started + Duration::from_secs_f64(sent as f64 / rate);
-                    tokio::time::sleep_until(due.into()).await;
+                    // Checked: a rate too slow for the clock waits a century, never panics.
+                    let offset = Duration::try_from_secs_f64(sent as f64 / rate)
+                        .unwrap_or(crate::config::MAX_DURATION_SETTING)
+                        .min(crate::config::MAX_DURATION_SETTING);
+                    let due = tokio::time::sleep_until((started + offset).into());
+                    if let Some(shutdown) = &self.shutdown {
+                        tokio::select! {
+                            () = due => {}
+                            () = shutdown.requested() => {
+                                stopped = true;
+                                break;
+                            }
+                        }
+                    } else {
+                        due.await;
+                    }
                 }
                 let published = channel
                     .basic_publish(

@@ -24,11 +24,13 @@
 //! In actix-web handlers `actix_web::web::block(move || …)` does the same. Keep the closure
 //! short and free of `.await`; never hold a pooled connection across an await point.
 
+pub mod dashboard;
 pub mod events;
 pub mod idempotency;
 pub mod outbox;
 pub mod pool;
 pub mod stats;
+pub mod throughput;
 pub mod works;
 
 pub use diesel::PgConnection;

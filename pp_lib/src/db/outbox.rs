@@ -35,6 +35,25 @@ pub fn insert_demand(
         .get_result(conn)
 }
 
+/// Commits several demands to the outbox in one statement, each under its id (its future
+/// message id). Returns how many rows were written.
+pub fn insert_demands(
+    conn: &mut PgConnection,
+    demands: &[(Uuid, WorkDemand)],
+) -> QueryResult<usize> {
+    let rows: Vec<_> = demands
+        .iter()
+        .map(|(id, demand)| {
+            // A WorkDemand is two plain fields: turning it into a JSON value cannot fail.
+            let body = serde_json::to_value(demand).expect("a WorkDemand converts to JSON");
+            (demand_outbox::id.eq(*id), demand_outbox::body.eq(body))
+        })
+        .collect();
+    diesel::insert_into(demand_outbox::table)
+        .values(&rows)
+        .execute(conn)
+}
+
 /// Claims up to `limit` unpublished demands, oldest first, locking them until the caller's
 /// transaction ends; rows another relay holds are skipped. Call it inside a transaction.
 pub fn claim_unpublished(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<OutboxDemand>> {

@@ -1,13 +1,32 @@
 //! The system at a glance: how many works wait, how many are done, how many events were logged,
-//! and how many works were finished in the last hour. `GET /stats` and `cli_01 stats --via db`
-//! both read it here, so the two always agree.
+//! and how many works were finished in the last hour. `GET /stats`, `cli_01 stats --via db` and
+//! the dashboard all read them here, so they always agree.
+//!
+//! It is also the one way pp reads a count that could be large without making every reader pay
+//! for every row. Counting is exact while it is cheap, and PostgreSQL's own figures stand in
+//! when it is not, each [`Figure`] saying which it is:
+//!
+//! - a whole table is counted row by row while its heap is small ([`Counting::exact_table_pages`]
+//!   pages); beyond that its size is the live-row count PostgreSQL's statistics keep as rows are
+//!   inserted and deleted (`pg_stat_user_tables.n_live_tup`, set again from a sample by every
+//!   VACUUM and ANALYZE), or, when those statistics were reset, the planner's estimate;
+//! - a subset held by a partial index (pending works, unpublished demands) is counted exactly
+//!   from that index, up to [`Counting::exact_matches`]; a larger one is the planner's estimate
+//!   of the same condition (`pp_count_estimate`), and never less than what was counted;
+//! - the works done in the last hour, on a large table, are the sum of the per-second ring that
+//!   the finishing commits write (see [`crate::db::throughput`]): exact, without reading a work.
+//!
+//! The time a refresh takes is therefore bounded by the thresholds, not by the tables' sizes.
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Double, Text};
 use serde::{Deserialize, Serialize};
 
-/// Counts over the whole database, read in one statement (one snapshot: the numbers agree with
-/// each other).
+use crate::db::throughput::finished_within;
+
+/// Counts over the whole database. On small tables they come from one statement (one
+/// snapshot: the numbers agree with each other); on large ones some are estimates (see
+/// [`read_figures`]), and this shape, `GET /stats`'s, carries only their values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, QueryableByName)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
@@ -29,10 +48,150 @@ pub struct Stats {
     pub done_last_hour: i64,
 }
 
-/// Reads the counts. One pass over `works` serves the three work counts (a done work's
-/// `updated_on` is when it was marked done: nothing changes a work after that); `events` is
-/// counted by a scalar subquery of the same statement.
+/// A count, and whether it was counted (`exact`) or is PostgreSQL's estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Figure {
+    #[cfg_attr(feature = "openapi", schema(example = 1200))]
+    pub value: i64,
+    /// False when the value is an estimate (a table or a subset too large to count on every
+    /// refresh).
+    pub exact: bool,
+}
+
+impl Figure {
+    pub fn exact(value: i64) -> Self {
+        Figure { value, exact: true }
+    }
+
+    pub fn estimate(value: i64) -> Self {
+        Figure {
+            value,
+            exact: false,
+        }
+    }
+
+    /// The sum; exact only when both are.
+    pub fn plus(self, other: Figure) -> Figure {
+        Figure {
+            value: self.value.saturating_add(other.value),
+            exact: self.exact && other.exact,
+        }
+    }
+}
+
+/// The counts of [`Stats`], each saying whether it is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Figures {
+    pub pending_works: Figure,
+    pub done_works: Figure,
+    pub events: Figure,
+    pub done_last_hour: Figure,
+}
+
+impl Figures {
+    /// The values alone, as `GET /stats` answers them.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            pending_works: self.pending_works.value,
+            done_works: self.done_works.value,
+            events: self.events.value,
+            done_last_hour: self.done_last_hour.value,
+        }
+    }
+}
+
+/// Where counting stops and estimating starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counting {
+    /// A table whose heap has at most this many pages (8 KiB each) is counted row by row.
+    pub exact_table_pages: i64,
+    /// A subset held by a partial index is counted exactly up to this many rows.
+    pub exact_matches: i64,
+}
+
+impl Counting {
+    /// 1,024 pages (8 MiB, some 80,000 works) read in a few milliseconds; 50,000 index entries
+    /// too. Measured by `make bench-dashboard`.
+    pub const DEFAULT: Counting = Counting {
+        exact_table_pages: 1_024,
+        exact_matches: 50_000,
+    };
+}
+
+impl Default for Counting {
+    fn default() -> Self {
+        Counting::DEFAULT
+    }
+}
+
+/// Reads the counts: [`read_figures`]'s values.
 pub fn read_stats(conn: &mut PgConnection) -> QueryResult<Stats> {
+    Ok(read_figures(conn)?.stats())
+}
+
+/// Reads the counts with the [`Counting::DEFAULT`] thresholds.
+pub fn read_figures(conn: &mut PgConnection) -> QueryResult<Figures> {
+    read_figures_with(conn, Counting::DEFAULT)
+}
+
+/// Reads the counts, exact where the tables are small under `counting`, estimated beyond.
+pub fn read_figures_with(conn: &mut PgConnection, counting: Counting) -> QueryResult<Figures> {
+    let works_small = table_size(conn, "works")?.pages <= counting.exact_table_pages;
+    let events_small = table_size(conn, "events")?.pages <= counting.exact_table_pages;
+    if works_small && events_small {
+        let stats = count_everything(conn)?;
+        return Ok(Figures {
+            pending_works: Figure::exact(stats.pending_works),
+            done_works: Figure::exact(stats.done_works),
+            events: Figure::exact(stats.events),
+            done_last_hour: Figure::exact(stats.done_last_hour),
+        });
+    }
+    let events = if events_small {
+        Figure::exact(count_rows(conn, "select count(*) as n from events")?)
+    } else {
+        estimate_table_rows(conn, "events")?
+    };
+    let (pending_works, done_works, done_last_hour) = if works_small {
+        let stats = count_everything(conn)?;
+        (
+            Figure::exact(stats.pending_works),
+            Figure::exact(stats.done_works),
+            Figure::exact(stats.done_last_hour),
+        )
+    } else {
+        let pending = count_matches(conn, PENDING_API_WORKS, counting.exact_matches)?.plus(
+            count_matches(conn, PENDING_OTHER_WORKS, counting.exact_matches)?,
+        );
+        let total = estimate_table_rows(conn, "works")?;
+        let done = Figure::estimate(total.value.saturating_sub(pending.value).max(0));
+        (
+            pending,
+            done,
+            Figure::exact(finished_within(conn, SECONDS_PER_HOUR)?),
+        )
+    };
+    Ok(Figures {
+        pending_works,
+        done_works,
+        events,
+        done_last_hour,
+    })
+}
+
+const SECONDS_PER_HOUR: i64 = 3_600;
+
+/// Pending works created over HTTP: `works_pending_api_idx` holds exactly these.
+pub const PENDING_API_WORKS: &str = "works where not done and demand_id is null";
+/// The other pending works: `works_pending_other_idx` holds exactly these.
+pub const PENDING_OTHER_WORKS: &str = "works where not done and demand_id is not null";
+
+/// Every count row by row, in one statement. One pass over `works` serves the three work counts
+/// (a done work's `updated_on` is when it was marked done: nothing changes a work after that);
+/// `events` is counted by a scalar subquery of the same statement.
+fn count_everything(conn: &mut PgConnection) -> QueryResult<Stats> {
     diesel::sql_query(
         "select count(*) filter (where not done) as pending_works, \
                 count(*) filter (where done) as done_works, \
@@ -42,6 +201,81 @@ pub fn read_stats(conn: &mut PgConnection) -> QueryResult<Stats> {
          from works",
     )
     .get_result(conn)
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn count_rows(conn: &mut PgConnection, sql: &str) -> QueryResult<i64> {
+    Ok(diesel::sql_query(sql).get_result::<Count>(conn)?.n)
+}
+
+/// The size of a table as PostgreSQL knows it without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, QueryableByName)]
+pub struct TableSize {
+    /// Pages of the heap now (its file's size).
+    #[diesel(sql_type = BigInt)]
+    pub pages: i64,
+    /// Live rows by the cumulative statistics (0 after a statistics reset, until the next
+    /// VACUUM or ANALYZE).
+    #[diesel(sql_type = BigInt)]
+    pub live_rows: i64,
+    /// Rows at the last VACUUM or ANALYZE (-1: never).
+    #[diesel(sql_type = Double)]
+    pub analyzed_rows: f64,
+}
+
+/// How large `table` is, from the catalogue and the statistics: no row is read.
+pub fn table_size(conn: &mut PgConnection, table: &str) -> QueryResult<TableSize> {
+    diesel::sql_query(
+        "select pg_relation_size(c.oid) / current_setting('block_size')::bigint as pages, \
+                coalesce(s.n_live_tup, 0) as live_rows, \
+                c.reltuples::float8 as analyzed_rows \
+         from pg_class c left join pg_stat_user_tables s on s.relid = c.oid \
+         where c.oid = $1::regclass",
+    )
+    .bind::<Text, _>(table)
+    .get_result(conn)
+}
+
+/// A large table's rows, estimated: the statistics' live rows, else the planner's estimate.
+pub fn estimate_table_rows(conn: &mut PgConnection, table: &'static str) -> QueryResult<Figure> {
+    let size = table_size(conn, table)?;
+    if size.live_rows > 0 {
+        return Ok(Figure::estimate(size.live_rows));
+    }
+    Ok(Figure::estimate(estimate_rows(
+        conn,
+        &format!("select 1 from {table}"),
+    )?))
+}
+
+/// The planner's estimate of the rows `query` returns. `query` is pp's own text, never input.
+pub fn estimate_rows(conn: &mut PgConnection, query: &str) -> QueryResult<i64> {
+    Ok(diesel::sql_query("select pp_count_estimate($1) as n")
+        .bind::<Text, _>(query)
+        .get_result::<Count>(conn)?
+        .n)
+}
+
+/// The rows of `from_where` (`"<table> where <condition>"`, pp's own text, never input),
+/// counted exactly up to `cap` rows; past that, the planner's estimate, and at least `cap + 1`.
+/// Served by a partial index whose predicate is the condition, the exact count reads at most
+/// `cap + 1` index entries.
+pub fn count_matches(conn: &mut PgConnection, from_where: &str, cap: i64) -> QueryResult<Figure> {
+    let counted: Count = diesel::sql_query(format!(
+        "select count(*) as n from (select 1 from {from_where} limit $1) as matches"
+    ))
+    .bind::<BigInt, _>(cap.saturating_add(1))
+    .get_result(conn)?;
+    if counted.n <= cap {
+        return Ok(Figure::exact(counted.n));
+    }
+    let estimate = estimate_rows(conn, &format!("select 1 from {from_where}"))?;
+    Ok(Figure::estimate(estimate.max(counted.n)))
 }
 
 #[cfg(test)]
@@ -56,6 +290,12 @@ mod tests {
     use crate::db::works::{finish_works, insert_work};
     use crate::schema::works;
     use crate::work::NewWork;
+
+    /// Thresholds that make every table "large": the estimating path on a few rows.
+    const ALWAYS_ESTIMATE: Counting = Counting {
+        exact_table_pages: -1,
+        exact_matches: 1,
+    };
 
     #[test]
     fn stats_of_an_empty_database_are_zero() {
@@ -107,6 +347,84 @@ mod tests {
                 done_last_hour: 2,
             }
         );
+    }
+
+    #[test]
+    fn small_tables_are_counted_exactly() {
+        let db = TestDatabase::create();
+        let mut conn = db.connect();
+        insert_work(&mut conn, &NewWork::from_api(3)).expect("insert");
+
+        let figures = read_figures(&mut conn).expect("figures");
+
+        assert_eq!(figures.pending_works, Figure::exact(1));
+        assert!(
+            [figures.done_works, figures.events, figures.done_last_hour]
+                .iter()
+                .all(|figure| figure.exact),
+            "{figures:?}"
+        );
+    }
+
+    #[test]
+    fn large_tables_are_estimated_and_pending_works_counted_up_to_the_cap() {
+        let db = TestDatabase::create();
+        let mut conn = db.connect();
+        let mut inserted = Vec::new();
+        for add_up_to in 1..=6 {
+            inserted.push(insert_work(&mut conn, &NewWork::from_api(add_up_to)).expect("insert"));
+        }
+        for work in &inserted[..4] {
+            conn.transaction(|conn| finish_works(conn, std::slice::from_ref(work)))
+                .expect("finish");
+        }
+        conn.batch_execute("analyze works; analyze events")
+            .expect("analyze");
+
+        let figures = read_figures_with(&mut conn, ALWAYS_ESTIMATE).expect("figures");
+        let two_pending = read_figures_with(
+            &mut conn,
+            Counting {
+                exact_matches: 5,
+                ..ALWAYS_ESTIMATE
+            },
+        )
+        .expect("figures");
+
+        // The statistics may still add this connection's inserts to what ANALYZE counted: an
+        // estimate is at least the truth here, never exact.
+        assert!(
+            !figures.events.exact && figures.events.value >= 12,
+            "{figures:?}"
+        );
+        assert!(!figures.pending_works.exact, "2 pending is over a cap of 1");
+        assert!(figures.pending_works.value >= 2, "{figures:?}");
+        assert_eq!(two_pending.pending_works, Figure::exact(2));
+        assert!(
+            !two_pending.done_works.exact && two_pending.done_works.value >= 4,
+            "{two_pending:?}"
+        );
+        assert_eq!(
+            two_pending.done_last_hour,
+            Figure::exact(4),
+            "from the ring that finishing works writes"
+        );
+    }
+
+    #[test]
+    fn counts_past_the_cap_are_estimates_no_smaller_than_what_was_counted() {
+        let db = TestDatabase::create();
+        let mut conn = db.connect();
+        for add_up_to in 1..=5 {
+            insert_work(&mut conn, &NewWork::from_api(add_up_to)).expect("insert");
+        }
+
+        let under = count_matches(&mut conn, PENDING_API_WORKS, 5).expect("count");
+        let over = count_matches(&mut conn, PENDING_API_WORKS, 3).expect("count");
+
+        assert_eq!(under, Figure::exact(5));
+        assert!(!over.exact);
+        assert!(over.value >= 4, "{over:?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::compute::sum_up_to;
 use crate::db::events::insert_events;
+use crate::db::throughput::record_finished;
 use crate::demand::WorkDemand;
 use crate::error::Error;
 use crate::event::{EventVariable, NewEvent};
@@ -595,6 +596,9 @@ pub fn record_demands(
             .returning(Work::as_returning())
             .get_results(conn)?;
         insert_execution_log(conn, &created, started, stopped)?;
+        if !created.is_empty() {
+            record_finished(conn, created.len())?;
+        }
         Ok(Recorded {
             duplicates: demands.len() - created.len(),
             created,
@@ -692,6 +696,9 @@ pub fn finish_works(conn: &mut PgConnection, pending: &[Work]) -> Result<Vec<Wor
         }
     }
     insert_execution_log(conn, &done, started, stopped)?;
+    if !done.is_empty() {
+        record_finished(conn, done.len())?;
+    }
     Ok(done)
 }
 

@@ -45,7 +45,13 @@ fn a_fresh_database_has_every_migration_applied() {
     );
     assert_eq!(
         table_names(&mut conn),
-        ["demand_outbox", "events", "idempotency_keys", "works"]
+        [
+            "demand_outbox",
+            "events",
+            "idempotency_keys",
+            "works",
+            "works_finished"
+        ]
     );
     assert!(
         run_pending_migrations(&mut conn)

@@ -1,0 +1,114 @@
+//! The dashboard: the whole pipeline, live, in a browser, served at `GET /` from this binary.
+//!
+//! A short tour:
+//!
+//! - [`assets`]: the page itself (HTML, CSS, a small dependency-free script), compiled into the
+//!   binary: no CDN, no build step, nothing fetched from anywhere but this API.
+//! - [`routes`]: the JSON endpoints behind the page, under `/dashboard/api/`, documented in the
+//!   OpenAPI document like every other route ([`DashboardDoc`]).
+//! - [`overview`]: the first page's figures, computed at most once a second and shared by every
+//!   tab that polls.
+//! - [`broker`]: the dashboard's connection to RabbitMQ (depths, dead letters).
+//! - [`admin`]: who may act (`PP_ADMIN_TOKEN`); reading needs nothing.
+//!
+//! The page polls (every 2 s, paused while its tab is hidden or by its pause button) rather than
+//! holding a server-sent event stream: each poll is one cheap, cacheable request that any proxy
+//! passes as it is, the overview is computed once per second however many tabs ask, and a tab
+//! that is closed or hidden costs nothing, with no connection held per tab.
+
+pub mod admin;
+pub mod assets;
+pub mod broker;
+pub mod overview;
+pub mod routes;
+
+use std::time::{Duration, Instant};
+
+use pp_lib::amqp::dead_letters::DeadLetterPage;
+use pp_lib::config::{AmqpConfig, parse_duration};
+use tokio::sync::Mutex;
+
+use crate::dashboard::admin::{ActionPolicy, AdminToken};
+use crate::dashboard::broker::DashboardBroker;
+use crate::dashboard::overview::OverviewCache;
+
+pub use routes::{DashboardDoc, configure};
+
+/// The sweeper's default window, as task_consumer's.
+pub const DEFAULT_SWEEP_WINDOW: &str = "6h";
+
+/// The dashboard's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DashboardConfig {
+    /// Token the dashboard's actions (enqueue demands, retry or discard dead letters) must carry
+    /// in the X-PP-Admin-Token header; at least 16 characters. Unset: actions are allowed only
+    /// from this machine, without a proxy in between. Prefer the environment variable: a flag
+    /// shows in the process list.
+    #[arg(long = "admin-token", env = "PP_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<AdminToken>,
+    /// The sweeper's window, as task_consumer reads it: pending API works created before it
+    /// will never be swept, and the dashboard counts them.
+    #[arg(
+        long = "sweep-window",
+        env = "PP_SWEEP_WINDOW",
+        default_value = DEFAULT_SWEEP_WINDOW,
+        value_parser = parse_duration
+    )]
+    pub sweep_window: Duration,
+}
+
+impl Default for DashboardConfig {
+    /// No admin token, the sweeper's default window.
+    fn default() -> Self {
+        DashboardConfig {
+            admin_token: None,
+            sweep_window: Duration::from_secs(6 * 60 * 60),
+        }
+    }
+}
+
+/// How long a browse of the dead-letter queue is served to other requests.
+const BROWSE_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// What the dashboard's handlers share (beside the API's `AppState`).
+pub struct Dashboard {
+    pub policy: ActionPolicy,
+    pub sweep_window: Duration,
+    pub broker: DashboardBroker,
+    pub overview: OverviewCache,
+    /// The last browse of the dead-letter queue: (when, its limit, the page).
+    browsed: Mutex<Option<(Instant, usize, DeadLetterPage)>>,
+}
+
+impl Dashboard {
+    /// The dashboard over the queue `amqp` names.
+    pub fn new(config: &DashboardConfig, amqp: &AmqpConfig) -> Self {
+        Dashboard {
+            policy: ActionPolicy::new(config.admin_token.clone()),
+            sweep_window: config.sweep_window,
+            broker: DashboardBroker::new(amqp),
+            overview: OverviewCache::default(),
+            browsed: Mutex::new(None),
+        }
+    }
+
+    /// The first `limit` dead letters: browsed now, or the browse of the last second (every tab
+    /// on the page shares it, and the queue is browsed once).
+    pub async fn dead_letters(&self, limit: usize) -> Result<DeadLetterPage, String> {
+        let mut browsed = self.browsed.lock().await;
+        if let Some((at, browsed_limit, page)) = browsed.as_ref()
+            && at.elapsed() < BROWSE_FRESH_FOR
+            && *browsed_limit == limit
+        {
+            return Ok(page.clone());
+        }
+        let page = self.broker.browse(limit).await?;
+        *browsed = Some((Instant::now(), limit, page.clone()));
+        Ok(page)
+    }
+
+    /// Forgets the last browse: an action changed the queue.
+    pub async fn forget_browse(&self) {
+        *self.browsed.lock().await = None;
+    }
+}
