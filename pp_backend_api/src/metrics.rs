@@ -26,6 +26,8 @@ pub struct Metrics {
     pub outbox_published: IntCounter,
     /// 1 while the outbox relay is connected to RabbitMQ.
     pub outbox_broker_connected: IntGauge,
+    /// 1 while RabbitMQ blocks the relay's connection (a memory or disk alarm).
+    pub outbox_broker_blocked: IntGauge,
     /// The cache's hits and misses, and Redis's errors and breaker.
     pub redis: RedisMetrics,
     /// Requests refused with 429.
@@ -71,6 +73,11 @@ impl Metrics {
         )?;
         registry.register(Box::new(outbox_published.clone()))?;
         registry.register(Box::new(outbox_broker_connected.clone()))?;
+        let outbox_broker_blocked = IntGauge::new(
+            "outbox_broker_blocked",
+            "1 while RabbitMQ blocks the outbox relay's connection (a memory or disk alarm)",
+        )?;
+        registry.register(Box::new(outbox_broker_blocked.clone()))?;
         let redis = RedisMetrics::register(&registry)?;
         let rate_limited = IntCounter::new(
             "rate_limited_total",
@@ -91,6 +98,7 @@ impl Metrics {
             pool_max,
             outbox_published,
             outbox_broker_connected,
+            outbox_broker_blocked,
             redis,
             rate_limited,
             rate_limit_failed_open,

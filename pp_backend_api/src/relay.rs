@@ -9,13 +9,26 @@
 //! exactly once in effect. Rounds run when a demand is accepted (the handler wakes the relay) and
 //! every `interval` otherwise; a backlog is drained round after round.
 //!
+//! A round holds row locks and a pooled connection, so nothing may make it last: it is cut short
+//! after `round_limit` (a broker that stopped answering, confirms that never come, nacks over and
+//! over), and as soon as RabbitMQ blocks the connection (`connection.blocked`: a memory or disk
+//! alarm, during which it reads nothing from publishers). A round cut short marks what was
+//! confirmed and commits; the other rows go back to the outbox and are published again later
+//! (same `message_id`: the consumer's deduplication absorbs a copy that did get through). While
+//! the connection is blocked the relay claims nothing: it waits, outside any transaction, for
+//! `connection.unblocked` (or the connection's end), then goes on. What to do after a round is
+//! decided by [`next_step`], a pure function.
+//!
 //! The broker may be down: demands are still accepted (they wait in the table), the relay logs
 //! the outage once and tries again with backoff.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pp_lib::amqp::{Backoff, Broker, Outgoing, PublishOptions, Publisher, Reconnect, Topology};
+use pp_lib::amqp::{
+    Backoff, Broker, FlowWatch, Outgoing, PublishError, PublishOptions, Publisher, Reconnect,
+    Topology,
+};
 use pp_lib::config::{AmqpConfig, positive_duration_setting};
 use pp_lib::db::outbox::{claim_unpublished, mark_published};
 use pp_lib::db::{PgPool, with_connection};
@@ -46,6 +59,12 @@ pub struct RelayConfig {
     #[arg(long = "outbox-interval", env = "PP_OUTBOX_INTERVAL", default_value = "1s",
           value_parser = positive_duration_setting)]
     pub interval: Duration,
+    /// Longest a round may hold its transaction (its rows locked, a pooled connection) while it
+    /// waits for the broker; past it, the confirmed rows are marked and the rest go back to the
+    /// outbox.
+    #[arg(long = "outbox-round-limit", env = "PP_OUTBOX_ROUND_LIMIT", default_value = "5s",
+          value_parser = positive_duration_setting)]
+    pub round_limit: Duration,
     #[command(flatten)]
     pub amqp: AmqpConfig,
 }
@@ -57,6 +76,7 @@ impl RelayConfig {
             enabled: true,
             batch: 500,
             interval: Duration::from_secs(1),
+            round_limit: DEFAULT_ROUND_LIMIT,
             amqp,
         }
     }
@@ -86,8 +106,63 @@ pub fn parse_switch(text: &str) -> Result<bool, String> {
     }
 }
 
-/// Longest wait for the broker inside a round (rows stay locked meanwhile).
+/// Longest wait for the broker to come back inside a round (rows stay locked meanwhile).
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(2);
+/// Default of `--outbox-round-limit`.
+pub const DEFAULT_ROUND_LIMIT: Duration = Duration::from_secs(5);
+
+/// How a round ended.
+#[derive(Debug)]
+pub enum RoundOutcome {
+    /// Every row claimed was published, confirmed and marked: this many (0 for an empty outbox).
+    Published(usize),
+    /// The round stopped before every row was confirmed: the confirmed ones are marked and
+    /// committed, the others went back to the outbox.
+    CutShort {
+        confirmed: usize,
+        returned: usize,
+        cause: CutShort,
+    },
+}
+
+/// Why a round stopped early.
+#[derive(Debug)]
+pub enum CutShort {
+    /// `round_limit` passed before every confirm came.
+    TimedOut(Duration),
+    /// RabbitMQ blocked the connection, with this reason.
+    Blocked(String),
+    /// Publishing failed (the connection lost and not back within the round's patience).
+    Failed(pp_lib::Error),
+}
+
+/// What the relay does after a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The round was full: another one at once, the backlog is not drained.
+    Drain,
+    /// The outbox is drained: wait for a demand or the interval.
+    Idle,
+    /// The connection is blocked: wait, outside any transaction, until it is not.
+    WaitUnblocked,
+    /// The connection stopped answering: drop it, wait with backoff, connect again.
+    Reconnect,
+    /// Publishing failed: wait with backoff.
+    BackOff,
+}
+
+/// What to do after a round that ended so, with rounds of `batch` rows.
+pub fn next_step(outcome: &RoundOutcome, batch: i64) -> Next {
+    match outcome {
+        RoundOutcome::Published(published) if (*published as i64) >= batch => Next::Drain,
+        RoundOutcome::Published(_) => Next::Idle,
+        RoundOutcome::CutShort { cause, .. } => match cause {
+            CutShort::Blocked(_) => Next::WaitUnblocked,
+            CutShort::TimedOut(_) => Next::Reconnect,
+            CutShort::Failed(_) => Next::BackOff,
+        },
+    }
+}
 
 /// Relays until shutdown; the round in progress finishes first.
 pub async fn relay(
@@ -109,7 +184,7 @@ pub async fn relay(
     let mut publishing = Outage::new(
         module_path!(),
         "outbox relay: publishing",
-        "trying again with backoff",
+        "the demands wait in the outbox until it is back",
     );
     log::info!(
         "outbox relay on: publishing to {} on {}",
@@ -137,23 +212,76 @@ pub async fn relay(
                 shutdown.sleep(backoff.next_delay()).await;
                 break;
             }
-            let (returned, outcome) = round(pool.clone(), config.batch, current).await;
-            publisher = returned;
-            match outcome {
-                Ok(published) => {
-                    backoff.reset();
-                    publishing.recovered();
-                    metrics.outbox_published.inc_by(published as u64);
-                    if (published as i64) < config.batch {
-                        break;
+            // Blocked: claim nothing until the broker reads from this connection again.
+            if let Some(reason) = current.blocked_reason() {
+                publishing.failed(format_args!(
+                    "RabbitMQ blocked the connection ({reason}): claiming nothing until it is \
+                     unblocked"
+                ));
+                metrics.outbox_broker_blocked.set(1);
+                if let Some(flow) = current.flow() {
+                    tokio::select! {
+                        () = flow.unblocked() => {}
+                        () = shutdown.requested() => {}
                     }
                 }
+                metrics.outbox_broker_blocked.set(0);
+                publisher = Some(current);
+                continue;
+            }
+            let (returned, outcome) =
+                round(pool.clone(), config.batch, config.round_limit, current).await;
+            publisher = returned;
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
                 Err(error) => {
                     if error.is_transient() {
                         publishing.failed(&error);
                     } else {
                         log::error!("outbox relay: {error}");
                     }
+                    shutdown.sleep(backoff.next_delay()).await;
+                    break;
+                }
+            };
+            let next = next_step(&outcome, config.batch);
+            match outcome {
+                RoundOutcome::Published(published) => {
+                    backoff.reset();
+                    publishing.recovered();
+                    metrics.outbox_published.inc_by(published as u64);
+                }
+                RoundOutcome::CutShort {
+                    confirmed,
+                    returned,
+                    cause,
+                } => {
+                    metrics.outbox_published.inc_by(confirmed as u64);
+                    let why = match cause {
+                        CutShort::TimedOut(limit) => {
+                            format!("RabbitMQ did not confirm within the round limit of {limit:?}")
+                        }
+                        CutShort::Blocked(reason) => {
+                            format!("RabbitMQ blocked the connection ({reason})")
+                        }
+                        CutShort::Failed(error) => error.to_string(),
+                    };
+                    publishing.failed(format_args!(
+                        "{why} ({confirmed} published, {returned} returned)"
+                    ));
+                }
+            }
+            match next {
+                Next::Drain | Next::WaitUnblocked => {}
+                Next::Idle => break,
+                Next::Reconnect => {
+                    if let Some(stuck) = publisher.as_mut() {
+                        stuck.abandon();
+                    }
+                    shutdown.sleep(backoff.next_delay()).await;
+                    break;
+                }
+                Next::BackOff => {
                     shutdown.sleep(backoff.next_delay()).await;
                     break;
                 }
@@ -166,21 +294,24 @@ pub async fn relay(
     log::info!("outbox relay stopped");
 }
 
-/// One transaction: claim, publish with confirms, mark the confirmed rows, commit. Runs on the
-/// blocking pool (it holds a database connection) and drives the publishing from there.
+/// One transaction: claim, publish with confirms, mark the confirmed rows, commit; cut short
+/// at `round_limit` or when the broker blocks the connection. Runs on the blocking pool (it
+/// holds a database connection) and drives the publishing from there.
 async fn round(
     pool: PgPool,
     batch: i64,
+    round_limit: Duration,
     mut publisher: Publisher,
-) -> (Option<Publisher>, Result<usize, pp_lib::Error>) {
+) -> (Option<Publisher>, Result<RoundOutcome, pp_lib::Error>) {
     let runtime = tokio::runtime::Handle::current();
     let joined = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + round_limit;
         let outcome = with_connection(&pool, |conn| {
             use diesel::Connection;
             conn.transaction(|conn| {
                 let rows = claim_unpublished(conn, batch)?;
                 if rows.is_empty() {
-                    return Ok(0);
+                    return Ok(RoundOutcome::Published(0));
                 }
                 let messages: Vec<Outgoing> = rows
                     .iter()
@@ -189,27 +320,36 @@ async fn round(
                         body: wire_body(&row.body),
                     })
                     .collect();
-                let mut confirmed = Vec::with_capacity(messages.len());
+                let claimed = messages.len();
+                let mut confirmed = Vec::with_capacity(claimed);
                 let options = PublishOptions {
-                    window: messages.len(),
+                    window: claimed,
                     rate: None,
                     reconnect: Reconnect::Within(PUBLISH_PATIENCE),
                 };
-                let published =
-                    runtime.block_on(
-                        publisher.publish(messages, &options, |message| confirmed.push(message.id)),
-                    );
-                // Whatever the broker confirmed is marked, even if the rest failed.
-                mark_published(conn, &confirmed)?;
-                match published {
-                    Ok(_) => Ok(confirmed.len()),
-                    // Commit the marks, report the failure: the rest stays for the next round.
-                    Err(error) if !confirmed.is_empty() => {
-                        log::warn!("outbox relay: {error}");
-                        Ok(confirmed.len())
+                let flow = publisher.flow();
+                let ended = runtime.block_on(async {
+                    let publishing =
+                        publisher.publish(messages, &options, |message| confirmed.push(message.id));
+                    tokio::select! {
+                        published = publishing => Ended::Published(published),
+                        () = tokio::time::sleep_until(deadline.into()) => Ended::TimedOut,
+                        reason = blocked(flow) => Ended::Blocked(reason),
                     }
-                    Err(error) => Err(error.reason),
-                }
+                });
+                // Whatever the broker confirmed is marked, however the round ended.
+                mark_published(conn, &confirmed)?;
+                let cause = match ended {
+                    Ended::Published(Ok(_)) => return Ok(RoundOutcome::Published(confirmed.len())),
+                    Ended::Published(Err(error)) => CutShort::Failed(error.reason),
+                    Ended::TimedOut => CutShort::TimedOut(round_limit),
+                    Ended::Blocked(reason) => CutShort::Blocked(reason),
+                };
+                Ok(RoundOutcome::CutShort {
+                    confirmed: confirmed.len(),
+                    returned: claimed - confirmed.len(),
+                    cause,
+                })
             })
         });
         (Some(publisher), outcome)
@@ -227,6 +367,21 @@ async fn round(
     }
 }
 
+/// How the publishing of a round ended.
+enum Ended {
+    Published(Result<u64, PublishError>),
+    TimedOut,
+    Blocked(String),
+}
+
+/// Resolves when the broker blocks this connection (never without one).
+async fn blocked(flow: Option<FlowWatch>) -> String {
+    match flow {
+        Some(flow) => flow.blocked().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The exact wire body for a stored demand: the original's `{"add_up_to":n,"done":false}`. A row
 /// that is somehow not a valid demand is sent as stored, for the consumer to dead-letter.
 fn wire_body(stored: &serde_json::Value) -> Vec<u8> {
@@ -240,6 +395,35 @@ fn wire_body(stored: &serde_json::Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_a_round_the_relay_drains_rests_waits_or_backs_off() {
+        let cut_short = |cause| RoundOutcome::CutShort {
+            confirmed: 3,
+            returned: 7,
+            cause,
+        };
+        let cases = [
+            (RoundOutcome::Published(500), Next::Drain),
+            (RoundOutcome::Published(499), Next::Idle),
+            (RoundOutcome::Published(0), Next::Idle),
+            (
+                cut_short(CutShort::Blocked("low on memory".to_owned())),
+                Next::WaitUnblocked,
+            ),
+            (
+                cut_short(CutShort::TimedOut(DEFAULT_ROUND_LIMIT)),
+                Next::Reconnect,
+            ),
+            (
+                cut_short(CutShort::Failed(pp_lib::Error::broker("connection reset"))),
+                Next::BackOff,
+            ),
+        ];
+        for (outcome, next) in cases {
+            assert_eq!(next_step(&outcome, 500), next, "{outcome:?}");
+        }
+    }
 
     #[test]
     fn stored_demands_go_out_in_the_original_shape() {

@@ -71,7 +71,8 @@ impl Error {
     }
 
     /// True for failures that may pass if tried again later (the database restarting, a pool
-    /// exhausted), false for input, configuration and missing rows.
+    /// exhausted, a deadlock or a timeout), false for input, configuration, missing rows and
+    /// statements the database refuses for what they carry (a constraint, a data exception).
     pub fn is_transient(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error as Diesel};
         match self {
@@ -79,12 +80,15 @@ impl Error {
                 true
             }
             Error::Database(Diesel::DatabaseError(kind, info)) => {
+                // A read-only transaction is a primary that was demoted (a failover in
+                // progress): the next connection reaches the new one.
                 matches!(
                     kind,
                     DatabaseErrorKind::ClosedConnection
                         | DatabaseErrorKind::SerializationFailure
                         | DatabaseErrorKind::UnableToSendCommand
-                ) || is_statement_timeout(info.message())
+                        | DatabaseErrorKind::ReadOnlyTransaction
+                ) || is_transient_message(info.message())
             }
             Error::Database(Diesel::BrokenTransactionManager) => true,
             Error::Config(_)
@@ -96,11 +100,27 @@ impl Error {
     }
 }
 
-/// True for PostgreSQL's message when `statement_timeout` cancelled a statement: the server was
-/// too slow this time, which says nothing about the input. (Diesel does not expose the SQLSTATE,
-/// 57014, so the message tells.)
-fn is_statement_timeout(message: &str) -> bool {
-    message.starts_with("canceling statement due to statement timeout")
+/// The start of PostgreSQL's messages for failures that say nothing about the statement's
+/// input: a timeout or a cancellation (57014, 55P03), a deadlock (40P01), the server going away
+/// (57P01–57P03) or running out of memory or disk (53xxx). Diesel does not expose the SQLSTATE
+/// of these (it reports them as `Unknown`), so the message tells.
+const TRANSIENT_MESSAGES: [&str; 9] = [
+    "canceling statement due to",
+    "deadlock detected",
+    "could not obtain lock",
+    "terminating connection",
+    "the database system is",
+    "out of memory",
+    "could not extend file",
+    "could not write to file",
+    "could not write block",
+];
+
+fn is_transient_message(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    TRANSIENT_MESSAGES
+        .iter()
+        .any(|start| message.starts_with(start))
 }
 
 impl Error {
@@ -236,6 +256,52 @@ mod tests {
             "://",
         ] {
             assert_eq!(redact_secrets(input), input, "redacting {input:?}");
+        }
+    }
+
+    #[test]
+    fn failures_that_may_pass_are_told_from_those_that_never_will() {
+        use diesel::result::{DatabaseErrorKind as Kind, Error as Diesel};
+        let database = |kind: Kind, message: &str| {
+            Error::Database(Diesel::DatabaseError(kind, Box::new(message.to_owned())))
+        };
+        let transient = [
+            database(Kind::ClosedConnection, "server closed the connection"),
+            database(Kind::SerializationFailure, "could not serialize access"),
+            database(
+                Kind::ReadOnlyTransaction,
+                "cannot execute INSERT in a read-only transaction",
+            ),
+            database(Kind::Unknown, "deadlock detected"),
+            database(
+                Kind::Unknown,
+                "canceling statement due to statement timeout",
+            ),
+            database(Kind::Unknown, "canceling statement due to lock timeout"),
+            database(
+                Kind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            database(
+                Kind::Unknown,
+                "could not extend file \"base/1/2\": No space left on device",
+            ),
+            Error::Pool("timed out waiting for connection".to_owned()),
+            Error::broker("connection reset"),
+        ];
+        for error in &transient {
+            assert!(error.is_transient(), "{error} may pass");
+        }
+        let permanent = [
+            database(Kind::CheckViolation, "violates check constraint"),
+            database(Kind::UniqueViolation, "duplicate key value"),
+            database(Kind::NotNullViolation, "null value in column"),
+            database(Kind::Unknown, "integer out of range"),
+            database(Kind::Unknown, "add_up_to 4242 is refused"),
+            Error::Input(InputError::NegativeAddUpTo(-1)),
+        ];
+        for error in &permanent {
+            assert!(!error.is_transient(), "{error} never passes");
         }
     }
 

@@ -1,23 +1,44 @@
-//! Consuming work demands: deliveries in, one transaction per batch, acks after the commit.
+//! Consuming work demands: deliveries in, batches recorded, acks after the commit.
 //!
 //! A reader task takes deliveries from the broker (manual acks, `prefetch` at most unacked) and
 //! hands them to `workers` tasks. A worker takes what is waiting, up to `batch_size`, and:
 //!
-//! 1. rejects, without requeue, every message that can never succeed (not JSON, no or a bad
-//!    `add_up_to`): the broker dead-letters it to `<queue>.dlq`, and the reason is logged;
-//! 2. records the others in ONE database transaction (works, events, results; demands whose id
-//!    already has a work write nothing) — retried with backoff while the database fails;
-//! 3. acks them, only after the commit.
+//! 1. judges each delivery ([`verdict::judge`]): a message that can never succeed (not JSON, no
+//!    or a bad `add_up_to`) is dead-lettered at once, with the reason;
+//! 2. records the demands ([`record`]) in ONE transaction (works, events, results; demands whose
+//!    id already has a work write nothing). A failure that may pass (the database down, a
+//!    timeout, a deadlock) is retried with backoff, unacknowledged. A failure the database gives
+//!    for what the batch carries splits it: each half is recorded in its own transaction, and so
+//!    on, until the demand that causes it is alone; it is dead-lettered with the database's
+//!    reason, and every other one is recorded;
+//! 3. acks the demands of each part only after the commit that recorded them.
 //!
 //! A crash anywhere before the ack leaves the messages unacked: the broker delivers them again
 //! and step 2 recognises them by `message_id`. So every demand takes effect exactly once.
+//!
+//! Giving up: when recording keeps failing for longer than `--retry-for` (or past the shutdown
+//! grace), the worker hands its batch back to the broker — nacked with requeue, never acked —
+//! for itself or another consumer to take again later, and keeps its long backoff for the next.
+//!
+//! Dead letters carry their reason: the message is published to `<queue>.dlq` as it came, with
+//! an `x-pp-reason` header (see [`pp_lib::amqp::dead_letter`]), on the channel it came from (in
+//! confirm mode), and acked once that copy is confirmed. If the broker refuses the copy, the
+//! original is rejected without requeue, and RabbitMQ dead-letters it itself (without the
+//! header; the reason is in the log). If the channel fails, nothing more is done: the broker
+//! delivers the message again, and it is dead-lettered again (the one way to a duplicate dead
+//! letter; none is lost).
+//!
+//! Connections: a session that ends (the connection lost, or `basic.qos` / `basic.consume`
+//! refused) is followed by a wait with backoff and jitter before the next one
+//! ([`reconnect_delay`]), unless it had been consuming for [`HEALTHY_SESSION`]: a broker that
+//! keeps refusing is asked less and less often, never in a hot loop.
 //!
 //! Message ids: a UUID `message_id` is the demand id; another non-empty `message_id` is mapped
 //! to a stable UUID (v5); a message without one is accepted under a fresh id, with a warning,
 //! since nothing identifies its redeliveries (our producers always set it).
 
 use std::sync::{Arc, MutexGuard, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -26,7 +47,10 @@ use lapin::options::{
     BasicRejectOptions,
 };
 use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+use pp_lib::Error;
 use pp_lib::amqp::broker::BROKER_CALL_TIMEOUT;
+use pp_lib::amqp::dead_letter::{DeadLetterPublished, dead_letter_properties, publish_dead_letter};
 use pp_lib::amqp::{Backoff, Broker, DemandId};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::demand::WorkDemand;
@@ -36,7 +60,55 @@ use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
+use crate::record::{Attempt, BatchOutcome, GiveUp, Parts, Retrying, attempt_batch, decide};
 use crate::settings::ConsumerConfig;
+use crate::verdict::{self, Verdict};
+
+/// A session that consumed at least this long counts as healthy: when it is lost, the next
+/// connection is made at once and the backoff starts again from its shortest wait.
+pub const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+/// Shortest and longest wait between two sessions that ended early.
+const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// How a session with the broker ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Connected, but `basic.qos` or `basic.consume` was refused.
+    SetupFailed,
+    /// Consuming, then the connection or the consumer was lost after this long.
+    Lost { lasted: Duration },
+}
+
+/// How long to wait before the next session, after one that ended so. Pure: the reader sleeps
+/// it, tests count it.
+pub fn reconnect_delay(end: SessionEnd, backoff: &mut Backoff) -> Duration {
+    match end {
+        SessionEnd::Lost { lasted } if lasted >= HEALTHY_SESSION => {
+            backoff.reset();
+            Duration::ZERO
+        }
+        SessionEnd::Lost { .. } | SessionEnd::SetupFailed => backoff.next_delay(),
+    }
+}
+
+/// The backoff between sessions the reader starts with.
+pub fn reconnect_backoff() -> Backoff {
+    Backoff::new(RECONNECT_FIRST, RECONNECT_MAX)
+}
+
+/// A delivery and the channel it came on: its ack goes back there, and so does its dead letter.
+struct Taken {
+    delivery: Delivery,
+    channel: Channel,
+}
+
+/// A delivery judged to be a demand, waiting to be recorded.
+struct Pending {
+    id: Uuid,
+    demand: WorkDemand,
+    taken: Taken,
+}
 
 /// What the workers share.
 struct Shared {
@@ -44,6 +116,9 @@ struct Shared {
     metrics: Arc<Metrics>,
     config: ConsumerConfig,
     shutdown: Shutdown,
+    /// The queue consumed, and its dead-letter queue.
+    queue: String,
+    dead_letter_queue: String,
     /// Down while recording fails, so the outage is logged once for every worker.
     database: std::sync::Mutex<Outage>,
     /// After shutdown was asked for: when in-flight demands stop being retried. One deadline for
@@ -52,39 +127,18 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(
-        pool: PgPool,
-        metrics: Arc<Metrics>,
-        config: ConsumerConfig,
-        shutdown: Shutdown,
-    ) -> Self {
-        let database = Outage::new(
-            module_path!(),
-            "consumer: the database",
-            "keeping the demands unacknowledged and retrying with backoff",
-        );
-        Shared {
-            pool,
-            metrics,
-            config,
-            shutdown,
-            database: std::sync::Mutex::new(database),
-            give_up_at: OnceLock::new(),
-        }
-    }
-
     /// The database's outage, as the workers see it. Held for a log line, never across an await.
     fn database(&self) -> MutexGuard<'_, Outage> {
         self.database.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// True once shutdown was asked for and its grace period is over.
-    fn past_grace(&self) -> bool {
-        self.shutdown.is_requested()
-            && Instant::now()
-                >= *self
-                    .give_up_at
-                    .get_or_init(|| Instant::now() + self.config.shutdown_grace)
+    /// The end of the shutdown grace period, once shutdown was asked for.
+    fn grace_deadline(&self) -> Option<Instant> {
+        self.shutdown.is_requested().then(|| {
+            *self
+                .give_up_at
+                .get_or_init(|| Instant::now() + self.config.shutdown_grace)
+        })
     }
 }
 
@@ -97,14 +151,23 @@ pub async fn consume(
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) {
-    let (deliveries, receiver) = mpsc::channel::<Delivery>(usize::from(config.prefetch).max(1));
+    let (deliveries, receiver) = mpsc::channel::<Taken>(usize::from(config.prefetch).max(1));
     let receiver = Arc::new(Mutex::new(receiver));
-    let shared = Arc::new(Shared::new(
+    let database = Outage::new(
+        module_path!(),
+        "consumer: the database",
+        "keeping the demands unacknowledged and retrying with backoff",
+    );
+    let shared = Arc::new(Shared {
         pool,
-        metrics.clone(),
-        config.clone(),
-        shutdown.clone(),
-    ));
+        metrics: metrics.clone(),
+        config: config.clone(),
+        shutdown: shutdown.clone(),
+        queue: broker.topology().queue().to_owned(),
+        dead_letter_queue: broker.topology().dead_letter_queue(),
+        database: std::sync::Mutex::new(database),
+        give_up_at: OnceLock::new(),
+    });
     let workers: Vec<_> = (0..config.workers.max(1))
         .map(|_| tokio::spawn(work(receiver.clone(), shared.clone())))
         .collect();
@@ -114,11 +177,11 @@ pub async fn consume(
         std::process::id(),
         Uuid::new_v4().simple()
     );
+    let mut between_sessions = reconnect_backoff();
     // The session of the last connection, kept open until the workers have acked.
     let mut last_session = None;
     'connections: while let Some(session) = broker.connect(&shutdown).await {
         let channel = session.channel().clone();
-        last_session = Some(session);
         let setup = async {
             channel
                 .basic_qos(config.prefetch, BasicQosOptions::default())
@@ -132,49 +195,70 @@ pub async fn consume(
                 )
                 .await
         };
-        let mut stream = match setup.await {
-            Ok(stream) => stream,
+        let end = match setup.await {
             Err(error) => {
-                broker.lost(error);
-                continue;
+                metrics.consume_setup_failures.inc();
+                broker.lost(format_args!("cannot start consuming: {error}"));
+                // Nothing was delivered on it: it can go now.
+                session.close().await;
+                SessionEnd::SetupFailed
             }
-        };
-        metrics.broker_connected.set(1);
-        loop {
-            let next = tokio::select! {
-                next = stream.next() => next,
-                () = shutdown.requested() => {
-                    cancel(&channel, &consumer_tag).await;
-                    break 'connections;
-                }
-            };
-            match next {
-                Some(Ok(delivery)) => {
-                    // The workers may be busy (the database down): keep watching for shutdown.
-                    // A delivery dropped here is unacked, so the broker delivers it again.
-                    tokio::select! {
-                        sent = deliveries.send(delivery) => {
-                            if sent.is_err() {
-                                break 'connections;
-                            }
-                        }
+            Ok(mut stream) => {
+                last_session = Some(session);
+                metrics.broker_connected.set(1);
+                let started = Instant::now();
+                loop {
+                    let next = tokio::select! {
+                        next = stream.next() => next,
                         () = shutdown.requested() => {
                             cancel(&channel, &consumer_tag).await;
                             break 'connections;
                         }
+                    };
+                    match next {
+                        Some(Ok(delivery)) => {
+                            let taken = Taken {
+                                delivery,
+                                channel: channel.clone(),
+                            };
+                            // The workers may be busy (the database down): keep watching for
+                            // shutdown. A delivery dropped here is unacked, so the broker
+                            // delivers it again.
+                            tokio::select! {
+                                sent = deliveries.send(taken) => {
+                                    if sent.is_err() {
+                                        break 'connections;
+                                    }
+                                }
+                                () = shutdown.requested() => {
+                                    cancel(&channel, &consumer_tag).await;
+                                    break 'connections;
+                                }
+                            }
+                        }
+                        Some(Err(error)) => {
+                            broker.lost(error);
+                            break;
+                        }
+                        None => {
+                            broker.lost("the broker ended the consumer");
+                            break;
+                        }
                     }
                 }
-                Some(Err(error)) => {
-                    broker.lost(error);
-                    break;
-                }
-                None => {
-                    broker.lost("the broker ended the consumer");
-                    break;
+                metrics.broker_connected.set(0);
+                SessionEnd::Lost {
+                    lasted: started.elapsed(),
                 }
             }
+        };
+        let delay = reconnect_delay(end, &mut between_sessions);
+        if !delay.is_zero() {
+            log::debug!("next connection to RabbitMQ in {delay:?}");
         }
-        metrics.broker_connected.set(0);
+        if !shutdown.sleep(delay).await {
+            break;
+        }
     }
     metrics.broker_connected.set(0);
     drop(deliveries);
@@ -189,7 +273,7 @@ pub async fn consume(
 }
 
 /// Asks the broker for no more deliveries; the ones already taken are finished by the workers.
-async fn cancel(channel: &lapin::Channel, consumer_tag: &str) {
+async fn cancel(channel: &Channel, consumer_tag: &str) {
     let cancelled = tokio::time::timeout(
         BROKER_CALL_TIMEOUT,
         channel.basic_cancel(consumer_tag.into(), BasicCancelOptions::default()),
@@ -203,8 +287,9 @@ async fn cancel(channel: &lapin::Channel, consumer_tag: &str) {
 }
 
 /// One worker: batches from the shared receiver until it is closed and empty.
-async fn work(receiver: Arc<Mutex<mpsc::Receiver<Delivery>>>, shared: Arc<Shared>) {
+async fn work(receiver: Arc<Mutex<mpsc::Receiver<Taken>>>, shared: Arc<Shared>) {
     let batch_size = usize::from(shared.config.batch_size).max(1);
+    let mut retrying = Retrying::new(shared.config.retry_max, shared.config.retry_for);
     loop {
         let batch = {
             let mut receiver = receiver.lock().await;
@@ -215,136 +300,254 @@ async fn work(receiver: Arc<Mutex<mpsc::Receiver<Delivery>>>, shared: Arc<Shared
             batch.push(first);
             while batch.len() < batch_size {
                 match receiver.try_recv() {
-                    Ok(delivery) => batch.push(delivery),
+                    Ok(taken) => batch.push(taken),
                     Err(_) => break,
                 }
             }
             batch
         };
-        process(batch, &shared).await;
+        process(batch, &shared, &mut retrying).await;
     }
 }
 
-/// Why a message can never succeed, or the demand it carries.
-fn parse(delivery: &Delivery) -> Result<(DemandId, WorkDemand), String> {
-    let demand = WorkDemand::from_json(&delivery.data).map_err(|error| error.to_string())?;
-    let message_id = delivery
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|id| id.as_str());
-    Ok((DemandId::of(message_id), demand))
-}
-
-async fn process(batch: Vec<Delivery>, shared: &Shared) {
-    let mut accepted: Vec<(Uuid, WorkDemand, Delivery)> = Vec::with_capacity(batch.len());
-    for delivery in batch {
-        match parse(&delivery) {
-            Ok((id, demand)) => {
+/// Judges, records and settles one batch.
+async fn process(batch: Vec<Taken>, shared: &Shared, retrying: &mut Retrying) {
+    let mut pending = Vec::with_capacity(batch.len());
+    for taken in batch {
+        let message_id = message_id_of(&taken.delivery.properties);
+        match verdict::judge(&taken.delivery.data, message_id.as_deref()) {
+            Verdict::Demand { id, demand } => {
                 if let DemandId::Fresh(id) = id {
                     log::warn!(
                         "message without message_id recorded as demand {id}: its redeliveries \
                          cannot be recognised"
                     );
                 }
-                accepted.push((id.id(), demand, delivery));
+                pending.push(Pending {
+                    id: id.id(),
+                    demand,
+                    taken,
+                });
             }
-            Err(reason) => dead_letter(delivery, &reason, shared).await,
+            Verdict::Poison { reason } => dead_letter(taken, &reason, shared).await,
         }
     }
-    if accepted.is_empty() {
-        return;
-    }
-    let demands: Arc<Vec<(Uuid, WorkDemand)>> = Arc::new(
-        accepted
-            .iter()
-            .map(|(id, demand, _)| (*id, *demand))
-            .collect(),
-    );
-    let mut backoff = Backoff::new(
-        std::time::Duration::from_millis(100),
-        shared.config.retry_max,
-    );
-    loop {
-        if shared.past_grace() {
-            log::warn!(
-                "shutting down with {} demand(s) unrecorded: left unacknowledged, the broker \
-                 will deliver them again",
-                accepted.len()
-            );
+    let mut parts = Parts::new(pending);
+    let mut next = parts.next_part();
+    while let Some(part) = next.take() {
+        if let Some(deadline) = shared.grace_deadline() {
+            retrying.stop_by(deadline);
+        }
+        if retrying.is_past_stop(Instant::now()) {
+            hand_back(
+                part.into_iter().chain(parts.into_rest()),
+                GiveUp::Shutdown,
+                None,
+                shared,
+            )
+            .await;
             return;
         }
-        let pool = shared.pool.clone();
-        let batch = demands.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            with_connection(&pool, |conn| {
-                pp_lib::db::works::record_demands(conn, &batch)
-            })
-        })
-        .await;
-        match outcome {
-            Ok(Ok(recorded)) => {
+        match attempt(&part, shared, retrying).await {
+            BatchOutcome::Recorded(recorded) => {
                 shared.database().recovered();
-                let created = recorded.created.len() as u64;
-                shared.metrics.processed.inc_by(created);
+                shared
+                    .metrics
+                    .processed
+                    .inc_by(recorded.created.len() as u64);
                 shared.metrics.duplicates.inc_by(recorded.duplicates as u64);
-                shared.metrics.batch_size.observe(demands.len() as f64);
+                shared.metrics.batch_size.observe(part.len() as f64);
                 if recorded.duplicates > 0 {
                     log::info!(
                         "{} redelivered demand(s) already recorded: acknowledged without writing",
                         recorded.duplicates
                     );
                 }
-                break;
+                for pending in part {
+                    // Recorded but not acked (the connection dropped) is safe: the redelivery
+                    // will be recognised as a duplicate.
+                    settle(
+                        pending.taken.delivery.acker.ack(BasicAckOptions::default()),
+                        &format!("ack of demand {}", pending.id),
+                    )
+                    .await;
+                }
+                next = parts.next_part();
             }
-            Ok(Err(error)) => {
+            BatchOutcome::RetryLater { error, after } => {
                 shared.metrics.retries.inc();
                 shared.database().failed(&error);
+                // Shutdown shortens the wait: the grace period is measured from it.
+                shared.shutdown.sleep(after).await;
+                next = Some(part);
             }
-            Err(error) => {
-                // A panic while recording is a bug, not the message's fault: hand the messages
-                // back to the broker rather than lose or dead-letter them.
-                log::error!("recording a batch panicked: {error}; requeueing it");
-                for (_, _, delivery) in accepted {
-                    let requeue = BasicNackOptions {
-                        multiple: false,
-                        requeue: true,
-                    };
-                    settle(delivery.acker.nack(requeue), "nack").await;
+            BatchOutcome::Split { reason } => {
+                shared.database().recovered();
+                shared.metrics.split_batches.inc();
+                log::info!(
+                    "the database refused a batch of {} demand(s) ({reason}); recording each \
+                     half on its own to find the demand that causes it",
+                    part.len()
+                );
+                parts.split(part);
+                next = parts.next_part();
+            }
+            BatchOutcome::Poison { reason } => {
+                shared.database().recovered();
+                for pending in part {
+                    dead_letter(pending.taken, &reason, shared).await;
                 }
+                next = parts.next_part();
+            }
+            BatchOutcome::GaveUp { error, why } => {
+                hand_back(
+                    part.into_iter().chain(parts.into_rest()),
+                    why,
+                    Some(&error),
+                    shared,
+                )
+                .await;
                 return;
             }
         }
-        tokio::time::sleep(backoff.next_delay()).await;
     }
-    for (id, _, delivery) in accepted {
-        // Recorded but not acked (the connection dropped) is safe: the redelivery will be
-        // recognised as a duplicate.
+}
+
+/// One attempt to record `part`, on a database thread, and its outcome under the retry policy.
+async fn attempt(part: &[Pending], shared: &Shared, retrying: &mut Retrying) -> BatchOutcome {
+    let pool = shared.pool.clone();
+    let demands: Vec<(Uuid, WorkDemand)> = part
+        .iter()
+        .map(|pending| (pending.id, pending.demand))
+        .collect();
+    let attempted = tokio::task::spawn_blocking(move || {
+        with_connection(&pool, |conn| Ok(attempt_batch(conn, &demands)))
+    })
+    .await;
+    let attempt = match attempted {
+        Ok(Ok(attempt)) => attempt,
+        // No connection from the pool: the database is down or busy.
+        Ok(Err(error)) => Attempt::Transient(error),
+        // A panic while recording is a bug, not the messages' fault: hand them back to the
+        // broker rather than lose or dead-letter them.
+        Err(panic) => {
+            return BatchOutcome::GaveUp {
+                error: Error::Bug(format!("recording a batch panicked: {panic}")),
+                why: GiveUp::Panicked,
+            };
+        }
+    };
+    decide(attempt, retrying, Instant::now())
+}
+
+/// Hands deliveries back to the broker: nacked with requeue, for this or another consumer to
+/// take again later. Never acked, never dead-lettered: nothing is lost.
+async fn hand_back(
+    pending: impl Iterator<Item = Pending>,
+    why: GiveUp,
+    error: Option<&Error>,
+    shared: &Shared,
+) {
+    let pending: Vec<Pending> = pending.collect();
+    if pending.is_empty() {
+        return;
+    }
+    let cause = error.map_or_else(String::new, |error| format!(" ({error})"));
+    match why {
+        GiveUp::Shutdown => log::warn!(
+            "shutting down with {} demand(s) unrecorded{cause}: handed back to RabbitMQ, which \
+             will deliver them again",
+            pending.len()
+        ),
+        GiveUp::Panicked => log::error!(
+            "{why}{cause}: handing {} demand(s) back to RabbitMQ",
+            pending.len()
+        ),
+        GiveUp::Patience { .. } => {
+            if let Some(error) = error {
+                shared.database().failed(error);
+            }
+            log::warn!(
+                "gave up on {} demand(s): {why}{cause}; handed back to RabbitMQ (requeued, \
+                 unacknowledged) to be tried again later",
+                pending.len()
+            );
+        }
+    }
+    shared.metrics.handed_back.inc_by(pending.len() as u64);
+    for pending in pending {
+        let requeue = BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        };
         settle(
-            delivery.acker.ack(BasicAckOptions::default()),
-            &format!("ack of demand {id}"),
+            pending.taken.delivery.acker.nack(requeue),
+            &format!("requeue of demand {}", pending.id),
         )
         .await;
     }
 }
 
-async fn dead_letter(delivery: Delivery, reason: &str, shared: &Shared) {
-    let message_id = delivery
-        .properties
+/// The `message_id` property, if the message has one.
+fn message_id_of(properties: &BasicProperties) -> Option<String> {
+    properties
         .message_id()
         .as_ref()
-        .map_or_else(|| "(none)".to_owned(), |id| id.as_str().to_owned());
+        .map(|id| id.as_str().to_owned())
+}
+
+/// Dead-letters a message with its reason (see the module's documentation).
+async fn dead_letter(taken: Taken, reason: &str, shared: &Shared) {
+    let Taken { delivery, channel } = taken;
+    let message_id =
+        message_id_of(&delivery.properties).unwrap_or_else(|| "(no message_id)".to_owned());
     log::warn!(
         "dead-lettering message {message_id} ({} bytes): {reason}",
         delivery.data.len()
     );
-    shared.metrics.dead_lettered.inc();
-    let reject = BasicRejectOptions { requeue: false };
-    settle(
-        delivery.acker.reject(reject),
-        &format!("reject of message {message_id}"),
+    let properties = dead_letter_properties(
+        &delivery.properties,
+        reason,
+        &shared.queue,
+        chrono::Utc::now(),
+    );
+    let published = publish_dead_letter(
+        &channel,
+        &shared.dead_letter_queue,
+        &delivery.data,
+        properties,
     )
     .await;
+    match published {
+        Ok(DeadLetterPublished::Confirmed) => {
+            shared.metrics.dead_lettered.inc();
+            settle(
+                delivery.acker.ack(BasicAckOptions::default()),
+                &format!("ack of dead-lettered message {message_id}"),
+            )
+            .await;
+        }
+        Ok(DeadLetterPublished::Refused) => {
+            log::warn!(
+                "RabbitMQ refused the dead letter of message {message_id}; rejecting it instead \
+                 (dead-lettered by RabbitMQ, without the reason header)"
+            );
+            shared.metrics.dead_lettered.inc();
+            let reject = BasicRejectOptions { requeue: false };
+            settle(
+                delivery.acker.reject(reject),
+                &format!("reject of message {message_id}"),
+            )
+            .await;
+        }
+        Err(error) => {
+            // Unacked on a failing channel: the broker delivers it again, and it comes back here.
+            log::warn!(
+                "dead-lettering message {message_id} failed ({error}); RabbitMQ will deliver it \
+                 again"
+            );
+        }
+    }
 }
 
 /// Awaits an ack, nack or reject for at most [`BROKER_CALL_TIMEOUT`]. A failure only means the
@@ -354,5 +557,53 @@ async fn settle(call: impl Future<Output = Result<bool, lapin::Error>>, what: &s
         Ok(Ok(_)) => {}
         Ok(Err(error)) => log::debug!("{what} failed: {error}"),
         Err(_) => log::debug!("{what}: RabbitMQ did not answer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_that_end_early_are_followed_by_growing_waits() {
+        let mut backoff = reconnect_backoff();
+
+        let waits: Vec<Duration> = (0..6)
+            .map(|_| reconnect_delay(SessionEnd::SetupFailed, &mut backoff))
+            .collect();
+
+        assert!(
+            waits
+                .iter()
+                .all(|wait| *wait >= RECONNECT_FIRST.mul_f64(0.8)),
+            "never at once: {waits:?}"
+        );
+        assert!(waits[5] > waits[0] * 8, "growing: {waits:?}");
+        let lost_early = reconnect_delay(
+            SessionEnd::Lost {
+                lasted: Duration::from_secs(1),
+            },
+            &mut backoff,
+        );
+        assert!(lost_early >= waits[5].mul_f64(0.6), "{lost_early:?}");
+    }
+
+    #[test]
+    fn a_healthy_session_that_is_lost_is_followed_at_once_and_resets_the_wait() {
+        let mut backoff = reconnect_backoff();
+        for _ in 0..5 {
+            reconnect_delay(SessionEnd::SetupFailed, &mut backoff);
+        }
+
+        let after_healthy = reconnect_delay(
+            SessionEnd::Lost {
+                lasted: HEALTHY_SESSION,
+            },
+            &mut backoff,
+        );
+        let next = reconnect_delay(SessionEnd::SetupFailed, &mut backoff);
+
+        assert_eq!(after_healthy, Duration::ZERO);
+        assert!(next <= RECONNECT_FIRST.mul_f64(1.2), "{next:?}");
     }
 }

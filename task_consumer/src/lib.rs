@@ -1,17 +1,23 @@
 //! task_consumer: turns work demands from RabbitMQ into done works with their events, and sweeps
 //! the works created over HTTP. [`start`] starts the whole process and gives a [`Running`] to
-//! await: the binary parses its settings and calls it; tests call it in-process.
+//! await; [`sweep_once`] is the one-off sweep of `task_consumer sweep`. The binary parses its
+//! command line and calls one of them; tests call them in-process.
 //!
-//! - [`consume`]: deliveries → one transaction per batch → acks after the commit; poison to the
-//!   dead-letter queue; retries while the database is down.
+//! - [`consume`]: the main loop: deliveries in, batches recorded, acks after the commit; poison
+//!   to the dead-letter queue with its reason; retries while the database is down.
+//! - [`verdict`]: the pure first step: a delivery is a demand, or poison.
+//! - [`record`]: the second: a batch recorded, retried later, split to isolate a demand the
+//!   database refuses, or given up (handed back to the broker).
 //! - [`sweeper`]: pending API-created works, claimed with `FOR UPDATE SKIP LOCKED`.
 //! - [`metrics`]: counters, served for Prometheus.
-//! - [`settings`]: the command line and environment of `task_consumer run`.
+//! - [`settings`]: the command line and environment (`run`, the default, and `sweep`).
 
 pub mod consume;
 pub mod metrics;
+pub mod record;
 pub mod settings;
 pub mod sweeper;
+pub mod verdict;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +27,11 @@ use pp_lib::cache::{Redis, WorkCache};
 use pp_lib::db::build_pool_lazy;
 use pp_lib::shutdown::Shutdown;
 
+use anyhow::Context;
+
 use crate::metrics::Metrics;
-use crate::settings::Settings;
+use crate::settings::{Settings, SweepSettings};
+use crate::sweeper::SweepReport;
 
 /// A started consumer: where its metrics are served, and the task to await.
 pub struct Running {
@@ -61,12 +70,12 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
         }
         None => None,
     };
+    // Confirms on: dead letters are published, and acked only once the broker has them.
     let broker = Broker::new(
         settings.amqp.url.clone(),
         Topology::from_config(&settings.amqp),
         "task_consumer",
-    )
-    .without_confirms();
+    );
     log::info!(
         "consuming {} (prefetch {}, batches of up to {}, {} workers), database {}{}",
         settings.amqp.queue,
@@ -111,4 +120,29 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
         metrics,
         task,
     })
+}
+
+/// `task_consumer sweep`: sweeps pending API-created works once (in the window, or of any age),
+/// batch after batch, and reports. The database must answer: this is run by hand.
+pub async fn sweep_once(
+    settings: SweepSettings,
+    shutdown: Shutdown,
+) -> anyhow::Result<SweepReport> {
+    // One connection, no more: the sweep uses one at a time, and a pool allowed more opens a
+    // spare in the background, which the process could still be opening (inside OpenSSL) when
+    // it exits, and crash there.
+    let database = pp_lib::config::DatabaseConfig {
+        pool_size: 1,
+        ..settings.database.clone()
+    };
+    let pool = pp_lib::db::build_pool(&database)
+        .with_context(|| format!("failed to reach the database {}", settings.database.url))?;
+    let metrics = Metrics::new()?;
+    // The finished works are published, so API replicas stop serving them as pending.
+    let redis = Redis::start(&settings.redis, metrics.redis.clone())?;
+    let cache = WorkCache::new(redis, settings.cache.work_cache_settings());
+    let report = sweeper::sweep_once(&pool, &cache, settings.window(), settings.batch, &shutdown)
+        .await
+        .context("failed to sweep")?;
+    Ok(report)
 }

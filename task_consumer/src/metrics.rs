@@ -30,8 +30,16 @@ pub struct Metrics {
     pub dead_lettered: IntCounter,
     /// Failed attempts to record a batch (the database down or busy), retried.
     pub retries: IntCounter,
+    /// Batches the database refused, split in halves to find the demand that causes it.
+    pub split_batches: IntCounter,
+    /// Deliveries handed back to the broker (requeued) after recording failed for too long.
+    pub handed_back: IntCounter,
+    /// Connections on which `basic.qos` or `basic.consume` was refused.
+    pub consume_setup_failures: IntCounter,
     /// Works the sweeper finished.
     pub swept: IntCounter,
+    /// Pending API-created works older than the sweep window, which the sweeper leaves alone.
+    pub sweeper_stranded: IntGauge,
     /// Demands per transaction.
     pub batch_size: Histogram,
     /// 1 while connected to the broker.
@@ -64,10 +72,27 @@ impl Metrics {
             "pp_consumer_retries_total",
             "Failed attempts to record a batch, retried with backoff",
         )?;
+        let split_batches = counter(
+            "pp_consumer_split_batches_total",
+            "Batches the database refused, split in halves to find the demand that causes it",
+        )?;
+        let handed_back = counter(
+            "pp_consumer_handed_back_total",
+            "Deliveries handed back to RabbitMQ (requeued, not acked) after recording failed for longer than --retry-for",
+        )?;
+        let consume_setup_failures = counter(
+            "pp_consumer_consume_setup_failures_total",
+            "Connections on which RabbitMQ refused basic.qos or basic.consume",
+        )?;
         let swept = counter(
             "pp_consumer_sweeper_works_total",
             "API-created works the sweeper claimed and finished",
         )?;
+        let sweeper_stranded = IntGauge::new(
+            "pp_consumer_sweeper_works_older_than_window",
+            "Pending API-created works older than the sweep window: the sweeper leaves them (task_consumer sweep --all-pending finishes them)",
+        )?;
+        registry.register(Box::new(sweeper_stranded.clone()))?;
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("pp_consumer_batch_size", "Demands recorded per transaction")
                 .buckets(vec![
@@ -90,7 +115,11 @@ impl Metrics {
             duplicates,
             dead_lettered,
             retries,
+            split_batches,
+            handed_back,
+            consume_setup_failures,
             swept,
+            sweeper_stranded,
             batch_size,
             broker_connected,
             redis,

@@ -1,6 +1,6 @@
-//! `task_producer`: publishes pp work demands to RabbitMQ, on a schedule (`run`) or all at once
-//! (`burst`). The work is in the library; here the settings are read, the command runs until it
-//! ends or SIGINT/SIGTERM stops it, and its outcome becomes the exit code.
+//! `task_producer`: publishes pp work demands to RabbitMQ, on a schedule (`run`, the default)
+//! or all at once (`burst`). The work is in the library; here the settings are read, the
+//! command runs until it ends or SIGINT/SIGTERM stops it, and its outcome becomes the exit code.
 
 use std::process::ExitCode;
 
@@ -18,9 +18,11 @@ async fn main() -> ExitCode {
         eprintln!("task_producer: error: {error}");
         return ExitCode::FAILURE;
     }
-    let cli = Cli::parse();
+    let command = Cli::parse()
+        .into_command()
+        .unwrap_or_else(|error| error.exit());
     let shutdown = pp_lib::shutdown::on_signals();
-    match cli.command {
+    match command {
         Command::Run(settings) => {
             task_producer::schedule::run_until_stopped(settings, shutdown).await;
             ExitCode::SUCCESS

@@ -1,5 +1,6 @@
-//! The command line: `task_producer run` (a schedule) and `task_producer burst` (a count), each
-//! with the shared RabbitMQ settings of pp_lib flattened in.
+//! The command line: `task_producer run` (a schedule, also what `task_producer` alone does) and
+//! `task_producer burst` (a count), each with the shared RabbitMQ settings of pp_lib flattened
+//! in.
 
 use std::time::Duration;
 
@@ -8,20 +9,45 @@ use pp_lib::config::{AmqpConfig, Rate, duration_setting, positive_duration_setti
 
 /// Publishes pp work demands to RabbitMQ, on a schedule or in a burst.
 ///
+/// Without a command, runs `run`: the schedule, until SIGINT/SIGTERM.
+///
 /// Examples:
-///   task_producer run                     one random demand every 4 s, until Ctrl-C
+///   task_producer                         one random demand every 4 s, until Ctrl-C
+///   task_producer run --every 1s          the same, one every second
 ///   task_producer burst --count 20000     20,000 random demands, as fast as confirmed
 #[derive(Debug, Parser)]
-#[command(name = "task_producer", version, about, long_about)]
+#[command(
+    name = "task_producer",
+    version,
+    about,
+    long_about,
+    verbatim_doc_comment
+)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The command given, or `run` with its settings from the environment and the defaults.
+    pub fn into_command(self) -> Result<Command, clap::Error> {
+        match self.command {
+            Some(command) => Ok(command),
+            None => match Cli::try_parse_from(["task_producer", "run"])?.command {
+                Some(command) => Ok(command),
+                None => Err(clap::Error::raw(
+                    clap::error::ErrorKind::MissingSubcommand,
+                    "no command to run",
+                )),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Publish on a schedule until SIGINT/SIGTERM; rides out broker outages (reconnects with
-    /// backoff, loses nothing it generated).
+    /// backoff, loses nothing it generated). The default when no command is given.
     ///
     /// Example: task_producer run --every 500ms --per-tick 10
     Run(ScheduleSettings),
@@ -86,6 +112,25 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_command_is_run_with_its_defaults() {
+        let command = Cli::try_parse_from(["task_producer"])
+            .and_then(Cli::into_command)
+            .expect("no command is valid");
+        let given = Cli::try_parse_from(["task_producer", "run"])
+            .and_then(Cli::into_command)
+            .expect("run is valid");
+
+        let (Command::Run(alone), Command::Run(run)) = (command, given) else {
+            panic!("both are the schedule");
+        };
+        assert_eq!(alone.every, run.every);
+        assert_eq!(alone.per_tick, run.per_tick);
+        assert_eq!(alone.amqp.queue, run.amqp.queue);
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Without a command, runs `run`"), "{help}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The producer binary against the real RabbitMQ, on a queue of its own per test.
+//! The producer binary against the real RabbitMQ, on a queue of its own per test: `burst`,
+//! `run` (and no command, which is `run`), bad flags.
 
 use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
@@ -185,6 +186,30 @@ async fn run_publishes_on_its_schedule_rides_out_an_outage_and_stops_on_sigterm(
         pp_lib::demand::WorkDemand::from_json(&message.delivery.data).expect("a valid demand");
     }
     let _ = connection.close(200, "done".into()).await;
+}
+
+#[tokio::test]
+async fn without_a_command_the_producer_runs_its_schedule() {
+    let queue = TestQueue::create().await;
+    let mut command = producer(queue.url(), queue.name());
+    command
+        .env("PP_PRODUCER_EVERY", "100ms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().expect("the producer starts");
+
+    wait_for_messages(&queue, 3).await;
+    terminate(&child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
 }
 
 /// No setting makes the producer panic or hang: every flag that takes a number or a duration,

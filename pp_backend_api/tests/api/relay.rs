@@ -1,5 +1,8 @@
 //! The outbox relay inside the API: demands accepted over HTTP reach the queue, once each, with
-//! their message id, whether the broker is up when they arrive or comes back later.
+//! their message id, whether the broker is up when they arrive or comes back later; and a broker
+//! that stalls, nacks every confirm or blocks the connection never makes a round hold its rows
+//! longer than the round limit (a broker of the test's own in front of the real one misbehaves,
+//! see `FaultyBroker`).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -246,4 +249,356 @@ async fn readiness_reports_the_relays_broker_and_stays_ready_without_it() {
         messages.into_iter().map(|(id, _)| id).collect::<Vec<_>>(),
         vec![accepted]
     );
+}
+
+/// A relaying app publishing through `broker`, with a round limit of one second.
+async fn spawn_app_behind(broker: &FaultyBroker, queue: &TestQueue) -> TestApp {
+    let db = tokio::task::spawn_blocking(TestDatabase::create)
+        .await
+        .expect("creating the test database");
+    let mut settings = test_settings(db.config());
+    settings.relay = RelayConfig {
+        interval: Duration::from_millis(100),
+        round_limit: ROUND_LIMIT,
+        ..RelayConfig::to(AmqpConfig {
+            url: via(queue.url(), broker.addr()),
+            ..queue.config()
+        })
+    };
+    spawn_app_with(db, settings).await
+}
+
+const ROUND_LIMIT: Duration = Duration::from_secs(1);
+
+/// Inserts `count` demands straight into the outbox; returns their ids.
+fn insert_demands(db: &TestDatabase, count: i32) -> HashSet<Uuid> {
+    let mut conn = db.connect();
+    (0..count)
+        .map(|n| {
+            let id = Uuid::new_v4();
+            insert_demand(&mut conn, id, &WorkDemand::new(n).expect("valid")).expect("insert");
+            id
+        })
+        .collect()
+}
+
+/// Watches the outbox for `span` and returns the longest stretch during which a relay round held
+/// some unpublished rows locked.
+async fn longest_lock(db: &TestDatabase, span: Duration) -> Duration {
+    #[derive(QueryableByName)]
+    struct Rows {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        unpublished: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        free: i64,
+    }
+    let mut conn = db.connect();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut locked_since: Option<Instant> = None;
+        let mut longest = Duration::ZERO;
+        while started.elapsed() < span {
+            // Rows a round holds are skipped by `skip locked`: the difference is what it holds.
+            let rows: Rows = conn
+                .transaction(|conn| {
+                    diesel::sql_query(
+                        "select (select count(*) from demand_outbox where published_on is null) \
+                                as unpublished, \
+                                (select count(*) from (select id from demand_outbox \
+                                  where published_on is null for update skip locked) free) as free",
+                    )
+                    .get_result(conn)
+                })
+                .expect("sample the outbox");
+            let now = Instant::now();
+            if rows.unpublished > rows.free {
+                let since = *locked_since.get_or_insert(now);
+                longest = longest.max(now - since);
+            } else {
+                locked_since = None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        longest
+    })
+    .await
+    .expect("the sampler")
+}
+
+/// Waits until every row is marked published and every id reached the queue (a row published
+/// again after a round was cut short may be there twice: the consumer deduplicates).
+async fn wait_until_relayed(app: &TestApp, queue: &TestQueue, ids: &HashSet<Uuid>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = HashSet::new();
+    loop {
+        seen.extend(take_all(queue).await.into_iter().map(|(id, _)| id));
+        if unpublished(&app.db) == 0 && ids.is_subset(&seen) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} unpublished, {} of {} ids in the queue",
+            unpublished(&app.db),
+            ids.intersection(&seen).count(),
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn metric(app: &TestApp, name: &str) -> String {
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    metrics
+        .lines()
+        .find(|line| line.starts_with(name))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_broker_never_holds_outbox_rows_past_the_round_limit() {
+    let queue = TestQueue::create().await;
+    let broker = FaultyBroker::start(socket_addr_of(queue.url(), 5672));
+    let mut app = spawn_app_behind(&broker, &queue).await;
+    until_broker_is(&app, "ok").await;
+
+    broker.stall();
+    let ids = insert_demands(&app.db, 20);
+    let longest = longest_lock(&app.db, Duration::from_secs(4)).await;
+
+    assert!(
+        longest < ROUND_LIMIT + Duration::from_secs(1),
+        "rows held for {longest:?} with a round limit of {ROUND_LIMIT:?}"
+    );
+    assert_eq!(unpublished(&app.db), 20, "nothing marked without a confirm");
+    broker.heal();
+    wait_until_relayed(&app, &queue, &ids).await;
+    app.stop().await.expect("the server stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nacks_over_and_over_never_hold_outbox_rows_past_the_round_limit() {
+    let queue = TestQueue::create().await;
+    let broker = FaultyBroker::start(socket_addr_of(queue.url(), 5672));
+    let mut app = spawn_app_behind(&broker, &queue).await;
+    until_broker_is(&app, "ok").await;
+
+    broker.nack_every_confirm();
+    let ids = insert_demands(&app.db, 20);
+    let longest = longest_lock(&app.db, Duration::from_secs(4)).await;
+
+    assert!(
+        longest < ROUND_LIMIT + Duration::from_secs(1),
+        "rows held for {longest:?} with a round limit of {ROUND_LIMIT:?}"
+    );
+    assert_eq!(unpublished(&app.db), 20, "a nacked row is not published");
+    broker.heal();
+    wait_until_relayed(&app, &queue, &ids).await;
+    app.stop().await.expect("the server stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_broker_blocks_the_connection_the_relay_waits_without_claiming_rows() {
+    let queue = TestQueue::create().await;
+    let broker = FaultyBroker::start(socket_addr_of(queue.url(), 5672));
+    let mut app = spawn_app_behind(&broker, &queue).await;
+    until_broker_is(&app, "ok").await;
+
+    broker.block("low on memory");
+    // The notice is one frame on a local connection: there in far less.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids = insert_demands(&app.db, 10);
+    let longest = longest_lock(&app.db, Duration::from_secs(2)).await;
+
+    assert!(
+        longest < Duration::from_millis(300),
+        "rows claimed while the connection is blocked: held {longest:?}"
+    );
+    assert_eq!(
+        metric(&app, "pp_api_outbox_broker_blocked").await,
+        "pp_api_outbox_broker_blocked 1"
+    );
+    assert_eq!(unpublished(&app.db), 10);
+    assert_eq!(queue.ready_count(queue.name()).await, 0);
+    broker.unblock();
+    wait_until_relayed(&app, &queue, &ids).await;
+    assert_eq!(
+        metric(&app, "pp_api_outbox_broker_blocked").await,
+        "pp_api_outbox_broker_blocked 0"
+    );
+    app.stop().await.expect("the server stops");
+}
+
+/// A broker in front of the real one that can misbehave the ways a real one does under stress,
+/// without touching the RabbitMQ the other tests share: stall (nothing passes either way),
+/// nack every publisher confirm (its `basic.ack` turned into `basic.nack`), or block the
+/// connection (`connection.blocked` sent to the client, which is then no longer read from, as
+/// RabbitMQ does under a memory or disk alarm). It forwards whole AMQP frames from the broker,
+/// so what it adds or changes falls between frames.
+struct FaultyBroker {
+    addr: std::net::SocketAddr,
+    mode: tokio::sync::watch::Sender<Mode>,
+    inject: tokio::sync::broadcast::Sender<Vec<u8>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Forward,
+    Stall,
+    NackConfirms,
+    Blocked,
+}
+
+impl FaultyBroker {
+    fn start(target: std::net::SocketAddr) -> FaultyBroker {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the broker proxy");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let (mode, _) = tokio::sync::watch::channel(Mode::Forward);
+        let (inject, _) = tokio::sync::broadcast::channel(16);
+        let (modes, injections) = (mode.clone(), inject.clone());
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listens");
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(to_broker(client_read, server_write, modes.subscribe()));
+                tokio::spawn(to_client(
+                    server_read,
+                    client_write,
+                    modes.subscribe(),
+                    injections.subscribe(),
+                ));
+            }
+        });
+        FaultyBroker {
+            addr,
+            mode,
+            inject,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    fn stall(&self) {
+        self.mode.send_replace(Mode::Stall);
+    }
+
+    fn nack_every_confirm(&self) {
+        self.mode.send_replace(Mode::NackConfirms);
+    }
+
+    /// Sends `connection.blocked` and stops reading from the clients.
+    fn block(&self, reason: &str) {
+        let mut arguments = vec![u8::try_from(reason.len()).expect("a short reason")];
+        arguments.extend_from_slice(reason.as_bytes());
+        self.mode.send_replace(Mode::Blocked);
+        let _ = self.inject.send(method_frame(60, &arguments));
+    }
+
+    /// Sends `connection.unblocked` and reads from the clients again.
+    fn unblock(&self) {
+        let _ = self.inject.send(method_frame(61, &[]));
+        self.mode.send_replace(Mode::Forward);
+    }
+
+    fn heal(&self) {
+        self.mode.send_replace(Mode::Forward);
+    }
+}
+
+impl Drop for FaultyBroker {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A frame of the connection class (10) on channel 0.
+fn method_frame(method: u16, arguments: &[u8]) -> Vec<u8> {
+    let mut payload = 10_u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(&method.to_be_bytes());
+    payload.extend_from_slice(arguments);
+    let mut frame = vec![1, 0, 0];
+    frame.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
+    frame.extend_from_slice(&payload);
+    frame.push(0xCE);
+    frame
+}
+
+/// Client to broker, bytes as they come, held back while stalled or blocked.
+async fn to_broker(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut mode: tokio::sync::watch::Receiver<Mode>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0_u8; 64 * 1024];
+    loop {
+        let paused = matches!(*mode.borrow(), Mode::Stall | Mode::Blocked);
+        tokio::select! {
+            changed = mode.changed() => if changed.is_err() { return },
+            read = from.read(&mut buffer), if !paused => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if to.write_all(&buffer[..n]).await.is_err() { return },
+            },
+        }
+    }
+}
+
+/// Broker to client, whole frames, held back while stalled, with confirms turned into nacks or
+/// frames added between them on demand.
+async fn to_client(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut mode: tokio::sync::watch::Receiver<Mode>,
+    mut inject: tokio::sync::broadcast::Receiver<Vec<u8>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0_u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let current = *mode.borrow();
+        tokio::select! {
+            changed = mode.changed() => if changed.is_err() { return },
+            injected = inject.recv() => match injected {
+                Ok(frame) => if to.write_all(&frame).await.is_err() { return },
+                Err(_) => return,
+            },
+            read = from.read(&mut buffer), if current != Mode::Stall => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    pending.extend_from_slice(&buffer[..n]);
+                    while pending.len() >= 7 {
+                        let size = u32::from_be_bytes([pending[3], pending[4], pending[5], pending[6]]);
+                        let length = 7 + usize::try_from(size).expect("a frame size") + 1;
+                        if pending.len() < length {
+                            break;
+                        }
+                        let mut frame: Vec<u8> = pending.drain(..length).collect();
+                        // basic.ack (60, 80) and basic.nack (60, 120) carry the same arguments.
+                        if current == Mode::NackConfirms && frame[0] == 1 && frame[7..11] == [0, 60, 0, 80] {
+                            frame[9..11].copy_from_slice(&120_u16.to_be_bytes());
+                        }
+                        if to.write_all(&frame).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            },
+        }
+    }
 }

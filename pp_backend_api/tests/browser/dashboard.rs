@@ -260,8 +260,11 @@ async fn a_poison_message_shows_on_the_dead_letter_page_with_why() {
     browser
         .wait_for_text("#dlq-list pre", |text| text.contains("-3"))
         .await;
+    // The consumer's reason (its x-pp-reason header), not a bare reject.
     browser
-        .wait_for_text("#dlq-list .meta", |text| text.contains("rejected"))
+        .wait_for_text("#dlq-list .reason", |text| {
+            text.contains("add_up_to must be zero or more, got -3")
+        })
         .await;
     browser.wait_for_text("#nav-dlq", |text| text == "1").await;
     browser.close().await;

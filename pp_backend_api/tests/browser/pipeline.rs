@@ -92,6 +92,7 @@ impl Pipeline {
                 batch_size: 32,
                 workers: 2,
                 retry_max: Duration::from_millis(500),
+                retry_for: Duration::from_secs(300),
                 shutdown_grace: Duration::from_secs(5),
             },
             sweeper: SweeperConfig {

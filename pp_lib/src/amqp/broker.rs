@@ -7,12 +7,20 @@
 //! one. Heartbeats (10 s unless the URL sets `heartbeat=`) make a silent broker fail a session
 //! within seconds. Each outage is logged once when it starts and once when it ends, however many
 //! attempts it takes (an [`Outage`]).
+//!
+//! A session also follows RabbitMQ's `connection.blocked` / `connection.unblocked` notices (a
+//! memory or disk alarm): while blocked, the broker reads nothing from a publishing connection,
+//! so a publisher holding anything meanwhile (a transaction, row locks) should first wait, with
+//! [`FlowWatch::unblocked`], and a publish in progress can be abandoned with
+//! [`FlowWatch::blocked`].
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use lapin::options::ConfirmSelectOptions;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties, ConnectionStatus, Event};
 use rand::Rng;
+use tokio::sync::watch;
 
 use crate::amqp::topology::Topology;
 use crate::config::SecretUrl;
@@ -71,11 +79,106 @@ impl Default for Backoff {
     }
 }
 
+/// Whether the broker lets a connection publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    Open,
+    /// `connection.blocked` received, not yet followed by `connection.unblocked`: the broker
+    /// reads nothing from this connection (publishes, confirms asked for, heartbeats).
+    Blocked {
+        reason: String,
+    },
+}
+
+/// How often a wait on the flow looks at the connection itself, so that a connection lost while
+/// blocked ends the wait.
+const FLOW_POLL: Duration = Duration::from_millis(250);
+
+/// A view of one session's flow that outlives borrows of the session: a publisher lends it to
+/// whoever must stop when the broker blocks the connection.
+#[derive(Debug, Clone)]
+pub struct FlowWatch {
+    status: ConnectionStatus,
+    flow: watch::Receiver<Flow>,
+}
+
+impl FlowWatch {
+    /// The reason the broker gave, while the connection is blocked.
+    pub fn blocked_reason(&self) -> Option<String> {
+        if !self.status.blocked() {
+            return None;
+        }
+        Some(match &*self.flow.borrow() {
+            Flow::Blocked { reason } if !reason.is_empty() => reason.clone(),
+            _ => "no reason given".to_owned(),
+        })
+    }
+
+    /// Resolves when the broker blocks the connection, with its reason. Never resolves for a
+    /// connection that is lost instead.
+    pub async fn blocked(&self) -> String {
+        let mut flow = self.flow.clone();
+        loop {
+            if let Some(reason) = self.blocked_reason() {
+                return reason;
+            }
+            if !self.status.connected() {
+                return std::future::pending().await;
+            }
+            tokio::select! {
+                _ = flow.changed() => {}
+                () = tokio::time::sleep(FLOW_POLL) => {}
+            }
+        }
+    }
+
+    /// Resolves once the connection is no longer blocked: unblocked, or lost.
+    pub async fn unblocked(&self) {
+        let mut flow = self.flow.clone();
+        while self.status.blocked() && self.status.connected() {
+            tokio::select! {
+                _ = flow.changed() => {}
+                () = tokio::time::sleep(FLOW_POLL) => {}
+            }
+        }
+    }
+}
+
+/// Follows the connection's events: its blocked/unblocked notices become the [`Flow`].
+fn watch_flow(connection: &Connection) -> FlowWatch {
+    let (sender, flow) = watch::channel(Flow::Open);
+    let events = connection.events_listener();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Event::ConnectionBlocked(reason)) => {
+                        sender.send_replace(Flow::Blocked { reason });
+                    }
+                    Some(Event::ConnectionUnblocked) => {
+                        sender.send_replace(Flow::Open);
+                    }
+                    Some(_) => {}
+                    None => return,
+                },
+                // Nobody watches any more: the session is gone.
+                () = sender.closed() => return,
+            }
+        }
+    });
+    FlowWatch {
+        status: connection.status().clone(),
+        flow,
+    }
+}
+
 /// One live connection with one channel, in confirm mode when asked, topology declared.
 #[derive(Debug)]
 pub struct BrokerSession {
     connection: Connection,
     channel: Channel,
+    flow: FlowWatch,
 }
 
 impl BrokerSession {
@@ -92,6 +195,16 @@ impl BrokerSession {
     /// True while both the connection and the channel are usable.
     pub fn is_open(&self) -> bool {
         self.connection.status().connected() && self.channel.status().connected()
+    }
+
+    /// The broker's reason, while it blocks this connection (`connection.blocked`).
+    pub fn blocked_reason(&self) -> Option<String> {
+        self.flow.blocked_reason()
+    }
+
+    /// A handle on this connection's flow, to wait for it to be blocked or unblocked.
+    pub fn flow(&self) -> FlowWatch {
+        self.flow.clone()
     }
 
     /// Closes the connection politely (unacknowledged deliveries go back to their queue),
@@ -241,6 +354,8 @@ impl Broker {
         let connection = Connection::connect(&url, properties)
             .await
             .map_err(|error| Error::broker(format!("cannot connect to {}: {error}", self.url)))?;
+        // Listening from the start: RabbitMQ sends `connection.blocked` at any time after.
+        let flow = watch_flow(&connection);
         let setup = async {
             let channel = connection.create_channel().await?;
             if self.confirms {
@@ -255,6 +370,7 @@ impl Broker {
             Ok(channel) => Ok(BrokerSession {
                 connection,
                 channel,
+                flow,
             }),
             Err(error) => {
                 let _ = tokio::time::timeout(

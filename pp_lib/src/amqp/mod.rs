@@ -8,18 +8,21 @@
 //! - [`dead_letters`]: the dead-letter queue for people: depths, browsing in place, retrying or
 //!   discarding one message or all.
 //! - [`message`]: the properties of a demand message and the id a delivery is recorded under.
+//! - [`dead_letter`]: how the consumer dead-letters a message that can never succeed: copied to
+//!   `<queue>.dlq` with the reason in its headers (`x-pp-reason`), then acked.
 //!
 //! The guarantee they build: a message counts as published only once the broker confirmed it;
 //! anything unconfirmed is published again (same `message_id`), and the consumer's deduplication
 //! on `message_id` turns that at-least-once delivery into exactly-once effects.
 
 pub mod broker;
+pub mod dead_letter;
 pub mod dead_letters;
 pub mod message;
 pub mod publish;
 pub mod topology;
 
-pub use broker::{Backoff, Broker, BrokerSession};
+pub use broker::{Backoff, Broker, BrokerSession, Flow, FlowWatch};
 pub use message::{DemandId, demand_properties};
 pub use publish::{Outgoing, PublishError, PublishOptions, Publisher, Reconnect};
 pub use topology::Topology;

@@ -13,7 +13,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::{Confirmation, PublisherConfirm};
 use uuid::Uuid;
 
-use crate::amqp::broker::{Broker, BrokerSession};
+use crate::amqp::broker::{Broker, BrokerSession, FlowWatch};
 use crate::amqp::message::demand_properties;
 use crate::demand::WorkDemand;
 use crate::error::Error;
@@ -125,6 +125,27 @@ impl Publisher {
     /// True when a connection is open now.
     pub fn is_connected(&self) -> bool {
         self.session.as_ref().is_some_and(BrokerSession::is_open)
+    }
+
+    /// The broker's reason, while it blocks the current connection (a memory or disk alarm).
+    pub fn blocked_reason(&self) -> Option<String> {
+        self.session
+            .as_ref()
+            .and_then(BrokerSession::blocked_reason)
+    }
+
+    /// The flow of the current connection, if there is one.
+    pub fn flow(&self) -> Option<FlowWatch> {
+        self.session.as_ref().map(BrokerSession::flow)
+    }
+
+    /// Drops the current connection, if any, without waiting for the broker: for a connection
+    /// that stopped answering, whose polite close would only time out. Whatever it had
+    /// unconfirmed is for the caller to publish again.
+    pub fn abandon(&mut self) {
+        if let Some(session) = self.session.take() {
+            tokio::spawn(session.close());
+        }
     }
 
     /// Connects now, if not connected, under `reconnect`'s rules.

@@ -455,6 +455,42 @@ fn search_with_values(
         .bind::<BigInt, _>(search.limit.max(0))
 }
 
+/// A `created_since` that no work predates (0001-01-01, well inside PostgreSQL's range): the
+/// sweeper's window when it is to take pending works whatever their age.
+pub fn since_any_age() -> DateTime<Utc> {
+    DateTime::<Utc>::from_naive_utc_and_offset(
+        chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+            .and_then(|day| day.and_hms_opt(0, 0, 0))
+            .expect("0001-01-01 is a valid date"),
+        Utc,
+    )
+}
+
+/// How many pending works created over HTTP were created before `created_before`: with the
+/// start of the sweep window, the works the sweeper leaves alone (they wait for
+/// `task_consumer sweep --all-pending`). Cheap: the partial index `works_pending_api_idx`
+/// holds exactly the pending API-created works, by `created_on`, so this reads that backlog
+/// only, however many works are done.
+pub fn count_pending_api_works_before(
+    conn: &mut PgConnection,
+    created_before: DateTime<Utc>,
+) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count: Count = diesel::sql_query(PENDING_API_WORKS_BEFORE)
+        .bind::<diesel::sql_types::Timestamptz, _>(created_before)
+        .get_result(conn)?;
+    Ok(count.n)
+}
+
+/// The count of [`count_pending_api_works_before`]: the partial index's predicate, word for
+/// word, and a range on its first column.
+const PENDING_API_WORKS_BEFORE: &str = "select count(*) as n from works \
+     where not done and demand_id is null and created_on < $1";
+
 /// Claims up to `limit` pending works created over HTTP since `created_since`, oldest first, and
 /// locks them until the caller's transaction ends. Rows another transaction holds are skipped, so
 /// concurrent sweepers share the backlog instead of processing a row twice.
@@ -559,8 +595,8 @@ pub fn record_demands(
             .do_nothing()
             .returning(Work::as_returning())
             .get_results(conn)?;
+        insert_execution_log(conn, &created, started, stopped)?;
         if !created.is_empty() {
-            insert_events(conn, &execution_log(&created, started, stopped))?;
             record_finished(conn, created.len())?;
         }
         Ok(Recorded {
@@ -568,6 +604,33 @@ pub fn record_demands(
             created,
         })
     })
+}
+
+/// Largest number of bind parameters PostgreSQL takes in one statement (the protocol counts
+/// them in 16 bits).
+const MAX_BIND_PARAMETERS: usize = 65_535;
+/// Columns of an inserted event (`NewEvent`): work_id, work_code, variable, value, created_on.
+const EVENT_COLUMNS: usize = 5;
+/// Most events inserted by one statement: three per work, so one statement would otherwise
+/// outgrow [`MAX_BIND_PARAMETERS`] past 4,369 works.
+const EVENTS_PER_STATEMENT: usize = MAX_BIND_PARAMETERS / EVENT_COLUMNS;
+// A consumer's largest batch (1,000 demands) still inserts its events in one statement.
+const _: () = assert!(EVENTS_PER_STATEMENT * EVENT_COLUMNS <= MAX_BIND_PARAMETERS);
+const _: () = assert!(EVENTS_PER_STATEMENT >= 3 * 1_000);
+
+/// Inserts the three events of each of these done works, in as many statements as the bind
+/// parameter limit asks for.
+fn insert_execution_log(
+    conn: &mut PgConnection,
+    works: &[Work],
+    started: DateTime<Utc>,
+    stopped: DateTime<Utc>,
+) -> QueryResult<()> {
+    let events = execution_log(works, started, stopped);
+    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        insert_events(conn, chunk)?;
+    }
+    Ok(())
 }
 
 /// The three events of each of these done works.
@@ -632,8 +695,8 @@ pub fn finish_works(conn: &mut PgConnection, pending: &[Work]) -> Result<Vec<Wor
             done.push(work);
         }
     }
+    insert_execution_log(conn, &done, started, stopped)?;
     if !done.is_empty() {
-        insert_events(conn, &execution_log(&done, started, stopped))?;
         record_finished(conn, done.len())?;
     }
     Ok(done)
@@ -643,6 +706,33 @@ pub fn finish_works(conn: &mut PgConnection, pending: &[Work]) -> Result<Vec<Wor
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn counting_works_older_than_the_window_reads_the_pending_index() {
+        #[derive(QueryableByName)]
+        struct PlanLine {
+            #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+            line: String,
+        }
+        let db = pp_storage::testkit::TestDatabase::create();
+        let mut conn = db.connect();
+        let sql = PENDING_API_WORKS_BEFORE.replace("$1", "now()");
+        // An empty table is read whole whatever the indexes: plan as for a large one.
+        diesel::sql_query("set enable_seqscan = off")
+            .execute(&mut conn)
+            .expect("planner setting");
+
+        let plan: Vec<PlanLine> = diesel::sql_query(format!("explain {sql}"))
+            .load(&mut conn)
+            .expect("explain");
+
+        let plan: Vec<String> = plan.into_iter().map(|line| line.line).collect();
+        assert!(
+            plan.iter()
+                .any(|line| line.contains("works_pending_api_idx")),
+            "{plan:#?}"
+        );
+    }
 
     #[test]
     fn prefix_ranges_end_at_the_next_character() {

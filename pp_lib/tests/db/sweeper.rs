@@ -1,11 +1,15 @@
-//! Claiming pending API work: the window, SKIP LOCKED between concurrent claimers, and racing
-//! sweepers that together complete every work exactly once.
+//! Claiming pending API work: the window, SKIP LOCKED between concurrent claimers, racing
+//! sweepers that together complete every work exactly once, a batch larger than one statement's
+//! bind parameters, and the count of works older than the window.
 
 use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
-use pp_lib::db::works::{claim_pending_works, insert_work, sweep_pending_works};
+use pp_lib::db::works::{
+    claim_pending_works, count_pending_api_works_before, insert_work, insert_works, since_any_age,
+    sweep_pending_works,
+};
 use pp_lib::work::NewWork;
 use pp_storage::testkit::{TestDatabase, finish_work};
 use uuid::Uuid;
@@ -116,5 +120,61 @@ fn racing_sweepers_complete_every_work_exactly_once() {
     assert_eq!(
         check.bad, 0,
         "every work is done with its result and three events"
+    );
+}
+
+#[test]
+fn a_sweep_batch_of_10000_finishes_every_work_in_one_transaction() {
+    let db = TestDatabase::create();
+    let mut conn = db.connect();
+    let works: Vec<NewWork> = (0..10_000).map(|i| NewWork::from_api(i % 1_000)).collect();
+    for chunk in works.chunks(5_000) {
+        insert_works(&mut conn, chunk).expect("insert API works");
+    }
+
+    let done = sweep_pending_works(&mut conn, since_any_age(), 10_000)
+        .expect("one sweep of 10,000 works, whatever a statement may bind");
+
+    assert_eq!(done.len(), 10_000);
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let events: Count = diesel::sql_query("select count(*) as n from events")
+        .get_result(&mut conn)
+        .expect("count events");
+    assert_eq!(events.n, 30_000);
+}
+
+#[test]
+fn pending_api_works_older_than_the_window_are_counted_and_nothing_else() {
+    let db = TestDatabase::create();
+    let mut conn = db.connect();
+    let window_start = Utc::now() - Duration::hours(6);
+    insert_api_work(&mut conn, "api-recent", 1);
+    for (i, hours) in [7, 30, 24 * 400].into_iter().enumerate() {
+        let old = insert_api_work(&mut conn, &format!("api-old{i}"), 2);
+        set_created_on(&mut conn, old.id, Utc::now() - Duration::hours(hours));
+    }
+    let old_but_done = insert_api_work(&mut conn, "api-olddone", 3);
+    set_created_on(&mut conn, old_but_done.id, Utc::now() - Duration::hours(8));
+    finish_work(&mut conn, &old_but_done);
+    let from_queue =
+        insert_work(&mut conn, &NewWork::from_demand(Uuid::new_v4(), 5)).expect("consumer work");
+    set_created_on(&mut conn, from_queue.id, Utc::now() - Duration::hours(8));
+
+    let older = count_pending_api_works_before(&mut conn, window_start).expect("count");
+
+    assert_eq!(older, 3, "pending, created over HTTP, before the window");
+    let swept = sweep_pending_works(&mut conn, since_any_age(), 100).expect("sweep all");
+    assert_eq!(
+        swept.len(),
+        4,
+        "a sweep of any age takes them, and the recent one"
+    );
+    assert_eq!(
+        count_pending_api_works_before(&mut conn, window_start).expect("count"),
+        0
     );
 }

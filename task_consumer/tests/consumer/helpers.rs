@@ -17,6 +17,19 @@ use task_consumer::Running;
 use task_consumer::settings::{ConsumerConfig, MetricsAddr, Settings, SweeperConfig};
 use uuid::Uuid;
 
+/// A message read from the dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub body: Vec<u8>,
+    pub message_id: Option<String>,
+    /// The `x-pp-reason` header.
+    pub reason: Option<String>,
+    /// The `x-pp-queue` header.
+    pub queue: Option<String>,
+    /// The `x-pp-dead-lettered-at` header.
+    pub at: Option<String>,
+}
+
 /// A test's own database and queue.
 pub struct Harness {
     pub db: TestDatabase,
@@ -61,6 +74,53 @@ impl Harness {
             .expect("every message is confirmed");
         publisher.close().await;
         assert_eq!(confirmed, count);
+    }
+
+    /// Takes every message from the dead-letter queue.
+    pub async fn dead_letters(&self) -> Vec<DeadLetter> {
+        use lapin::options::BasicGetOptions;
+        use pp_lib::amqp::dead_letter::{
+            DEAD_LETTERED_AT_HEADER, QUEUE_HEADER, REASON_HEADER, header_text,
+        };
+        let (connection, channel) = self.queue.open().await;
+        let dlq = self.queue.topology().dead_letter_queue();
+        let mut letters = Vec::new();
+        while let Some(message) = channel
+            .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap_or_else(|error| panic!("cannot read {dlq}: {error}"))
+        {
+            let properties = &message.delivery.properties;
+            letters.push(DeadLetter {
+                body: message.delivery.data.clone(),
+                message_id: properties
+                    .message_id()
+                    .as_ref()
+                    .map(|id| id.as_str().to_owned()),
+                reason: header_text(properties, REASON_HEADER),
+                queue: header_text(properties, QUEUE_HEADER),
+                at: header_text(properties, DEAD_LETTERED_AT_HEADER),
+            });
+        }
+        let _ = connection.close(200, "drained".into()).await;
+        letters
+    }
+
+    /// Waits until the dead-letter queue holds `expected` messages.
+    pub async fn wait_for_dead_letters(&self, expected: u32, patience: Duration) {
+        let dlq = self.queue.topology().dead_letter_queue();
+        let deadline = Instant::now() + patience;
+        loop {
+            let ready = self.queue.ready_count(&dlq).await;
+            if ready == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {patience:?} for {expected} dead letters, have {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn count(&self, sql: &str) -> i64 {
@@ -137,6 +197,7 @@ pub fn settings(database: DatabaseConfig, amqp: AmqpConfig) -> Settings {
             batch_size: 64,
             workers: 3,
             retry_max: Duration::from_millis(500),
+            retry_for: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(5),
         },
         sweeper: SweeperConfig {

@@ -2,6 +2,7 @@
 //! database.
 
 mod end_to_end;
+mod faults;
 mod helpers;
 mod outages;
 mod pipeline;

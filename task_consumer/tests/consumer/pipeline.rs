@@ -1,6 +1,6 @@
 //! The queue to the database, end to end through a running consumer: a burst lands as done works
 //! with their events, a message published twice makes one work, poison is dead-lettered while
-//! the consumer keeps going.
+//! the consumer keeps going, each dead letter saying why.
 
 use std::time::Duration;
 
@@ -73,7 +73,7 @@ async fn the_same_message_published_twice_makes_one_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poison_goes_to_the_dead_letter_queue_and_the_consumer_keeps_going() {
+async fn poison_goes_to_the_dead_letter_queue_with_its_reason_and_the_consumer_keeps_going() {
     let harness = Harness::new().await;
     let (trigger, running) = start(harness.settings()).await;
     let poison: [&[u8]; 6] = [
@@ -120,18 +120,48 @@ async fn poison_goes_to_the_dead_letter_queue_and_the_consumer_keeps_going() {
     let metrics = running.metrics.clone();
     stop(trigger, running).await;
     assert_eq!(metrics.dead_lettered.get(), 6);
-    let letters = harness.queue.drain_dead_letters().await;
-    let mut bodies: Vec<&[u8]> = letters.iter().map(|(body, _)| body.as_slice()).collect();
+    let letters = harness.dead_letters().await;
+    let mut bodies: Vec<&[u8]> = letters
+        .iter()
+        .map(|letter| letter.body.as_slice())
+        .collect();
     bodies.sort();
     let mut expected = poison.to_vec();
     expected.sort();
     assert_eq!(bodies, expected, "every poison message, untouched");
-    assert!(
-        letters
+    let reasons = [
+        (b"not json".as_slice(), "malformed work demand"),
+        (b"", "malformed work demand"),
+        (br#"{"done": false}"#, "missing field `add_up_to`"),
+        (
+            br#"{"add_up_to": -1, "done": false}"#,
+            "add_up_to must be zero or more, got -1",
+        ),
+        (
+            br#"{"add_up_to": 3000000000, "done": false}"#,
+            "add_up_to must be at most",
+        ),
+        (br#"{"add_up_to": "7"}"#, "add_up_to must be a whole number"),
+    ];
+    for (body, reason) in reasons {
+        let letter = letters
             .iter()
-            .all(|(_, reason)| reason.contains("rejected")),
-        "{letters:?}"
-    );
+            .find(|letter| letter.body == body)
+            .expect("every poison message is dead-lettered");
+        assert!(
+            letter
+                .reason
+                .as_deref()
+                .is_some_and(|given| given.contains(reason)),
+            "{:?}: expected {reason:?} in the reason header, got {letter:?}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(letter.queue.as_deref(), Some(harness.queue.name()));
+        assert!(
+            letter.message_id.is_some(),
+            "the original message_id is kept"
+        );
+    }
     let derived = DemandId::of(Some("order-42")).id();
     assert_eq!(
         harness.count(&format!(

@@ -1,4 +1,5 @@
-//! The real binary: killed with SIGKILL mid-stream, then restarted; and stopped with SIGTERM.
+//! The real binary: killed with SIGKILL mid-stream, then restarted; stopped with SIGTERM; run
+//! without a command (it consumes, as `run` does); and `sweep --all-pending`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -6,9 +7,21 @@ use std::time::Duration;
 use pp_lib::testkit::terminate;
 
 use crate::helpers::{DONE_FROM_QUEUE, Harness, demands};
+use crate::sweeper::{PENDING_API_WORKS, SWEPT_API_WORKS};
+
+fn consumer_command(harness: &Harness) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_task_consumer"));
+    command
+        .env("DATABASE_URL", harness.db.url().expose())
+        .env("AMQP_URL", harness.queue.url().expose())
+        .env("PP_QUEUE", harness.queue.name())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    command
+}
 
 fn spawn_consumer(harness: &Harness) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_task_consumer"))
+    consumer_command(harness)
         .args([
             "run",
             "--metrics-addr",
@@ -20,11 +33,6 @@ fn spawn_consumer(harness: &Harness) -> Child {
             "--prefetch",
             "64",
         ])
-        .env("DATABASE_URL", harness.db.url().expose())
-        .env("AMQP_URL", harness.queue.url().expose())
-        .env("PP_QUEUE", harness.queue.name())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -109,4 +117,99 @@ async fn sigterm_finishes_and_acks_in_flight_work_and_exits_0() {
             .success()
     );
     harness.assert_exactly_once(&ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_command_the_binary_consumes_as_run_does() {
+    let harness = Harness::new().await;
+    let ids = harness.publish(&demands(50)).await;
+    let mut consumer = consumer_command(&harness)
+        .env("PP_CONSUMER_METRICS_ADDR", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the consumer binary starts");
+
+    harness
+        .wait_for(DONE_FROM_QUEUE, 50, Duration::from_secs(60))
+        .await;
+    terminate(&consumer);
+    let status = wait_exit(&mut consumer, Duration::from_secs(20)).await;
+
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    harness.assert_exactly_once(&ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_all_pending_finishes_works_of_any_age_and_says_how_many() {
+    let harness = Harness::new().await;
+    {
+        use diesel::prelude::*;
+        let mut conn = harness.db.connect();
+        let works: Vec<pp_lib::work::NewWork> =
+            (1..=25).map(pp_lib::work::NewWork::from_api).collect();
+        pp_lib::db::works::insert_works(&mut conn, &works).expect("insert API works");
+        diesel::sql_query(
+            "update works set created_on = now() - interval '30 days' \
+             where id in (select id from works order by id limit 20)",
+        )
+        .execute(&mut conn)
+        .expect("age twenty works");
+    }
+
+    let windowed = consumer_command(&harness)
+        .args(["sweep", "--sweep-batch", "7"])
+        .output()
+        .expect("task_consumer sweep runs");
+    let all = consumer_command(&harness)
+        .args(["sweep", "--all-pending", "--sweep-batch", "7"])
+        .output()
+        .expect("task_consumer sweep --all-pending runs");
+
+    let windowed_out = String::from_utf8_lossy(&windowed.stdout);
+    assert!(windowed.status.success(), "{windowed:?}");
+    assert!(
+        windowed_out
+            .starts_with("swept 5 pending API-created work(s) within the last 6h in 1 batch(es)"),
+        "{windowed_out}"
+    );
+    assert!(
+        windowed_out.contains("; 20 older left pending"),
+        "{windowed_out}"
+    );
+    let all_out = String::from_utf8_lossy(&all.stdout);
+    assert!(all.status.success(), "{all:?}");
+    assert!(
+        all_out.starts_with("swept 20 pending API-created work(s) of any age in 3 batch(es)"),
+        "{all_out}"
+    );
+    assert_eq!(harness.count(PENDING_API_WORKS), 0);
+    assert_eq!(harness.count(SWEPT_API_WORKS), 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_exits_0_run_after_run_without_crashing_at_exit() {
+    let harness = Harness::new().await;
+    {
+        let mut conn = harness.db.connect();
+        let works: Vec<pp_lib::work::NewWork> =
+            (1..=3).map(pp_lib::work::NewWork::from_api).collect();
+        pp_lib::db::works::insert_works(&mut conn, &works).expect("insert API works");
+    }
+
+    // A spare connection still being opened in the background when the process exits crashed
+    // it (SIGSEGV in OpenSSL) about one run in eight.
+    let codes: Vec<Option<i32>> = (0..25)
+        .map(|_| {
+            consumer_command(&harness)
+                .args(["sweep", "--all-pending"])
+                .output()
+                .expect("task_consumer sweep runs")
+                .status
+                .code()
+        })
+        .collect();
+
+    assert!(codes.iter().all(|code| *code == Some(0)), "{codes:?}");
+    assert_eq!(harness.count(PENDING_API_WORKS), 0);
 }

@@ -1,6 +1,6 @@
-//! The sweeper inside a running consumer: API-created works within the window are finished, two
-//! consumers sweeping at once never process a work twice, racing sweep transactions split the
-//! backlog.
+//! The sweeper inside a running consumer: API-created works within the window are finished, those
+//! older are counted for the operator, two consumers sweeping at once never process a work twice,
+//! racing sweep transactions split the backlog.
 
 use std::time::Duration;
 
@@ -9,6 +9,9 @@ use pp_lib::db::works::{insert_works, sweep_pending_works};
 use pp_lib::work::NewWork;
 
 use crate::helpers::{Harness, start, stop};
+
+pub const PENDING_API_WORKS: &str = PENDING_API;
+pub const SWEPT_API_WORKS: &str = SWEPT_RIGHT;
 
 const PENDING_API: &str = "select count(*) as n from works where demand_id is null and not done";
 const SWEPT_RIGHT: &str = "select count(*) as n from works w where demand_id is null and done \
@@ -44,6 +47,35 @@ async fn the_sweeper_finishes_api_created_works_within_its_window() {
     stop(trigger, running).await;
     assert_eq!(harness.count(PENDING_API), 1, "the old work stays pending");
     assert_eq!(metrics.swept.get(), 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_older_than_the_window_are_counted_and_left_pending() {
+    let harness = Harness::new().await;
+    insert_api_works(&harness, 12);
+    let mut conn = harness.db.connect();
+    diesel::sql_query(
+        "update works set created_on = now() - interval '7 hours' \
+         where id in (select id from works order by id limit 2)",
+    )
+    .execute(&mut conn)
+    .expect("age two works");
+    let (trigger, running) = start(harness.settings()).await;
+    harness
+        .wait_for(SWEPT_RIGHT, 10, Duration::from_secs(30))
+        .await;
+    let metrics = running.metrics.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metrics.sweeper_stranded.get() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "older than the window: {}",
+            metrics.sweeper_stranded.get()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(trigger, running).await;
+    assert_eq!(harness.count(PENDING_API), 2, "left for the operator");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
