@@ -166,6 +166,103 @@ async fn a_burst_is_allowed_then_the_rate_applies() {
 }
 
 #[tokio::test]
+async fn requests_decided_together_are_each_decided_as_if_alone() {
+    let redis = TestRedis::create();
+    let limiter = RateLimiter::new(connect(&redis.config()).await, quota("1/h", 5));
+    // Forty at once, two clients: they wait for one run of the script, or a few.
+    let clients = ["ip:192.0.2.10", "ip:192.0.2.11"];
+    let verdicts =
+        futures_util::future::join_all((0..40).map(|n| limiter.check(clients[n % 2]))).await;
+    for client in 0..2 {
+        let decisions: Vec<_> = verdicts
+            .iter()
+            .skip(client)
+            .step_by(2)
+            .map(|verdict| match verdict {
+                Verdict::Decided(decision) => *decision,
+                Verdict::FailedOpen => panic!("Redis answers"),
+            })
+            .collect();
+        let allowed: Vec<u64> = decisions
+            .iter()
+            .filter(|decision| decision.allowed)
+            .map(|decision| decision.remaining)
+            .collect();
+        assert_eq!(
+            allowed,
+            [4, 3, 2, 1, 0],
+            "client {client}: the burst, in order"
+        );
+        assert!(
+            decisions
+                .iter()
+                .filter(|decision| !decision.allowed)
+                .all(|decision| decision.retry_after > Duration::from_secs(3_500)),
+            "client {client}: the rest wait for the rate"
+        );
+    }
+}
+
+/// Requests until the first refusal (or `most`), one at a time; how many were allowed.
+async fn allowed_until_refused(limiter: &RateLimiter, client: &str, most: usize) -> usize {
+    for allowed in 0..most {
+        match limiter.check(client).await {
+            Verdict::Decided(decision) if decision.allowed => {}
+            Verdict::Decided(_) => return allowed,
+            Verdict::FailedOpen => panic!("Redis answers"),
+        }
+    }
+    most
+}
+
+#[tokio::test]
+async fn busy_clients_take_tokens_a_lease_at_a_time_and_never_beyond_the_quota() {
+    let redis = TestRedis::create();
+    let first = RateLimiter::new(connect(&redis.config()).await, quota("1/h", 1_000));
+    let second = RateLimiter::new(connect(&redis.config()).await, quota("1/h", 1_000));
+    let mut allowed = 0;
+    for _ in 0..40 {
+        allowed += allowed_until_refused(&first, "key:busy", 30).await;
+        allowed += allowed_until_refused(&second, "key:busy", 30).await;
+    }
+    // Leases of up to a tenth of the burst: each replica may hold one unspent.
+    assert!(
+        (800..=1_000).contains(&allowed),
+        "{allowed} allowed of a burst of 1000"
+    );
+    assert!(
+        allowed_until_refused(&first, "key:busy", 10).await
+            + allowed_until_refused(&second, "key:busy", 10).await
+            <= 1_000 - allowed,
+        "never beyond the quota"
+    );
+}
+
+#[tokio::test]
+async fn the_unspent_tokens_of_an_expired_lease_go_back_to_the_bucket() {
+    let redis = TestRedis::create();
+    let first = RateLimiter::new(connect(&redis.config()).await, quota("1/h", 100));
+    let second = RateLimiter::new(connect(&redis.config()).await, quota("1/h", 100));
+    // A busy start: the first replica's leases grow to ten tokens.
+    let spent = allowed_until_refused(&first, "key:pause", 30).await;
+    assert_eq!(spent, 30);
+    // It pauses past its lease; its next request gives the unspent tokens back.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let spent = spent + allowed_until_refused(&first, "key:pause", 1).await;
+    let rest = allowed_until_refused(&second, "key:pause", 200).await;
+    // Leases of 1, 2, 4, 8, 10 and 10 tokens made the 30: 5 unspent went back; the first
+    // replica's newest lease (half as large after the pause) holds back at most 4.
+    assert!(
+        spent + rest >= 100 - 4,
+        "{spent} + {rest}: only the first replica's newest lease is held back"
+    );
+    assert!(
+        spent + rest <= 100,
+        "{spent} + {rest}: never beyond the burst"
+    );
+}
+
+#[tokio::test]
 async fn limiters_in_two_processes_enforce_one_limit_together() {
     let redis = TestRedis::create();
     let first = RateLimiter::new(connect(&redis.config()).await, quota("1/h", 4));
