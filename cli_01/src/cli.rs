@@ -89,6 +89,18 @@ pub struct Cli {
     )]
     pub timeout: Duration,
 
+    /// The sweeper's window (--via db; the API uses its own): `stats` counts the API works
+    /// created before it, which the sweeper will never finish.
+    #[arg(
+        long = "sweep-window",
+        env = "PP_SWEEP_WINDOW",
+        value_name = "DURATION",
+        default_value = "6h",
+        value_parser = pp_lib::config::duration_setting,
+        global = true
+    )]
+    pub sweep_window: Duration,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -232,6 +244,7 @@ impl Cli {
             api_url: &self.api.url,
             timeout: self.timeout,
             database: &self.database,
+            sweep_window: self.sweep_window,
         }
     }
 }

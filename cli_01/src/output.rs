@@ -127,6 +127,10 @@ pub fn to_table(answer: &Answer) -> String {
             ("done_works", stats.done_works.to_string()),
             ("events", stats.events.to_string()),
             ("done_last_hour", stats.done_last_hour.to_string()),
+            (
+                "api_works_beyond_sweep_window",
+                stats.api_works_beyond_sweep_window.to_string(),
+            ),
         ]),
         Answer::Demand(demand) => record(&[
             ("message_id", demand.message_id.to_string()),
@@ -302,6 +306,7 @@ id  work_code            add_up_to  done   result  created_on
             done_works: 1,
             events: 3,
             done_last_hour: 1,
+            api_works_beyond_sweep_window: 0,
         });
         let demand = Answer::Demand(DemandAccepted {
             message_id: uuid::Uuid::nil(),
@@ -316,7 +321,9 @@ id  work_code            add_up_to  done   result  created_on
         );
         assert_eq!(
             to_table(&stats),
-            "pending_works   2\ndone_works      1\nevents          3\ndone_last_hour  1\n"
+            "pending_works                  2\ndone_works                     1\n\
+             events                         3\ndone_last_hour                 1\n\
+             api_works_beyond_sweep_window  0\n"
         );
         assert_eq!(
             to_table(&demand),

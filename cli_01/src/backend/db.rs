@@ -22,15 +22,19 @@ use crate::error::Error;
 /// A connection to pp's database.
 pub struct DbBackend {
     conn: PgConnection,
+    sweep_window: std::time::Duration,
 }
 
 impl DbBackend {
     /// Connects, within the configured connect timeout.
-    pub fn connect(config: &DatabaseConfig) -> Result<Self, Error> {
+    pub fn connect(
+        config: &DatabaseConfig,
+        sweep_window: std::time::Duration,
+    ) -> Result<Self, Error> {
         let mut conn = pp_lib::db::establish(&config.url, config.connect_timeout)?;
         let millis = config.statement_timeout.as_millis();
         conn.batch_execute(&format!("set statement_timeout = {millis}"))?;
-        Ok(DbBackend { conn })
+        Ok(DbBackend { conn, sweep_window })
     }
 }
 
@@ -49,7 +53,7 @@ impl Backend for DbBackend {
     }
 
     fn read_stats(&mut self) -> Result<Stats, Error> {
-        Ok(read_stats(&mut self.conn)?)
+        Ok(read_stats(&mut self.conn, self.sweep_window)?)
     }
 
     fn create_work(&mut self, add_up_to: Option<i32>) -> Result<Work, Error> {

@@ -52,12 +52,17 @@ pub struct Target<'a> {
     pub timeout: Duration,
     /// PostgreSQL (for [`Via::Db`]).
     pub database: &'a DatabaseConfig,
+    /// The sweeper's window, for the stats read from PostgreSQL (for [`Via::Db`]).
+    pub sweep_window: Duration,
 }
 
 /// The backend `via` names, ready to ask: the HTTP client built, or the database connected.
 pub fn connect(via: Via, target: Target<'_>) -> Result<Box<dyn Backend>, Error> {
     Ok(match via {
         Via::Http => Box::new(http::HttpBackend::new(target.api_url, target.timeout)?),
-        Via::Db => Box::new(db::DbBackend::connect(target.database)?),
+        Via::Db => Box::new(db::DbBackend::connect(
+            target.database,
+            target.sweep_window,
+        )?),
     })
 }

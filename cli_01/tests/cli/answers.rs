@@ -57,6 +57,7 @@ async fn http_and_db_give_the_same_json_for_get_search_events_and_stats() {
             done_works: 1,
             events: 3,
             done_last_hour: 1,
+            api_works_beyond_sweep_window: 0,
         }
     );
     assert_eq!(

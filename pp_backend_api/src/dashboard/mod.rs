@@ -25,7 +25,7 @@ pub mod routes;
 use std::time::{Duration, Instant};
 
 use pp_lib::amqp::dead_letters::DeadLetterPage;
-use pp_lib::config::{AmqpConfig, parse_duration};
+use pp_lib::config::{AmqpConfig, duration_setting};
 use tokio::sync::Mutex;
 
 use crate::dashboard::admin::{ActionPolicy, AdminToken};
@@ -47,12 +47,12 @@ pub struct DashboardConfig {
     #[arg(long = "admin-token", env = "PP_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<AdminToken>,
     /// The sweeper's window, as task_consumer reads it: pending API works created before it
-    /// will never be swept, and the dashboard counts them.
+    /// will never be swept, and the dashboard and `/stats` count them.
     #[arg(
         long = "sweep-window",
         env = "PP_SWEEP_WINDOW",
         default_value = DEFAULT_SWEEP_WINDOW,
-        value_parser = parse_duration
+        value_parser = duration_setting
     )]
     pub sweep_window: Duration,
 }

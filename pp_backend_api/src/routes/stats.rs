@@ -1,6 +1,6 @@
-//! `GET /stats`: the system at a glance — pending and done works, events, and the works done in
-//! the last hour — read by one statement of `pp_lib::db::stats`, which `cli_01 stats --via db`
-//! shares, so both answer the same.
+//! `GET /stats`: the system at a glance — pending and done works, events, the works done in the
+//! last hour, and the API works older than the sweeper's window — read by `pp_lib::db::stats`,
+//! which `cli_01 stats --via db` shares, so both answer the same.
 
 use actix_web::{HttpResponse, web};
 use pp_lib::db::stats::{Stats, read_stats};
@@ -20,6 +20,9 @@ use crate::state::AppState;
     )
 )]
 pub async fn read_work_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let stats = state.run_db(|conn| Ok(read_stats(conn)?)).await?;
+    let sweep_window = state.sweep_window;
+    let stats = state
+        .run_db(move |conn| Ok(read_stats(conn, sweep_window)?))
+        .await?;
     Ok(HttpResponse::Ok().json(stats))
 }

@@ -1,6 +1,9 @@
-//! `GET /stats`: the counts of works and events, and the last hour's throughput, as
-//! `pp_lib::db::stats` reads them.
+//! `GET /stats`: the counts of works and events, the last hour's throughput and the API works
+//! the sweeper's window leaves behind, as `pp_lib::db::stats` reads them.
 
+use std::time::Duration;
+
+use diesel::RunQueryDsl;
 use pp_lib::db::stats::{Stats, read_stats};
 use pp_storage::testkit::finish_work;
 use reqwest::StatusCode;
@@ -17,6 +20,13 @@ async fn stats_count_pending_and_done_works_events_and_the_last_hours_throughput
     }
     let mut conn = app.db.connect();
     finish_work(&mut conn, &works[0]);
+    // One pending work from before the sweeper's window (6 h by default).
+    diesel::sql_query(format!(
+        "update works set created_on = now() - interval '7 hours' where id = {}",
+        works[2].id
+    ))
+    .execute(&mut conn)
+    .expect("backdating");
 
     let response = app.get("/stats").await;
 
@@ -30,15 +40,16 @@ async fn stats_count_pending_and_done_works_events_and_the_last_hours_throughput
             done_works: 1,
             events: 3,
             done_last_hour: 1,
+            api_works_beyond_sweep_window: 1,
         }
     );
     assert_eq!(
         stats,
-        read_stats(&mut conn).expect("stats from the database")
+        read_stats(&mut conn, Duration::from_secs(6 * 3_600)).expect("stats from the database")
     );
     assert_eq!(
         raw,
-        r#"{"pending_works":2,"done_works":1,"events":3,"done_last_hour":1}"#
+        r#"{"pending_works":2,"done_works":1,"events":3,"done_last_hour":1,"api_works_beyond_sweep_window":1}"#
     );
 }
 
@@ -68,7 +79,8 @@ async fn stats_are_documented_and_only_read() {
 async fn stats_over_a_broken_database_are_an_opaque_500() {
     let app = spawn_app().await;
     let mut conn = app.db.connect();
-    diesel::RunQueryDsl::execute(diesel::sql_query("drop table events"), &mut conn)
+    diesel::sql_query("drop table events")
+        .execute(&mut conn)
         .expect("sabotage");
 
     let message = error_message(app.get("/stats").await, StatusCode::INTERNAL_SERVER_ERROR).await;

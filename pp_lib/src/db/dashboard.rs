@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Timestamptz};
 use serde::{Deserialize, Serialize};
 
-use crate::db::stats::{Counting, Figure, count_matches};
+use crate::db::stats::{Counting, Figure, PENDING_API_WORKS, beyond_sweep_window, count_matches};
 
 /// Rows waiting, and the age of the oldest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,8 +58,8 @@ pub fn read_backlogs(
     // the exact count and, past the cap, the planner's estimate.
     let window = i64::try_from(sweep_window.as_secs()).unwrap_or(i64::MAX / 2);
     let since = format!("now() - make_interval(secs => {window})");
-    let within = format!("works where not done and demand_id is null and created_on >= {since}");
-    let beyond = format!("works where not done and demand_id is null and created_on < {since}");
+    let within = format!("{PENDING_API_WORKS} and created_on >= {since}");
+    let beyond = beyond_sweep_window(sweep_window);
     let outbox = "demand_outbox where published_on is null";
     Ok(Backlogs {
         outbox: Backlog {

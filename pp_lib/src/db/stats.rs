@@ -27,25 +27,38 @@ use crate::db::throughput::finished_within;
 /// Counts over the whole database. On small tables they come from one statement (one
 /// snapshot: the numbers agree with each other); on large ones some are estimates (see
 /// [`read_figures`]), and this shape, `GET /stats`'s, carries only their values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, QueryableByName)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     /// Works not yet done.
-    #[diesel(sql_type = BigInt)]
     #[cfg_attr(feature = "openapi", schema(example = 3))]
     pub pending_works: i64,
     /// Works done, with their result.
-    #[diesel(sql_type = BigInt)]
     #[cfg_attr(feature = "openapi", schema(example = 12))]
     pub done_works: i64,
     /// Rows of the event log (three per done work).
-    #[diesel(sql_type = BigInt)]
     #[cfg_attr(feature = "openapi", schema(example = 36))]
     pub events: i64,
     /// The throughput: works marked done during the last hour, on the database's clock.
-    #[diesel(sql_type = BigInt)]
     #[cfg_attr(feature = "openapi", schema(example = 12))]
     pub done_last_hour: i64,
+    /// Pending works created over HTTP before the sweeper's window (`PP_SWEEP_WINDOW`): the
+    /// sweeper will never finish them; `task_consumer sweep --all-pending` does.
+    #[cfg_attr(feature = "openapi", schema(example = 0))]
+    pub api_works_beyond_sweep_window: i64,
+}
+
+/// [`Stats`] as one statement counts them, on small tables.
+#[derive(QueryableByName)]
+struct Everything {
+    #[diesel(sql_type = BigInt)]
+    pending_works: i64,
+    #[diesel(sql_type = BigInt)]
+    done_works: i64,
+    #[diesel(sql_type = BigInt)]
+    events: i64,
+    #[diesel(sql_type = BigInt)]
+    done_last_hour: i64,
 }
 
 /// A count, and whether it was counted (`exact`) or is PostgreSQL's estimate.
@@ -91,13 +104,15 @@ pub struct Figures {
 }
 
 impl Figures {
-    /// The values alone, as `GET /stats` answers them.
-    pub fn stats(&self) -> Stats {
+    /// The values alone, as `GET /stats` answers them, with the count of API works beyond the
+    /// sweep window.
+    pub fn stats(&self, api_works_beyond_sweep_window: i64) -> Stats {
         Stats {
             pending_works: self.pending_works.value,
             done_works: self.done_works.value,
             events: self.events.value,
             done_last_hour: self.done_last_hour.value,
+            api_works_beyond_sweep_window,
         }
     }
 }
@@ -126,9 +141,27 @@ impl Default for Counting {
     }
 }
 
-/// Reads the counts: [`read_figures`]'s values.
-pub fn read_stats(conn: &mut PgConnection) -> QueryResult<Stats> {
-    Ok(read_figures(conn)?.stats())
+/// Reads the counts: [`read_figures`]'s values, and the pending API works a sweeper with this
+/// window leaves alone.
+pub fn read_stats(
+    conn: &mut PgConnection,
+    sweep_window: std::time::Duration,
+) -> QueryResult<Stats> {
+    let beyond = count_matches(
+        conn,
+        &beyond_sweep_window(sweep_window),
+        Counting::DEFAULT.exact_matches,
+    )?;
+    Ok(read_figures(conn)?.stats(beyond.value))
+}
+
+/// The pending API works created before a sweeper with this window looks (a `from … where`
+/// clause for [`count_matches`]): the partial index `works_pending_api_idx` holds them. The
+/// window is whole seconds formatted into the text (an integer of pp's own, never input), so the
+/// same text serves the exact count and, past the cap, the planner's estimate.
+pub fn beyond_sweep_window(sweep_window: std::time::Duration) -> String {
+    let seconds = i64::try_from(sweep_window.as_secs()).unwrap_or(i64::MAX / 2);
+    format!("{PENDING_API_WORKS} and created_on < now() - make_interval(secs => {seconds})")
 }
 
 /// Reads the counts with the [`Counting::DEFAULT`] thresholds.
@@ -191,7 +224,7 @@ pub const PENDING_OTHER_WORKS: &str = "works where not done and demand_id is not
 /// Every count row by row, in one statement. One pass over `works` serves the three work counts
 /// (a done work's `updated_on` is when it was marked done: nothing changes a work after that);
 /// `events` is counted by a scalar subquery of the same statement.
-fn count_everything(conn: &mut PgConnection) -> QueryResult<Stats> {
+fn count_everything(conn: &mut PgConnection) -> QueryResult<Everything> {
     diesel::sql_query(
         "select count(*) filter (where not done) as pending_works, \
                 count(*) filter (where done) as done_works, \
@@ -302,7 +335,7 @@ mod tests {
         let db = TestDatabase::create();
         let mut conn = db.connect();
 
-        let stats = read_stats(&mut conn).expect("stats");
+        let stats = read_stats(&mut conn, std::time::Duration::from_secs(3_600)).expect("stats");
 
         assert_eq!(
             stats,
@@ -311,6 +344,7 @@ mod tests {
                 done_works: 0,
                 events: 0,
                 done_last_hour: 0,
+                api_works_beyond_sweep_window: 0,
             }
         );
     }
@@ -335,8 +369,13 @@ mod tests {
             .expect("moving updated_on back");
         conn.batch_execute("alter table works enable trigger works_touch_updated_on")
             .expect("resuming the trigger");
+        // One of the two pending ones is older than a one-hour sweep window.
+        diesel::update(works::table.find(inserted[4].id))
+            .set(works::created_on.eq(Utc::now() - Duration::hours(2)))
+            .execute(&mut conn)
+            .expect("moving created_on back");
 
-        let stats = read_stats(&mut conn).expect("stats");
+        let stats = read_stats(&mut conn, std::time::Duration::from_secs(3_600)).expect("stats");
 
         assert_eq!(
             stats,
@@ -345,6 +384,7 @@ mod tests {
                 done_works: 3,
                 events: 9,
                 done_last_hour: 2,
+                api_works_beyond_sweep_window: 1,
             }
         );
     }
@@ -434,13 +474,14 @@ mod tests {
             done_works: 2,
             events: 6,
             done_last_hour: 2,
+            api_works_beyond_sweep_window: 0,
         };
 
         let json = serde_json::to_string(&stats).expect("stats serialise");
 
         assert_eq!(
             json,
-            r#"{"pending_works":1,"done_works":2,"events":6,"done_last_hour":2}"#
+            r#"{"pending_works":1,"done_works":2,"events":6,"done_last_hour":2,"api_works_beyond_sweep_window":0}"#
         );
     }
 }
