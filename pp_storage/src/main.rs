@@ -5,62 +5,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use pp_lib::config::{AmqpConfig, DatabaseConfig, RedisConfig, duration_setting, load_dotenv};
+use clap::Parser;
+use pp_lib::config::{AmqpConfig, DatabaseConfig, RedisConfig, load_dotenv};
 use pp_lib::db::establish;
+use pp_storage::cli::{Cli, Command};
 use pp_storage::services::{self, Line, Reachability, ServiceKind};
 use pp_storage::{DatabaseCreation, create_database_if_missing, database_name};
 
 /// Exit code of `check` when a service does not answer.
 const EXIT_SILENT: u8 = 3;
-
-/// Creates, migrates, inspects and resets pp's PostgreSQL database.
-#[derive(Debug, Parser)]
-#[command(version, propagate_version = true)]
-struct Cli {
-    #[command(flatten)]
-    database: DatabaseConfig,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Create the database if it is missing, then apply every pending migration.
-    ///
-    /// Example: pp_storage migrate
-    Migrate,
-    /// List every migration and whether (and when) this database has it.
-    ///
-    /// Example: pp_storage status
-    Status,
-    /// Revert every migration and apply them again: ALL DATA IS DELETED.
-    ///
-    /// Example: pp_storage reset --yes
-    Reset {
-        /// Confirm that every row in the database may be deleted.
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Show where PostgreSQL, RabbitMQ and Redis are (read as every pp binary reads them, URLs
-    /// redacted) and whether each answers on TCP: one line per service, `SERVICE HOST PORT
-    /// local|remote|socket answers|silent|unchecked URL`. Exits 3 when one is silent. Without
-    /// REDIS_URL, the local Redis the tests use is checked.
-    ///
-    /// Example: pp_storage check --wait 60s rabbitmq
-    Check {
-        /// Only these services [default: all three].
-        #[arg(value_enum)]
-        services: Vec<ServiceKind>,
-        /// Probe the silent ones again each second for this long (e.g. 60s) [default: once].
-        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration_setting)]
-        wait: Duration,
-        #[command(flatten)]
-        amqp: AmqpConfig,
-        #[command(flatten)]
-        redis: RedisConfig,
-    },
-}
 
 fn main() -> ExitCode {
     pp_lib::logging::init();
@@ -177,16 +130,4 @@ fn reset(config: &DatabaseConfig, yes: bool) -> anyhow::Result<()> {
         applied.len()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    use super::*;
-
-    #[test]
-    fn verify_cli() {
-        Cli::command().debug_assert();
-    }
 }

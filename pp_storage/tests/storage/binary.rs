@@ -123,3 +123,31 @@ fn status_of_a_missing_database_says_how_to_create_it() {
     assert!(message.contains("does not exist"), "{message}");
     assert!(message.contains("pp_storage migrate"), "{message}");
 }
+
+/// No setting makes pp_storage panic: every flag that takes a number or a duration, given every
+/// extreme value, is refused by clap with a one-line error, or taken by the real binary, which
+/// answers `status` and `check` without a panic.
+#[test]
+fn no_flag_value_makes_pp_storage_panic() {
+    use clap::CommandFactory;
+    use pp_lib::testkit::flags::{accepted, probes, run_accepted};
+    let db = pp_storage::testkit::TestDatabase::create();
+    let command = pp_storage::cli::Cli::command();
+    let mut runs = accepted(&command, &probes(&command, &["pp_storage", "status"]));
+    runs.extend(accepted(
+        &command,
+        &probes(&command, &["pp_storage", "check", "postgresql"]),
+    ));
+    assert!(
+        runs.iter().any(|probe| probe.flag == "wait"),
+        "check's wait is probed"
+    );
+    run_accepted(
+        std::path::Path::new(env!("CARGO_BIN_EXE_pp_storage")),
+        &[("DATABASE_URL", db.url().expose())],
+        &runs,
+        8,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(10),
+    );
+}

@@ -3,6 +3,7 @@
 
 mod end_to_end;
 mod faults;
+mod flags;
 mod helpers;
 mod outages;
 mod pipeline;
