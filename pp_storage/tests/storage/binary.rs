@@ -131,7 +131,7 @@ fn status_of_a_missing_database_says_how_to_create_it() {
 fn no_flag_value_makes_pp_storage_panic() {
     use clap::CommandFactory;
     use pp_lib::testkit::flags::{accepted, probes, run_accepted};
-    let db = pp_storage::testkit::TestDatabase::create();
+    let db = TestDatabase::create();
     let command = pp_storage::cli::Cli::command();
     let mut runs = accepted(&command, &probes(&command, &["pp_storage", "status"]));
     runs.extend(accepted(
