@@ -95,7 +95,7 @@ run_wrk() {
     local line
     line=$(grep '^RESULT' <<<"$out")
     local errors=${line##*errors=}
-    [ "$errors" = 0 ] || say "warning: wrk saw $errors errors on $path"
+    [ "$errors" = 0 ] || say "warning: wrk saw $errors errors on $path" >&2
     sed -E 's/.*rps=([0-9.]+) p99_ms=([0-9.]+).*/\1 \2/' <<<"$line"
 }
 

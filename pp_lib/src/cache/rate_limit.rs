@@ -169,6 +169,9 @@ struct Lease {
     whole_at: Instant,
     /// When refused: no token can be had before this.
     refused_until: Option<Instant>,
+    /// A lease of `size` is being asked for: the requests that find the lease empty meanwhile
+    /// ask for one token each, without growing the next lease.
+    asking: bool,
 }
 
 /// A lease asked for, waiting for the script's answer.
@@ -230,7 +233,12 @@ impl RateLimiter {
         }
         match grant.await.ok().flatten() {
             Some(grant) => Verdict::Decided(self.take_grant(key, want, grant, Instant::now())),
-            None => Verdict::FailedOpen,
+            None => {
+                if let Some(lease) = lock(&self.leases).get_mut(&key) {
+                    lease.asking = false;
+                }
+                Verdict::FailedOpen
+            }
         }
     }
 
@@ -258,10 +266,16 @@ impl RateLimiter {
             lease.tokens -= 1;
             return Spent::Decided(Decision {
                 allowed: true,
-                remaining: lease.tokens + lease.remaining,
+                remaining: self.remaining(lease.tokens + lease.remaining),
                 retry_after: Duration::ZERO,
                 reset: lease.whole_at.saturating_duration_since(now),
             });
+        }
+        if lease.asking {
+            return Spent::Ask {
+                want: 1,
+                give_back: 0,
+            };
         }
         // Spent in time: the client is busy, take more next time; expired unspent: fewer.
         let give_back = if now < lease.until { 0 } else { lease.tokens };
@@ -271,10 +285,17 @@ impl RateLimiter {
             (lease.size / 2).max(1)
         };
         lease.tokens = 0;
+        lease.asking = true;
         Spent::Ask {
             want: lease.size,
             give_back,
         }
+    }
+
+    /// What a client may still do at once, as the headers say it: never more than the burst
+    /// (the lease's tokens and the bucket's may overlap while grants are merged).
+    fn remaining(&self, tokens: u64) -> u64 {
+        tokens.min(u64::from(self.quota.burst))
     }
 
     /// Keeps what Redis granted but the token this request spends, and decides the request.
@@ -292,7 +313,9 @@ impl RateLimiter {
             remaining: 0,
             whole_at: now,
             refused_until: None,
+            asking: false,
         });
+        lease.asking = false;
         lease.whole_at = now + grant.reset;
         lease.remaining = grant.remaining;
         if grant.granted == 0 {
@@ -309,7 +332,7 @@ impl RateLimiter {
         lease.until = now + LEASE_TTL;
         Decision {
             allowed: true,
-            remaining: lease.tokens + grant.remaining,
+            remaining: self.remaining(lease.tokens + grant.remaining),
             retry_after: Duration::ZERO,
             reset: grant.reset,
         }

@@ -239,6 +239,24 @@ async fn busy_clients_take_tokens_a_lease_at_a_time_and_never_beyond_the_quota()
 }
 
 #[tokio::test]
+async fn requests_that_find_the_lease_empty_together_ask_for_no_more_than_they_need() {
+    let redis = TestRedis::create();
+    let limiter = RateLimiter::new(connect(&redis.config()).await, quota("1/h", 1_000));
+    let mut allowed = 0;
+    for round in 0..10 {
+        let verdicts =
+            futures_util::future::join_all((0..50).map(|_| limiter.check("key:crowd"))).await;
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Decided(decision) if decision.allowed => allowed += 1,
+                other => panic!("round {round}: within the burst, yet {other:?}"),
+            }
+        }
+    }
+    assert_eq!(allowed, 500, "half the burst, all allowed");
+}
+
+#[tokio::test]
 async fn the_unspent_tokens_of_an_expired_lease_go_back_to_the_bucket() {
     let redis = TestRedis::create();
     let first = RateLimiter::new(connect(&redis.config()).await, quota("1/h", 100));
