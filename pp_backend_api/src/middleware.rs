@@ -66,7 +66,7 @@ pub async fn observe(
     let outcome = next.call(request).await;
     let elapsed = started.elapsed();
     let (status, route) = match &outcome {
-        Ok(response) => (response.status(), response.request().match_pattern()),
+        Ok(response) => (response.status(), route_label(response.request())),
         Err(error) => (error.as_response_error().status_code(), None),
     };
     if let Some(state) = state {
@@ -98,18 +98,31 @@ pub async fn observe(
     Ok(response)
 }
 
+/// The route pattern a resource serves, put on it by [`crate::routes::only`] so the label costs
+/// no lookup and no allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
+/// The label of the route that served `request`: its [`RouteLabel`], else (the routes made by
+/// a library, the unmatched) the pattern actix-web finds.
+fn route_label(request: &actix_web::HttpRequest) -> Option<std::borrow::Cow<'static, str>> {
+    match request.app_data::<RouteLabel>() {
+        Some(RouteLabel(label)) => Some(std::borrow::Cow::Borrowed(label)),
+        None => request.match_pattern().map(std::borrow::Cow::Owned),
+    }
+}
+
 fn is_sane_request_id(id: &[u8]) -> bool {
     !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.iter().all(|b| b.is_ascii_graphic())
 }
 
 fn new_request_id() -> HeaderValue {
     // From the thread's userspace generator: no system call per request.
-    let id = uuid::Builder::from_random_bytes(rand::random())
-        .into_uuid()
-        .hyphenated()
-        .to_string();
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = [0_u8; uuid::fmt::Hyphenated::LENGTH];
     // A hyphenated UUID is ASCII letters, digits and hyphens: always a valid header value.
-    HeaderValue::from_str(&id).expect("a UUID is a valid header value")
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+        .expect("a UUID is a valid header value")
 }
 
 /// Methods as a closed set of labels: a client inventing methods cannot grow the metrics.

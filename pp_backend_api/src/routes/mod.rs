@@ -15,7 +15,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, Route, web};
 
 use crate::error::{ErrorBody, ErrorResponse};
-use crate::middleware::catch_panics;
+use crate::middleware::{RouteLabel, catch_panics};
 use crate::rate_limit::{Traffic, limit_rate};
 
 /// Registers every route. Order matters where patterns overlap: `/work/search` and
@@ -84,7 +84,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// asks for, to every other method. Its handler's panics are answered 500 ([`catch_panics`]),
 /// and its requests count against the rate limits their `traffic` is subject to.
 pub fn only(
-    path: &str,
+    path: &'static str,
     method: Method,
     traffic: Traffic,
     route: Route,
@@ -92,6 +92,7 @@ pub fn only(
     let allow =
         HeaderValue::from_str(method.as_str()).expect("a method name is a valid header value");
     web::resource(path)
+        .app_data(RouteLabel(path))
         .route(route.method(method))
         .default_service(web::to(move |request: HttpRequest| {
             method_not_allowed(request, allow.clone())

@@ -123,7 +123,7 @@ pub async fn get_work(
     match state.work_json(id).await? {
         Some(json) => Ok(HttpResponse::Ok()
             .content_type(ContentType::json())
-            .body(json.to_string())),
+            .body(web::Bytes::from_owner(JsonText(json)))),
         None => Err(work_not_found(id).into()),
     }
 }
@@ -200,4 +200,13 @@ pub async fn list_work_events(
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(json))
+}
+
+/// A cached work's JSON as a response body, shared rather than copied.
+struct JsonText(pp_lib::cache::WorkJson);
+
+impl AsRef<[u8]> for JsonText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
