@@ -99,6 +99,32 @@ run_wrk() {
     sed -E 's/.*rps=([0-9.]+) p99_ms=([0-9.]+).*/\1 \2/' <<<"$line"
 }
 
+# warm_cache PORT: reads every seeded work once through the API at PORT (each thread of wrk
+# walks its share of the ids, then idles), until the cache has been asked for every work; 300 s
+# at most. wrk runs for its whole -d even when its threads are done, so it is stopped here.
+warm_cache() {
+    local at=$1 started=$SECONDS wrk_pid counts="0 0 0" asked=0
+    (cd scripts/bench && PP_BENCH_WRK_CONNECTIONS=$wrk_connections \
+        exec wrk -t2 -c"$wrk_connections" -d300s --timeout 5s -s warm_works.lua "http://127.0.0.1:$at/work/1") >/dev/null &
+    wrk_pid=$!
+    while kill -0 "$wrk_pid" 2>/dev/null && [ "$asked" -lt "$rows" ]; do
+        sleep 0.5
+        # "asked read-from-postgres read-from-redis"
+        counts=$(curl -fsS "http://127.0.0.1:$at/metrics" | awk '
+            /^pp_api_cache_misses_total/ {missed = $2}
+            /^pp_api_cache_hits_total\{tier="redis"\}/ {redis = $2}
+            /^pp_api_cache_hits_total\{tier="memory"\}/ {memory = $2}
+            END {printf "%d %d %d", missed + redis + memory, missed, redis}')
+        read -r asked _ _ <<<"$counts"
+    done
+    sleep 1 # the last few answers in flight
+    kill "$wrk_pid" 2>/dev/null || true
+    wait "$wrk_pid" 2>/dev/null || true
+    read -r asked missed from_redis <<<"$counts"
+    say "warmed the cache at :$at in $((SECONDS - started)) s: $asked works asked for, $missed read from PostgreSQL, $from_redis from Redis"
+    [ "$asked" -ge "$rows" ] || say "warning: the warm-up asked for fewer works than were seeded" >&2
+}
+
 # run_pgbench FILE [-D VAR=VALUE]...: prints "tps p99_ms"
 run_pgbench() {
     local file=$1 out
@@ -152,7 +178,7 @@ RUST_LOG=warn DATABASE_URL=$bench_url PP_DB_POOL_SIZE=$pool PP_HTTP_ADDR=127.0.0
     target/release/pp_backend_api &
 cached_pid=$!
 scripts/wait-for-api.sh "$((port + 1))" bench
-run_wrk warm_works.lua /work/1 "$((port + 1))" >/dev/null
+warm_cache "$((port + 1))"
 report "GET /work/{id}, cached (memory)" "$(run_wrk get_work.lua /work/1 "$((port + 1))")" "$(run_pgbench get_work.sql -M prepared)" 100
 
 # The rate limiter's cost: POST on an API whose limit no client reaches (every request still
@@ -163,7 +189,7 @@ RUST_LOG=warn DATABASE_URL=$bench_url PP_DB_POOL_SIZE=$pool PP_HTTP_ADDR=127.0.0
     target/release/pp_backend_api &
 limited_pid=$!
 scripts/wait-for-api.sh "$((port + 2))" bench
-run_wrk warm_works.lua /work/1 "$((port + 2))" >/dev/null
+warm_cache "$((port + 2))"
 report "GET /work/{id}, cached (Redis only)" "$(run_wrk get_work.lua /work/1 "$((port + 2))")" "$(run_pgbench get_work.sql -M prepared)" 100
 read -r plain_rps _ <<<"$(run_wrk post_work.lua /work)"
 read -r limited_rps limited_p99 <<<"$(run_wrk post_work.lua /work "$((port + 2))")"
