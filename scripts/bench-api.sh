@@ -114,7 +114,7 @@ warm_cache() {
             /^pp_api_cache_misses_total/ {missed = $2}
             /^pp_api_cache_hits_total\{tier="redis"\}/ {redis = $2}
             /^pp_api_cache_hits_total\{tier="memory"\}/ {memory = $2}
-            END {printf "%d %d %d", missed + redis + memory, missed, redis}')
+            END {printf "%d %d %d", missed + redis + memory, missed, redis}') || true # asked again
         read -r asked _ _ <<<"$counts"
     done
     sleep 1 # the last few answers in flight
