@@ -91,6 +91,11 @@ impl TestDatabase {
         }
     }
 
+    /// One number from `sql` (`select … as n`) on a connection of its own, for assertions.
+    pub fn count(&self, sql: &str) -> i64 {
+        count(&mut self.connect(), sql)
+    }
+
     /// A pool over this database, built with [`TestDatabase::config`].
     pub fn pool(&self) -> PgPool {
         build_pool(&self.config())
@@ -161,6 +166,19 @@ fn unique_name() -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         random.to_ascii_lowercase()
     )
+}
+
+/// One number from `sql` (`select … as n`), for assertions; panics naming the statement when it
+/// fails.
+pub fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::RunQueryDsl::get_result::<Count>(diesel::sql_query(sql), conn)
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .n
 }
 
 /// Finishes a pending work as the sweeper does (pp_lib's `finish_works`, in one transaction: the

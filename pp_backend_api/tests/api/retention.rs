@@ -5,19 +5,7 @@ use std::time::Duration;
 
 use diesel::RunQueryDsl;
 use pp_backend_api::janitor::{PURGE_BATCH, Purged, purge_round};
-use pp_storage::testkit::TestDatabase;
-
-fn count(conn: &mut diesel::PgConnection, sql: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(sql)
-        .get_result::<Count>(conn)
-        .expect("a count")
-        .n
-}
+use pp_storage::testkit::{TestDatabase, count};
 
 #[test]
 fn a_round_deletes_every_expired_row_whatever_the_backlog_and_keeps_the_rest() {

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use lapin::BasicProperties;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions,
@@ -117,16 +115,7 @@ impl Pipeline {
 
     /// One number from PostgreSQL (`select … as n`).
     pub fn count(&self, sql: &str) -> i64 {
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let mut conn = self.db.connect();
-        diesel::sql_query(sql)
-            .get_result::<Count>(&mut conn)
-            .expect("a count")
-            .n
+        self.db.count(sql)
     }
 
     /// Waits until `sql` counts `expected`.

@@ -11,7 +11,7 @@ use pp_lib::db::works::{
     sweep_pending_works,
 };
 use pp_lib::work::NewWork;
-use pp_storage::testkit::{TestDatabase, finish_work};
+use pp_storage::testkit::{TestDatabase, count, finish_work};
 use uuid::Uuid;
 
 use crate::{insert_api_work, set_created_on};
@@ -136,15 +136,7 @@ fn a_sweep_batch_of_10000_finishes_every_work_in_one_transaction() {
         .expect("one sweep of 10,000 works, whatever a statement may bind");
 
     assert_eq!(done.len(), 10_000);
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let events: Count = diesel::sql_query("select count(*) as n from events")
-        .get_result(&mut conn)
-        .expect("count events");
-    assert_eq!(events.n, 30_000);
+    assert_eq!(count(&mut conn, "select count(*) as n from events"), 30_000);
 }
 
 #[test]

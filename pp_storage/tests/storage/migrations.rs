@@ -5,7 +5,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 use pp_lib::db::works::insert_work;
 use pp_lib::work::NewWork;
-use pp_storage::testkit::TestDatabase;
+use pp_storage::testkit::{TestDatabase, count};
 use pp_storage::{
     DatabaseCreation, MIGRATIONS, create_database_if_missing, database_exists, drop_database,
     migration_status, reset, run_pending_migrations,
@@ -90,18 +90,12 @@ fn down_migrations_remove_everything_they_created() {
     conn.revert_all_migrations(MIGRATIONS).expect("revert");
 
     assert!(table_names(&mut conn).is_empty(), "no table is left");
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let functions: Count = diesel::sql_query(
+    let functions = count(
+        &mut conn,
         "select count(*) as n from pg_proc p join pg_namespace s on s.oid = p.pronamespace \
          where s.nspname = 'public'",
-    )
-    .get_result(&mut conn)
-    .expect("count functions");
-    assert_eq!(functions.n, 0, "no function is left");
+    );
+    assert_eq!(functions, 0, "no function is left");
     let states = migration_status(&mut conn).expect("status");
     assert!(
         states.iter().all(|state| state.applied_on.is_none()),

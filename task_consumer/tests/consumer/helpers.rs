@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use pp_lib::amqp::{Broker, Outgoing, PublishOptions, Publisher, Reconnect};
 use pp_lib::config::{AmqpConfig, CacheConfig, DatabaseConfig, RedisConfig};
 use pp_lib::demand::WorkDemand;
@@ -124,16 +123,7 @@ impl Harness {
     }
 
     pub fn count(&self, sql: &str) -> i64 {
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let mut conn = self.db.connect();
-        diesel::sql_query(sql)
-            .get_result::<Count>(&mut conn)
-            .unwrap_or_else(|error| panic!("{sql}: {error}"))
-            .n
+        self.db.count(sql)
     }
 
     /// Waits until `sql` counts `expected` rows; panics with the last count after `patience`.
