@@ -357,33 +357,31 @@ async fn metric(app: &TestApp, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_broker_never_holds_outbox_rows_past_the_round_limit() {
-    let queue = TestQueue::create().await;
-    let broker = FaultyBroker::start(socket_addr_of(queue.url(), 5672));
-    let mut app = spawn_app_behind(&broker, &queue).await;
-    until_broker_is(&app, "ok").await;
-
-    broker.stall();
-    let ids = insert_demands(&app.db, 20);
-    let longest = longest_lock(&app.db, Duration::from_secs(4)).await;
-
-    assert!(
-        longest < ROUND_LIMIT + Duration::from_secs(1),
-        "rows held for {longest:?} with a round limit of {ROUND_LIMIT:?}"
-    );
-    assert_eq!(unpublished(&app.db), 20, "nothing marked without a confirm");
-    broker.heal();
-    wait_until_relayed(&app, &queue, &ids).await;
-    app.stop().await.expect("the server stops");
+    rows_are_released_within_the_round_limit(
+        FaultyBroker::stall,
+        "nothing marked without a confirm",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacks_over_and_over_never_hold_outbox_rows_past_the_round_limit() {
+    rows_are_released_within_the_round_limit(
+        FaultyBroker::nack_every_confirm,
+        "a nacked row is not published",
+    )
+    .await;
+}
+
+/// With `fault` on the broker, 20 new demands are never locked for longer than a round, none is
+/// marked published, and all are relayed once the broker heals.
+async fn rows_are_released_within_the_round_limit(fault: fn(&FaultyBroker), unpublished_why: &str) {
     let queue = TestQueue::create().await;
     let broker = FaultyBroker::start(socket_addr_of(queue.url(), 5672));
     let mut app = spawn_app_behind(&broker, &queue).await;
     until_broker_is(&app, "ok").await;
 
-    broker.nack_every_confirm();
+    fault(&broker);
     let ids = insert_demands(&app.db, 20);
     let longest = longest_lock(&app.db, Duration::from_secs(4)).await;
 
@@ -391,7 +389,7 @@ async fn nacks_over_and_over_never_hold_outbox_rows_past_the_round_limit() {
         longest < ROUND_LIMIT + Duration::from_secs(1),
         "rows held for {longest:?} with a round limit of {ROUND_LIMIT:?}"
     );
-    assert_eq!(unpublished(&app.db), 20, "a nacked row is not published");
+    assert_eq!(unpublished(&app.db), 20, "{unpublished_why}");
     broker.heal();
     wait_until_relayed(&app, &queue, &ids).await;
     app.stop().await.expect("the server stops");
