@@ -139,6 +139,37 @@ impl TestQueue {
         let _ = connection.close(200, "published".into()).await;
     }
 
+    /// Puts a message in the dead-letter queue the way RabbitMQ puts a rejected one there:
+    /// published to the work queue, taken, and rejected without requeue (so it carries `x-death`).
+    /// Returns once the dead-letter queue holds one more message; nothing may consume the work
+    /// queue meanwhile.
+    pub async fn dead_letter(&self, body: &[u8], properties: BasicProperties) {
+        let dlq = self.topology.dead_letter_queue();
+        let before = self.ready_count(&dlq).await;
+        self.publish_raw(body, properties).await;
+        let (connection, channel) = self.open().await;
+        let taken = channel
+            .basic_get(self.name().into(), BasicGetOptions { no_ack: false })
+            .await
+            .expect("get")
+            .expect("the message just published");
+        taken
+            .delivery
+            .acker
+            .reject(lapin::options::BasicRejectOptions { requeue: false })
+            .await
+            .expect("reject");
+        let _ = connection.close(200, "dead-lettered".into()).await;
+        // Dead-lettering is asynchronous in the broker.
+        for _ in 0..200 {
+            if self.ready_count(&dlq).await > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the rejected message never reached {dlq}");
+    }
+
     /// Messages waiting in `queue` (the work queue or the dead-letter queue), ready for delivery.
     pub async fn ready_count(&self, queue: &str) -> u32 {
         let (connection, channel) = self.open().await;

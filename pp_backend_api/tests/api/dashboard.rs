@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use lapin::BasicProperties;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions,
-};
+use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use pp_backend_api::dashboard::admin::ADMIN_TOKEN_HEADER;
 use pp_backend_api::settings::Settings;
@@ -36,11 +34,6 @@ async fn spawn_dashboard(queue: &TestQueue, configure: impl FnOnce(&mut Settings
 /// will set it), taken and rejected without requeue, so RabbitMQ moves it to `<queue>.dlq` with
 /// its `x-death` header.
 async fn dead_letter(queue: &TestQueue, message_id: &str, body: &str) {
-    let (connection, channel) = queue.open().await;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm mode");
     let mut headers = FieldTable::default();
     headers.insert(
         "x-pp-reason".into(),
@@ -50,41 +43,7 @@ async fn dead_letter(queue: &TestQueue, message_id: &str, body: &str) {
         .with_message_id(message_id.into())
         .with_content_type("application/json".into())
         .with_headers(headers);
-    channel
-        .basic_publish(
-            "".into(),
-            queue.name().into(),
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            properties,
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
-    let taken = channel
-        .basic_get(queue.name().into(), BasicGetOptions { no_ack: false })
-        .await
-        .expect("get")
-        .expect("the message just published");
-    taken
-        .delivery
-        .acker
-        .reject(BasicRejectOptions { requeue: false })
-        .await
-        .expect("reject");
-    let _ = connection.close(200, "dead-lettered".into()).await;
-    // Dead-lettering is asynchronous in the broker: wait until the DLQ has it.
-    for _ in 0..100 {
-        if queue
-            .ready_count(&queue.topology().dead_letter_queue())
-            .await
-            > 0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    queue.dead_letter(body.as_bytes(), properties).await;
 }
 
 async fn dead_letters_of(queue: &TestQueue, count: usize) {

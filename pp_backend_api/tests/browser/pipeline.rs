@@ -6,9 +6,6 @@
 use std::time::Duration;
 
 use lapin::BasicProperties;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions,
-};
 use pp_backend_api::relay::RelayConfig;
 use pp_backend_api::settings::Settings;
 use pp_backend_api::startup::Application;
@@ -132,45 +129,10 @@ impl Pipeline {
     /// Puts a valid demand in the dead-letter queue, as if it had been rejected: published to the
     /// work queue, taken and rejected without requeue (the consumer must not be running).
     pub async fn dead_letter_a_demand(&self, message_id: uuid::Uuid, add_up_to: i32) {
-        let (connection, channel) = self.queue.open().await;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .expect("confirm mode");
-        let properties = pp_lib::amqp::demand_properties(message_id);
         let body = format!(r#"{{"add_up_to":{add_up_to},"done":false}}"#);
-        channel
-            .basic_publish(
-                "".into(),
-                self.queue.name().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                properties,
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-        let taken = channel
-            .basic_get(self.queue.name().into(), BasicGetOptions { no_ack: false })
-            .await
-            .expect("get")
-            .expect("the demand just published");
-        taken
-            .delivery
-            .acker
-            .reject(BasicRejectOptions { requeue: false })
-            .await
-            .expect("reject");
-        let _ = connection.close(200, "dead-lettered".into()).await;
-        let dead_letter_queue = self.queue.topology().dead_letter_queue();
-        for _ in 0..200 {
-            if self.queue.ready_count(&dead_letter_queue).await == 1 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the demand never reached {dead_letter_queue}");
+        self.queue
+            .dead_letter(body.as_bytes(), pp_lib::amqp::demand_properties(message_id))
+            .await;
     }
 
     /// Publishes a message the consumer will dead-letter (its body is no demand).
