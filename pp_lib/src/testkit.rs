@@ -271,6 +271,25 @@ pub fn terminate(child: &std::process::Child) {
     assert!(status.success(), "kill -TERM {} failed", child.id());
 }
 
+/// Waits for `child` to exit and returns its status; after `patience` it kills the child and
+/// panics.
+pub async fn wait_exit(
+    child: &mut std::process::Child,
+    patience: Duration,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process {} did not exit within {patience:?}", child.id());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A TCP forwarder that can be cut and restored, on its own thread and runtime.
 #[derive(Debug)]
 pub struct TcpProxy {

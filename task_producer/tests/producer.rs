@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use lapin::options::BasicGetOptions;
 use pp_lib::config::SecretUrl;
-use pp_lib::testkit::{TcpProxy, TestQueue, socket_addr_of, terminate, via};
+use pp_lib::testkit::{TcpProxy, TestQueue, socket_addr_of, terminate, via, wait_exit};
 use uuid::Uuid;
 
 fn producer(url: &SecretUrl, queue: &str) -> Command {
@@ -157,14 +157,7 @@ async fn run_publishes_on_its_schedule_rides_out_an_outage_and_stops_on_sigterm(
     // It comes back by itself and goes on publishing.
     wait_for_messages(&queue, during + 6).await;
     terminate(&child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
     assert!(status.success(), "SIGTERM exits 0, got {status}");
     let out = child.wait_with_output().expect("stderr");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -200,14 +193,7 @@ async fn without_a_command_the_producer_runs_its_schedule() {
 
     wait_for_messages(&queue, 3).await;
     terminate(&child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
 
     assert!(status.success(), "SIGTERM exits 0, got {status}");
 }

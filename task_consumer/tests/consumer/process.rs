@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use pp_lib::testkit::terminate;
+use pp_lib::testkit::{terminate, wait_exit};
 
 use crate::helpers::{DONE_FROM_QUEUE, Harness, demands};
 use crate::sweeper::{PENDING_API_WORKS, SWEPT_API_WORKS};
@@ -37,20 +37,6 @@ fn spawn_consumer(harness: &Harness) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the consumer binary starts")
-}
-
-async fn wait_exit(child: &mut Child, patience: Duration) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + patience;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the consumer did not exit within {patience:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
