@@ -171,10 +171,12 @@ pub fn read_figures(conn: &mut PgConnection) -> QueryResult<Figures> {
 
 /// Reads the counts, exact where the tables are small under `counting`, estimated beyond.
 pub fn read_figures_with(conn: &mut PgConnection, counting: Counting) -> QueryResult<Figures> {
-    let works_small = table_size(conn, "works")?.pages <= counting.exact_table_pages;
-    let events_small = table_size(conn, "events")?.pages <= counting.exact_table_pages;
+    let works_size = table_size(conn, "works")?;
+    let events_size = table_size(conn, "events")?;
+    let works_small = works_size.pages <= counting.exact_table_pages;
+    let events_small = events_size.pages <= counting.exact_table_pages;
     if works_small && events_small {
-        let stats = count_everything(conn)?;
+        let stats = count_everything(conn, EventsToo::Yes)?;
         return Ok(Figures {
             pending_works: Figure::exact(stats.pending_works),
             done_works: Figure::exact(stats.done_works),
@@ -185,10 +187,10 @@ pub fn read_figures_with(conn: &mut PgConnection, counting: Counting) -> QueryRe
     let events = if events_small {
         Figure::exact(count_rows(conn, "select count(*) as n from events")?)
     } else {
-        estimate_table_rows(conn, "events")?
+        estimate_from(conn, events_size, "events")?
     };
     let (pending_works, done_works, done_last_hour) = if works_small {
-        let stats = count_everything(conn)?;
+        let stats = count_everything(conn, EventsToo::No)?;
         (
             Figure::exact(stats.pending_works),
             Figure::exact(stats.done_works),
@@ -198,7 +200,7 @@ pub fn read_figures_with(conn: &mut PgConnection, counting: Counting) -> QueryRe
         let pending = count_matches(conn, PENDING_API_WORKS, counting.exact_matches)?.plus(
             count_matches(conn, PENDING_OTHER_WORKS, counting.exact_matches)?,
         );
-        let total = estimate_table_rows(conn, "works")?;
+        let total = estimate_from(conn, works_size, "works")?;
         let done = Figure::estimate(total.value.saturating_sub(pending.value).max(0));
         (
             pending,
@@ -221,18 +223,30 @@ pub const PENDING_API_WORKS: &str = "works where not done and demand_id is null"
 /// The other pending works: `works_pending_other_idx` holds exactly these.
 pub const PENDING_OTHER_WORKS: &str = "works where not done and demand_id is not null";
 
+/// Whether [`count_everything`] counts the events too (a large `events` table is estimated
+/// instead, and must not be read).
+#[derive(Clone, Copy, PartialEq)]
+enum EventsToo {
+    Yes,
+    No,
+}
+
 /// Every count row by row, in one statement. One pass over `works` serves the three work counts
 /// (a done work's `updated_on` is when it was marked done: nothing changes a work after that);
-/// `events` is counted by a scalar subquery of the same statement.
-fn count_everything(conn: &mut PgConnection) -> QueryResult<Everything> {
-    diesel::sql_query(
+/// `events` is counted by a scalar subquery of the same statement, or left at 0.
+fn count_everything(conn: &mut PgConnection, events_too: EventsToo) -> QueryResult<Everything> {
+    let events = match events_too {
+        EventsToo::Yes => "(select count(*) from events)",
+        EventsToo::No => "0::bigint",
+    };
+    diesel::sql_query(format!(
         "select count(*) filter (where not done) as pending_works, \
                 count(*) filter (where done) as done_works, \
-                (select count(*) from events) as events, \
+                {events} as events, \
                 count(*) filter (where done and updated_on >= now() - interval '1 hour') \
                     as done_last_hour \
-         from works",
-    )
+         from works"
+    ))
     .get_result(conn)
 }
 
@@ -277,6 +291,16 @@ pub fn table_size(conn: &mut PgConnection, table: &str) -> QueryResult<TableSize
 /// A large table's rows, estimated: the statistics' live rows, else the planner's estimate.
 pub fn estimate_table_rows(conn: &mut PgConnection, table: &'static str) -> QueryResult<Figure> {
     let size = table_size(conn, table)?;
+    estimate_from(conn, size, table)
+}
+
+/// A large table's rows from its `size` already read: the statistics' live rows, else the
+/// planner's estimate.
+fn estimate_from(
+    conn: &mut PgConnection,
+    size: TableSize,
+    table: &'static str,
+) -> QueryResult<Figure> {
     if size.live_rows > 0 {
         return Ok(Figure::estimate(size.live_rows));
     }
@@ -449,6 +473,46 @@ mod tests {
             Figure::exact(4),
             "from the ring that finishing works writes"
         );
+    }
+
+    #[test]
+    fn a_large_events_table_is_not_read_when_the_works_are_counted() {
+        let db = TestDatabase::create();
+        let mut conn = db.connect();
+        let mut inserted = Vec::new();
+        for add_up_to in 1..=200 {
+            inserted.push(insert_work(&mut conn, &NewWork::from_api(add_up_to)).expect("insert"));
+        }
+        conn.transaction(|conn| finish_works(conn, &inserted))
+            .expect("finishing the works");
+        // Three events a work, and the works' old versions gone: events has more pages.
+        for statement in ["vacuum full works", "analyze works", "analyze events"] {
+            conn.batch_execute(statement).expect(statement);
+        }
+        let works_pages = table_size(&mut conn, "works").expect("size").pages;
+        let events_pages = table_size(&mut conn, "events").expect("size").pages;
+        assert!(events_pages > works_pages, "{events_pages} ≤ {works_pages}");
+        let works_small = Counting {
+            exact_table_pages: works_pages,
+            exact_matches: 1_000,
+        };
+
+        let (figures, events_scans) = conn
+            .transaction(|conn| {
+                let figures = read_figures_with(conn, works_small)?;
+                // This transaction's own reads of events, so far.
+                let scans = count_rows(
+                    conn,
+                    "select coalesce(seq_scan, 0) + coalesce(idx_scan, 0) as n \
+                     from pg_stat_xact_user_tables where relname = 'events'",
+                )?;
+                Ok::<_, diesel::result::Error>((figures, scans))
+            })
+            .expect("figures");
+
+        assert_eq!(figures.done_works, Figure::exact(200));
+        assert!(!figures.events.exact, "{figures:?}");
+        assert_eq!(events_scans, 0, "the large events table was read");
     }
 
     #[test]
