@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use pp_lib::amqp::dead_letters::{self, DeadLetterAction, DeadLetterPage, QueueDepth, Settled};
 use pp_lib::amqp::{Broker, BrokerSession, Topology};
 use pp_lib::config::AmqpConfig;
+use pp_lib::outage::Outage;
 use tokio::sync::{Mutex, MutexGuard};
 
 /// Longest wait for a connection.
@@ -33,8 +34,8 @@ struct State {
     session: Option<BrokerSession>,
     /// Set after a failure: until then, calls fail at once with the reason.
     paused_until: Option<(Instant, String)>,
-    /// Set while RabbitMQ is unreachable and the outage has been logged.
-    down: bool,
+    /// RabbitMQ's outages, logged once when each starts and once when it ends.
+    outage: Outage,
 }
 
 impl DashboardBroker {
@@ -49,83 +50,65 @@ impl DashboardBroker {
                 ),
                 session: None,
                 paused_until: None,
-                down: false,
+                outage: Outage::new(
+                    module_path!(),
+                    "dashboard: RabbitMQ",
+                    "the dashboard shows it as down",
+                ),
             }),
             topology,
         }
-    }
-
-    pub fn topology(&self) -> &Topology {
-        &self.topology
     }
 
     /// The work queue's and the dead-letter queue's depths.
     pub async fn depths(&self) -> Result<(QueueDepth, QueueDepth), String> {
         let queue = self.topology.queue();
         let dead_letter_queue = self.topology.dead_letter_queue();
-        let mut state = self.connected().await?;
-        let outcome = match state.session.as_ref() {
-            Some(session) => {
-                bounded(async {
-                    let channel = session.channel();
-                    let work = dead_letters::queue_depth(channel, queue).await;
-                    let dead = dead_letters::queue_depth(channel, &dead_letter_queue).await;
-                    Ok((
-                        work.map_err(pp_lib::Error::broker)?,
-                        dead.map_err(pp_lib::Error::broker)?,
-                    ))
-                })
-                .await
-            }
-            None => Err(NO_SESSION.to_owned()),
-        };
-        state.finish(outcome).await
+        self.call(async |session| {
+            let channel = session.channel();
+            let work = dead_letters::queue_depth(channel, queue).await;
+            let dead = dead_letters::queue_depth(channel, &dead_letter_queue).await;
+            Ok((
+                work.map_err(pp_lib::Error::broker)?,
+                dead.map_err(pp_lib::Error::broker)?,
+            ))
+        })
+        .await
     }
 
     /// The first `limit` dead letters, in the queue's order, each left in place.
     pub async fn browse(&self, limit: usize) -> Result<DeadLetterPage, String> {
         let queue = self.topology.dead_letter_queue();
-        let mut state = self.connected().await?;
-        let outcome = match state.session.as_ref() {
-            Some(session) => {
-                bounded(dead_letters::browse(session.connection(), &queue, limit)).await
-            }
-            None => Err(NO_SESSION.to_owned()),
-        };
-        state.finish(outcome).await
+        self.call(async |session| dead_letters::browse(session.connection(), &queue, limit).await)
+            .await
     }
 
     /// Retries or discards the dead letter named `key`.
     pub async fn settle(&self, key: &str, action: DeadLetterAction) -> Result<Settled, String> {
-        let mut state = self.connected().await?;
-        let outcome = match state.session.as_ref() {
-            Some(session) => {
-                bounded(dead_letters::settle(
-                    session.connection(),
-                    &self.topology,
-                    key,
-                    action,
-                ))
-                .await
-            }
-            None => Err(NO_SESSION.to_owned()),
-        };
-        state.finish(outcome).await
+        self.call(async |session| {
+            dead_letters::settle(session.connection(), &self.topology, key, action).await
+        })
+        .await
     }
 
     /// Sends up to `limit` dead letters back to the work queue.
     pub async fn retry_all(&self, limit: usize) -> Result<usize, String> {
+        self.call(async |session| {
+            dead_letters::retry_all(session.connection(), &self.topology, limit).await
+        })
+        .await
+    }
+
+    /// Runs `operation` on the live session, bounded by [`CALL_TIMEOUT`]; a failure closes the
+    /// session and pauses the calls.
+    async fn call<T>(
+        &self,
+        operation: impl AsyncFnOnce(&BrokerSession) -> Result<T, pp_lib::Error>,
+    ) -> Result<T, String> {
         let mut state = self.connected().await?;
         let outcome = match state.session.as_ref() {
-            Some(session) => {
-                bounded(dead_letters::retry_all(
-                    session.connection(),
-                    &self.topology,
-                    limit,
-                ))
-                .await
-            }
-            None => Err(NO_SESSION.to_owned()),
+            Some(session) => bounded(operation(session)).await,
+            None => Err("no RabbitMQ session".to_owned()),
         };
         state.finish(outcome).await
     }
@@ -148,10 +131,7 @@ impl DashboardBroker {
         let attempt = tokio::time::timeout(CONNECT_TIMEOUT, state.broker.try_connect()).await;
         match attempt {
             Ok(Ok(session)) => {
-                if state.down {
-                    log::info!("dashboard: RabbitMQ answers again");
-                    state.down = false;
-                }
+                state.outage.recovered();
                 state.session = Some(session);
                 Ok(state)
             }
@@ -162,8 +142,6 @@ impl DashboardBroker {
         }
     }
 }
-
-const NO_SESSION: &str = "no RabbitMQ session";
 
 /// `call`, bounded by [`CALL_TIMEOUT`], its error as text for a person.
 async fn bounded<T>(call: impl Future<Output = Result<T, pp_lib::Error>>) -> Result<T, String> {
@@ -191,10 +169,7 @@ impl State {
 
     /// Records a failure: logged once per outage, and calls answer with it for a while.
     fn failed(&mut self, reason: String) -> String {
-        if !self.down {
-            log::warn!("dashboard: {reason}; the dashboard shows RabbitMQ as down");
-            self.down = true;
-        }
+        self.outage.failed(&reason);
         self.paused_until = Some((Instant::now() + RETRY_PAUSE, reason.clone()));
         reason
     }
