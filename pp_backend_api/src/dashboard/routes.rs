@@ -9,6 +9,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use pp_lib::amqp::dead_letters::{DeadLetterAction, DeadLetterPage, Settled};
+use pp_lib::contract::CreateWork;
 use pp_lib::db::outbox::insert_demands;
 use pp_lib::demand::WorkDemand;
 use serde::{Deserialize, Serialize};
@@ -470,17 +471,7 @@ fn parse_enqueue(body: &[u8]) -> Result<(u32, Option<WorkDemand>), ApiError> {
             )));
         }
     };
-    let add_up_to = match object.get("add_up_to") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Number(number)) => Some(WorkDemand::from_number(number)?),
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "add_up_to must be a whole number from 0 to {}, got {other}",
-                i32::MAX
-            )));
-        }
-    };
-    Ok((count, add_up_to))
+    Ok((count, CreateWork::add_up_to_in(&object)?))
 }
 
 /// 401: the admin token is needed, and missing or wrong.

@@ -73,6 +73,14 @@ impl CreateWork {
                     "the body must be a JSON object like {{\"add_up_to\": 4}}: {error}"
                 ))
             })?;
+        Self::add_up_to_in(&object)
+    }
+
+    /// The `add_up_to` of a body already read as a JSON object (which may hold other fields):
+    /// `None` when it is absent or null.
+    pub fn add_up_to_in(
+        object: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<WorkDemand>, InputError> {
         match object.get("add_up_to") {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::Number(number)) => Ok(Some(WorkDemand::from_number(number)?)),
