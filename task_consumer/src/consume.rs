@@ -314,8 +314,11 @@ async fn work(receiver: Arc<Mutex<mpsc::Receiver<Taken>>>, shared: Arc<Shared>) 
 async fn process(batch: Vec<Taken>, shared: &Shared, retrying: &mut Retrying) {
     let mut pending = Vec::with_capacity(batch.len());
     for taken in batch {
-        let message_id = message_id_of(&taken.delivery.properties);
-        match verdict::judge(&taken.delivery.data, message_id.as_deref()) {
+        let verdict = verdict::judge(
+            &taken.delivery.data,
+            message_id_of(&taken.delivery.properties),
+        );
+        match verdict {
             Verdict::Demand { id, demand } => {
                 if let DemandId::Fresh(id) = id {
                     log::warn!(
@@ -489,18 +492,14 @@ async fn hand_back(
 }
 
 /// The `message_id` property, if the message has one.
-fn message_id_of(properties: &BasicProperties) -> Option<String> {
-    properties
-        .message_id()
-        .as_ref()
-        .map(|id| id.as_str().to_owned())
+fn message_id_of(properties: &BasicProperties) -> Option<&str> {
+    properties.message_id().as_ref().map(|id| id.as_str())
 }
 
 /// Dead-letters a message with its reason (see the module's documentation).
 async fn dead_letter(taken: Taken, reason: &str, shared: &Shared) {
     let Taken { delivery, channel } = taken;
-    let message_id =
-        message_id_of(&delivery.properties).unwrap_or_else(|| "(no message_id)".to_owned());
+    let message_id = message_id_of(&delivery.properties).unwrap_or("(no message_id)");
     log::warn!(
         "dead-lettering message {message_id} ({} bytes): {reason}",
         delivery.data.len()
