@@ -150,6 +150,7 @@ pub struct RateLimiter {
     prefix: String,
     /// The most tokens one lease takes: a tenth of the burst, at least one.
     most_per_lease: u64,
+    /// By client (the Redis key is the prefix and the client: built only to ask Redis).
     leases: Mutex<HashMap<String, Lease>>,
     requests: mpsc::Sender<Pending>,
 }
@@ -214,15 +215,14 @@ impl RateLimiter {
     /// Counts one request of `client` (an opaque, already hashed identity): from the client's
     /// lease when it holds a token, else from a new lease taken in Redis.
     pub async fn check(&self, client: &str) -> Verdict {
-        let key = format!("{}:rate:{client}", self.prefix);
         let now = Instant::now();
-        let (want, give_back) = match self.spend_local(&key, now) {
+        let (want, give_back) = match self.spend_local(client, now) {
             Spent::Decided(decision) => return Verdict::Decided(decision),
             Spent::Ask { want, give_back } => (want, give_back),
         };
         let (reply, grant) = oneshot::channel();
         let pending = Pending {
-            key: key.clone(),
+            key: format!("{}:rate:{client}", self.prefix),
             want,
             give_back,
             reply,
@@ -232,9 +232,9 @@ impl RateLimiter {
             return Verdict::FailedOpen;
         }
         match grant.await.ok().flatten() {
-            Some(grant) => Verdict::Decided(self.take_grant(key, want, grant, Instant::now())),
+            Some(grant) => Verdict::Decided(self.take_grant(client, want, grant, Instant::now())),
             None => {
-                if let Some(lease) = lock(&self.leases).get_mut(&key) {
+                if let Some(lease) = lock(&self.leases).get_mut(client) {
                     lease.asking = false;
                 }
                 Verdict::FailedOpen
@@ -243,9 +243,9 @@ impl RateLimiter {
     }
 
     /// Spends a token of the client's lease, or says what to ask Redis for.
-    fn spend_local(&self, key: &str, now: Instant) -> Spent {
+    fn spend_local(&self, client: &str, now: Instant) -> Spent {
         let mut leases = lock(&self.leases);
-        let Some(lease) = leases.get_mut(key) else {
+        let Some(lease) = leases.get_mut(client) else {
             return Spent::Ask {
                 want: 1,
                 give_back: 0,
@@ -299,14 +299,15 @@ impl RateLimiter {
     }
 
     /// Keeps what Redis granted but the token this request spends, and decides the request.
-    fn take_grant(&self, key: String, want: u64, grant: Grant, now: Instant) -> Decision {
+    fn take_grant(&self, client: &str, want: u64, grant: Grant, now: Instant) -> Decision {
         let mut leases = lock(&self.leases);
-        if leases.len() >= MAX_CLIENTS && !leases.contains_key(&key) {
+        if leases.len() >= MAX_CLIENTS && !leases.contains_key(client) {
             leases.retain(|_, lease| {
                 now < lease.until || lease.refused_until.is_some_and(|t| now < t)
             });
         }
-        let lease = leases.entry(key).or_insert(Lease {
+        // A lease is asked for now and then: the client's name is copied only then.
+        let lease = leases.entry(client.to_owned()).or_insert(Lease {
             tokens: 0,
             size: want,
             until: now,
