@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use pp_lib::cache::WorkCache;
+use pp_lib::config::format_duration;
 use pp_lib::db::works::{count_pending_api_works_before, since_any_age};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::outage::Outage;
@@ -139,7 +140,7 @@ impl Stranded {
         if previous == Some(older) || (previous.is_none() && older == 0) {
             return None;
         }
-        let window = humanize(self.window);
+        let window = format_duration(self.window);
         Some(if older == 0 {
             format!("no pending API-created work is older than the {window} window any more")
         } else {
@@ -148,18 +149,6 @@ impl Stranded {
                  not be swept; `task_consumer sweep --all-pending` finishes them"
             )
         })
-    }
-}
-
-/// A window as an operator wrote it: `6h`, `90m`, `45s`.
-fn humanize(window: Duration) -> String {
-    let seconds = window.as_secs();
-    match seconds {
-        0 => format!("{window:?}"),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }
 
@@ -181,7 +170,7 @@ impl std::fmt::Display for SweepReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let which = match self.window {
             None => "of any age".to_owned(),
-            Some(window) => format!("within the last {}", humanize(window)),
+            Some(window) => format!("within the last {}", format_duration(window)),
         };
         write!(
             f,
