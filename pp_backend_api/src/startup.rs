@@ -87,7 +87,6 @@ impl Application {
         )
         .context("failed to start the database threads")?;
         state.relaying = settings.relay.enabled;
-        state.sweep_window = settings.dashboard.sweep_window;
         let state = web::Data::new(state);
         let relay = settings.relay.enabled.then(|| RelayTask {
             config: settings.relay.clone(),

@@ -77,8 +77,6 @@ pub struct AppState {
     /// Whether this process relays the outbox (and so holds a connection to RabbitMQ that
     /// readiness reports).
     pub relaying: bool,
-    /// The sweeper's window (`PP_SWEEP_WINDOW`): `/stats` counts the API works older than it.
-    pub sweep_window: Duration,
     /// Room for the queries that are not batched ([`AppState::run_db`]): fewer than the pool's
     /// connections, so however many such requests arrive, the batch threads keep connections.
     unbatched: Arc<tokio::sync::Semaphore>,
@@ -159,7 +157,6 @@ impl AppState {
             work_loads: Arc::new(SingleFlight::new()),
             rate_limits,
             relaying: false,
-            sweep_window: Duration::from_secs(6 * 60 * 60),
             unbatched: Arc::new(tokio::sync::Semaphore::new(unbatched_room(pool_size))),
             deadline,
         })

@@ -62,7 +62,8 @@ impl Default for DashboardConfig {
     fn default() -> Self {
         DashboardConfig {
             admin_token: None,
-            sweep_window: Duration::from_secs(6 * 60 * 60),
+            sweep_window: duration_setting(DEFAULT_SWEEP_WINDOW)
+                .expect("the default sweep window is a valid duration"),
         }
     }
 }

@@ -5,6 +5,7 @@
 use actix_web::{HttpResponse, web};
 use pp_lib::db::stats::{Stats, read_stats};
 
+use crate::dashboard::Dashboard;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -19,8 +20,12 @@ use crate::state::AppState;
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
-pub async fn read_work_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let sweep_window = state.sweep_window;
+pub async fn read_work_stats(
+    state: web::Data<AppState>,
+    dashboard: web::Data<Dashboard>,
+) -> Result<HttpResponse, ApiError> {
+    // The sweeper's window (`PP_SWEEP_WINDOW`), which the dashboard's settings carry.
+    let sweep_window = dashboard.sweep_window;
     let stats = state
         .run_db(move |conn| Ok(read_stats(conn, sweep_window)?))
         .await?;
