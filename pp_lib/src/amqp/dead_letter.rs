@@ -71,11 +71,10 @@ pub fn dead_letter_properties(
 /// The text of a header, if the message has it and it is a string.
 pub fn header_text(properties: &BasicProperties, name: &str) -> Option<String> {
     let headers: &FieldTable = properties.headers().as_ref()?;
-    match headers.inner().get(name)? {
-        AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
-        AMQPValue::ShortString(text) => Some(text.as_str().to_owned()),
-        _ => None,
-    }
+    headers
+        .inner()
+        .get(name)
+        .and_then(super::dead_letters::text_of)
 }
 
 /// What the broker did with a dead letter.

@@ -158,7 +158,8 @@ fn content_hash(body: &[u8], properties: &BasicProperties) -> u64 {
     hash
 }
 
-fn text_of(value: &AMQPValue) -> Option<String> {
+/// A header's value as text, when it is a string.
+pub(crate) fn text_of(value: &AMQPValue) -> Option<String> {
     match value {
         AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
         AMQPValue::ShortString(text) => Some(text.as_str().to_owned()),
