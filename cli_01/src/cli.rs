@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
-use pp_lib::config::{ApiClientConfig, DatabaseConfig, parse_duration};
+use pp_lib::config::{ApiClientConfig, DatabaseConfig, SweepWindow, parse_duration};
 use pp_lib::contract::search::{DEFAULT_SEARCH_WINDOW, SearchQuery};
 use pp_lib::db::works::{SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT};
 
@@ -62,6 +62,11 @@ Examples:
     mut_arg("connect_timeout", |arg| arg.global(true).value_name("DURATION")),
     mut_arg("statement_timeout", |arg| arg.global(true).value_name("DURATION")),
     mut_arg("pool_size", |arg| arg.hide(true)),
+    mut_arg("sweep_window", |arg| arg
+        .global(true)
+        .value_name("DURATION")
+        .help("The sweeper's window (--via db; the API uses its own): `stats` counts the API \
+               works created before it, which the sweeper will never finish")),
 )]
 pub struct Cli {
     /// Where the answers come from: the API over HTTP, or PostgreSQL directly (with the
@@ -89,17 +94,8 @@ pub struct Cli {
     )]
     pub timeout: Duration,
 
-    /// The sweeper's window (--via db; the API uses its own): `stats` counts the API works
-    /// created before it, which the sweeper will never finish.
-    #[arg(
-        long = "sweep-window",
-        env = "PP_SWEEP_WINDOW",
-        value_name = "DURATION",
-        default_value = "6h",
-        value_parser = pp_lib::config::duration_setting,
-        global = true
-    )]
-    pub sweep_window: Duration,
+    #[command(flatten)]
+    pub sweep_window: SweepWindow,
 
     #[command(subcommand)]
     pub command: Command,
@@ -244,7 +240,7 @@ impl Cli {
             api_url: &self.api.url,
             timeout: self.timeout,
             database: &self.database,
-            sweep_window: self.sweep_window,
+            sweep_window: self.sweep_window.duration,
         }
     }
 }

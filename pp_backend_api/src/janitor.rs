@@ -30,10 +30,7 @@ pub struct RetentionConfig {
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        RetentionConfig {
-            every: Duration::from_secs(60),
-            outbox: Duration::from_secs(24 * 60 * 60),
-        }
+        pp_lib::config::defaults()
     }
 }
 

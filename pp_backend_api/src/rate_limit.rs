@@ -49,7 +49,7 @@ pub struct RateLimitConfig {
         long = "rate-limit-reads",
         env = "PP_RATE_LIMIT_READS",
         default_value = "off",
-        value_parser = crate::relay::parse_switch,
+        value_parser = pp_lib::config::parse_switch,
         action = clap::ArgAction::Set
     )]
     pub reads: bool,
@@ -66,12 +66,7 @@ pub struct RateLimitConfig {
 impl RateLimitConfig {
     /// No limit at all.
     pub fn off() -> Self {
-        RateLimitConfig {
-            rate: None,
-            burst: None,
-            reads: false,
-            trusted_proxies: Vec::new(),
-        }
+        pp_lib::config::defaults()
     }
 
     /// The quota, when a rate is set.

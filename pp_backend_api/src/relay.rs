@@ -29,7 +29,7 @@ use pp_lib::amqp::{
     Backoff, Broker, FlowWatch, Outgoing, PublishError, PublishOptions, Publisher, Reconnect,
     Topology,
 };
-use pp_lib::config::{AmqpConfig, positive_duration_setting};
+use pp_lib::config::{AmqpConfig, parse_switch, positive_duration_setting};
 use pp_lib::db::outbox::{claim_unpublished, mark_published};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::demand::WorkDemand;
@@ -73,43 +73,22 @@ impl RelayConfig {
     /// A relay publishing to `amqp`, every other value at its default.
     pub fn to(amqp: AmqpConfig) -> Self {
         RelayConfig {
-            enabled: true,
-            batch: 500,
-            interval: Duration::from_secs(1),
-            round_limit: DEFAULT_ROUND_LIMIT,
             amqp,
+            ..pp_lib::config::defaults()
         }
     }
 
-    /// No relay in this process.
+    /// No relay in this process (the dashboard still reads the default broker's queues).
     pub fn off() -> Self {
-        let url = pp_lib::config::DEFAULT_AMQP_URL
-            .parse()
-            .expect("the default AMQP URL is valid");
         RelayConfig {
             enabled: false,
-            ..RelayConfig::to(AmqpConfig {
-                url,
-                queue: pp_lib::config::DEFAULT_QUEUE.to_owned(),
-                queue_type: pp_lib::config::QueueType::Classic,
-            })
+            ..pp_lib::config::defaults()
         }
-    }
-}
-
-/// `on`/`off` (also true/false, yes/no, 1/0).
-pub fn parse_switch(text: &str) -> Result<bool, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "on" | "true" | "yes" | "1" => Ok(true),
-        "off" | "false" | "no" | "0" => Ok(false),
-        _ => Err(format!("`{text}` is neither on nor off")),
     }
 }
 
 /// Longest wait for the broker to come back inside a round (rows stay locked meanwhile).
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(2);
-/// Default of `--outbox-round-limit`.
-pub const DEFAULT_ROUND_LIMIT: Duration = Duration::from_secs(5);
 
 /// How a round ended.
 #[derive(Debug)]
@@ -412,7 +391,7 @@ mod tests {
                 Next::WaitUnblocked,
             ),
             (
-                cut_short(CutShort::TimedOut(DEFAULT_ROUND_LIMIT)),
+                cut_short(CutShort::TimedOut(Duration::from_secs(5))),
                 Next::Reconnect,
             ),
             (
@@ -451,16 +430,5 @@ mod tests {
             ])
             .is_err()
         );
-    }
-
-    #[test]
-    fn switches_read_on_and_off() {
-        for on in ["on", "ON", "true", "1", "yes"] {
-            assert_eq!(parse_switch(on), Ok(true));
-        }
-        for off in ["off", "false", "0", "no"] {
-            assert_eq!(parse_switch(off), Ok(false));
-        }
-        assert!(parse_switch("maybe").is_err());
     }
 }

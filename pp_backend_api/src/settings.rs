@@ -81,25 +81,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// A server on a free port of 127.0.0.1 over `database`, every other setting at its
-    /// default: no outbox relay, no Redis, no rate limit. Tests start from here.
+    /// A server on a free port of 127.0.0.1 over `database`, with no outbox relay and every
+    /// other setting at its default (no Redis, no rate limit). Tests start from here.
     pub fn local(database: DatabaseConfig) -> Self {
         Settings {
             http: HttpConfig {
                 addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             },
             database,
-            workers: default_workers(),
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            shutdown_timeout: Duration::from_secs(5),
-            deadline: crate::batch::DEFAULT_DEADLINE,
-            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             relay: RelayConfig::off(),
-            retention: RetentionConfig::default(),
-            redis: RedisConfig::default(),
-            cache: CacheConfig::default(),
-            rate_limit: RateLimitConfig::off(),
-            dashboard: DashboardConfig::default(),
+            ..pp_lib::config::defaults()
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use pp_lib::config::{
-    AmqpConfig, CacheConfig, DatabaseConfig, RedisConfig, duration_setting,
+    AmqpConfig, CacheConfig, DatabaseConfig, RedisConfig, SweepWindow, duration_setting,
     positive_duration_setting,
 };
 
@@ -118,10 +118,8 @@ pub struct SweeperConfig {
     #[arg(long = "sweep-every", env = "PP_SWEEP_EVERY", default_value = "5s",
           value_parser = duration_setting)]
     pub every: Duration,
-    /// Only works created within this window are swept (the original's "last 6 hours").
-    #[arg(long = "sweep-window", env = "PP_SWEEP_WINDOW", default_value = "6h",
-          value_parser = duration_setting)]
-    pub window: Duration,
+    #[command(flatten)]
+    pub window: SweepWindow,
     /// Most works claimed per transaction.
     #[arg(long = "sweep-batch", env = "PP_SWEEP_BATCH", default_value_t = 100,
           value_parser = clap::value_parser!(i64).range(1..=10_000))]
@@ -160,10 +158,9 @@ pub struct SweepSettings {
     /// Sweep every pending API-created work, whatever its age (the window is ignored).
     #[arg(long = "all-pending")]
     pub all_pending: bool,
-    /// Only works created within this window are swept (unless --all-pending).
-    #[arg(long = "sweep-window", env = "PP_SWEEP_WINDOW", default_value = "6h",
-          value_parser = duration_setting)]
-    pub window: Duration,
+    /// The window to sweep (ignored with --all-pending).
+    #[command(flatten)]
+    pub window: SweepWindow,
     /// Most works claimed per transaction.
     #[arg(long = "sweep-batch", env = "PP_SWEEP_BATCH", default_value_t = 100,
           value_parser = clap::value_parser!(i64).range(1..=10_000))]
@@ -177,7 +174,7 @@ pub struct SweepSettings {
 impl SweepSettings {
     /// The window to sweep: `None` for every age.
     pub fn window(&self) -> Option<Duration> {
-        (!self.all_pending).then_some(self.window)
+        (!self.all_pending).then_some(self.window.duration)
     }
 }
 
@@ -240,6 +237,7 @@ mod tests {
         assert_eq!(alone.consumer.prefetch, run.consumer.prefetch);
         assert_eq!(alone.consumer.workers, run.consumer.workers);
         assert_eq!(alone.sweeper.window, run.sweeper.window);
+        assert_eq!(run.sweeper.window, SweepWindow::default());
         assert_eq!(alone.amqp.queue, run.amqp.queue);
         assert_eq!(alone.metrics_addr, run.metrics_addr);
     }

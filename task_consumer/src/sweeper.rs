@@ -44,13 +44,13 @@ pub async fn sweep(
         "sweeper: the database",
         "trying again next sweep",
     );
-    let mut stranded = Stranded::new(config.window);
+    let mut stranded = Stranded::new(config.window.duration);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             () = shutdown.requested() => return,
         }
-        let since = window_start(Utc::now(), config.window);
+        let since = window_start(Utc::now(), config.window.duration);
         while !shutdown.is_requested() {
             let limit = config.batch;
             // Through the cache's write path: the finished works are published after the commit.

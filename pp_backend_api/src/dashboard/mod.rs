@@ -24,8 +24,8 @@ pub mod routes;
 
 use std::time::{Duration, Instant};
 
-use pp_lib::amqp::dead_letters::DeadLetterPage;
-use pp_lib::config::{AmqpConfig, duration_setting};
+use pp_lib::amqp::dead_letter_queue::DeadLetterPage;
+use pp_lib::config::{AmqpConfig, SweepWindow};
 use tokio::sync::Mutex;
 
 use crate::dashboard::admin::{ActionPolicy, AdminToken};
@@ -33,9 +33,6 @@ use crate::dashboard::broker::DashboardBroker;
 use crate::dashboard::overview::OverviewCache;
 
 pub use routes::{DashboardDoc, configure};
-
-/// The sweeper's default window, as task_consumer's.
-pub const DEFAULT_SWEEP_WINDOW: &str = "6h";
 
 /// The dashboard's settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,25 +43,14 @@ pub struct DashboardConfig {
     /// shows in the process list.
     #[arg(long = "admin-token", env = "PP_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<AdminToken>,
-    /// The sweeper's window, as task_consumer reads it: pending API works created before it
-    /// will never be swept, and the dashboard and `/stats` count them.
-    #[arg(
-        long = "sweep-window",
-        env = "PP_SWEEP_WINDOW",
-        default_value = DEFAULT_SWEEP_WINDOW,
-        value_parser = duration_setting
-    )]
-    pub sweep_window: Duration,
+    #[command(flatten)]
+    pub sweep_window: SweepWindow,
 }
 
 impl Default for DashboardConfig {
     /// No admin token, the sweeper's default window.
     fn default() -> Self {
-        DashboardConfig {
-            admin_token: None,
-            sweep_window: duration_setting(DEFAULT_SWEEP_WINDOW)
-                .expect("the default sweep window is a valid duration"),
-        }
+        pp_lib::config::defaults()
     }
 }
 
@@ -86,7 +72,7 @@ impl Dashboard {
     pub fn new(config: &DashboardConfig, amqp: &AmqpConfig) -> Self {
         Dashboard {
             policy: ActionPolicy::new(config.admin_token.clone()),
-            sweep_window: config.sweep_window,
+            sweep_window: config.sweep_window.duration,
             broker: DashboardBroker::new(amqp),
             overview: OverviewCache::default(),
             browsed: Mutex::new(None),
