@@ -13,7 +13,7 @@ use pp_lib::db::works::{
 use pp_lib::db::{PgConnection, PgPool, with_connection};
 use pp_lib::work::{NewWork, Work};
 
-use crate::batch::{Batcher, Lane};
+use crate::db_lanes::{Batcher, Lane};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::rate_limit::SharedRateLimits;
@@ -116,14 +116,14 @@ impl AppState {
         let work_finder = Batcher::start(
             "pp-find",
             pool.clone(),
-            Lane::together(batch_threads).with_deadline(deadline),
+            Lane::together(batch_threads, deadline),
             find_batch,
             find_one,
         )?;
         let work_inserter = Batcher::start(
             "pp-insert",
             pool.clone(),
-            Lane::together(batch_threads).with_deadline(deadline),
+            Lane::together(batch_threads, deadline),
             insert_batch,
             insert_one,
         )?;
@@ -131,7 +131,7 @@ impl AppState {
         let narrow_searcher = Batcher::start(
             "pp-search-narrow",
             pool.clone(),
-            Lane::together(batch_threads).with_deadline(deadline),
+            Lane::together(batch_threads, deadline),
             narrow_search_batch,
             search_one,
         )?;
@@ -140,7 +140,7 @@ impl AppState {
         let work_searcher = Batcher::start(
             "pp-search",
             pool.clone(),
-            Lane::alone(search_threads).with_deadline(deadline),
+            Lane::alone(search_threads, deadline),
             search_batch,
             search_one,
         )?;

@@ -50,7 +50,9 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use pp_lib::Error;
 use pp_lib::amqp::broker::BROKER_CALL_TIMEOUT;
-use pp_lib::amqp::dead_letter::{DeadLetterPublished, dead_letter_properties, publish_dead_letter};
+use pp_lib::amqp::dead_lettering::{
+    DeadLetterPublished, dead_letter_properties, publish_dead_letter,
+};
 use pp_lib::amqp::{Backoff, Broker, DemandId};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::demand::WorkDemand;

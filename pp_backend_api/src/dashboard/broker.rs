@@ -1,5 +1,5 @@
 //! The dashboard's own connection to RabbitMQ: queue depths for the overview, and the
-//! dead-letter queue's page and actions (through `pp_lib::amqp::dead_letters`).
+//! dead-letter queue's page and actions (through `pp_lib::amqp::dead_letter_queue`).
 //!
 //! One connection per API process, made on first use through pp_lib's [`Broker`] (so the
 //! topology is declared as everywhere else) and made again after any failure. Calls run one at a
@@ -10,7 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use pp_lib::amqp::dead_letters::{self, DeadLetterAction, DeadLetterPage, QueueDepth, Settled};
+use pp_lib::amqp::dead_letter_queue::{
+    self, DeadLetterAction, DeadLetterPage, QueueDepth, Settled,
+};
 use pp_lib::amqp::{Broker, BrokerSession, Topology};
 use pp_lib::config::AmqpConfig;
 use pp_lib::outage::Outage;
@@ -66,8 +68,8 @@ impl DashboardBroker {
         let dead_letter_queue = self.topology.dead_letter_queue();
         self.call(async |session| {
             let channel = session.channel();
-            let work = dead_letters::queue_depth(channel, queue).await;
-            let dead = dead_letters::queue_depth(channel, &dead_letter_queue).await;
+            let work = dead_letter_queue::queue_depth(channel, queue).await;
+            let dead = dead_letter_queue::queue_depth(channel, &dead_letter_queue).await;
             Ok((
                 work.map_err(pp_lib::Error::broker)?,
                 dead.map_err(pp_lib::Error::broker)?,
@@ -79,14 +81,16 @@ impl DashboardBroker {
     /// The first `limit` dead letters, in the queue's order, each left in place.
     pub async fn browse(&self, limit: usize) -> Result<DeadLetterPage, String> {
         let queue = self.topology.dead_letter_queue();
-        self.call(async |session| dead_letters::browse(session.connection(), &queue, limit).await)
-            .await
+        self.call(async |session| {
+            dead_letter_queue::browse(session.connection(), &queue, limit).await
+        })
+        .await
     }
 
     /// Retries or discards the dead letter named `key`.
     pub async fn settle(&self, key: &str, action: DeadLetterAction) -> Result<Settled, String> {
         self.call(async |session| {
-            dead_letters::settle(session.connection(), &self.topology, key, action).await
+            dead_letter_queue::settle(session.connection(), &self.topology, key, action).await
         })
         .await
     }
@@ -94,7 +98,7 @@ impl DashboardBroker {
     /// Sends up to `limit` dead letters back to the work queue.
     pub async fn retry_all(&self, limit: usize) -> Result<usize, String> {
         self.call(async |session| {
-            dead_letters::retry_all(session.connection(), &self.topology, limit).await
+            dead_letter_queue::retry_all(session.connection(), &self.topology, limit).await
         })
         .await
     }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
-use pp_lib::amqp::dead_letters::QueueDepth;
+use pp_lib::amqp::dead_letter_queue::QueueDepth;
 use pp_lib::db::PgConnection;
-use pp_lib::db::dashboard::{Backlogs, read_backlogs};
+use pp_lib::db::backlogs::{Backlogs, read_backlogs};
 use pp_lib::db::stats::{Counting, Figures, read_figures_with};
 use pp_lib::db::throughput::finished_per_second;
 use serde::Serialize;

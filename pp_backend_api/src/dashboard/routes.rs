@@ -8,7 +8,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use pp_lib::amqp::dead_letters::{DeadLetterAction, DeadLetterPage, Settled};
+use pp_lib::amqp::dead_letter_queue::{DeadLetterAction, DeadLetterPage, Settled};
 use pp_lib::contract::CreateWork;
 use pp_lib::db::outbox::insert_demands;
 use pp_lib::demand::WorkDemand;

@@ -5,10 +5,10 @@
 //!   heartbeats; one log line per outage).
 //! - [`publish`]: publishing with publisher confirms, a window of messages in flight, and
 //!   republishing whatever a lost connection left unconfirmed.
-//! - [`dead_letters`]: the dead-letter queue for people: depths, browsing in place, retrying or
+//! - [`dead_letter_queue`]: the dead-letter queue for people: depths, browsing in place, retrying or
 //!   discarding one message or all.
 //! - [`message`]: the properties of a demand message and the id a delivery is recorded under.
-//! - [`dead_letter`]: how the consumer dead-letters a message that can never succeed: copied to
+//! - [`dead_lettering`]: how the consumer dead-letters a message that can never succeed: copied to
 //!   `<queue>.dlq` with the reason in its headers (`x-pp-reason`), then acked.
 //!
 //! The guarantee they build: a message counts as published only once the broker confirmed it;
@@ -16,8 +16,8 @@
 //! on `message_id` turns that at-least-once delivery into exactly-once effects.
 
 pub mod broker;
-pub mod dead_letter;
-pub mod dead_letters;
+pub mod dead_letter_queue;
+pub mod dead_lettering;
 pub mod message;
 pub mod publish;
 pub mod topology;

@@ -2,11 +2,12 @@
 //! ring (see its migration), written by the commits that finish works and read by the
 //! dashboard's chart and by `done_last_hour` on large tables.
 //!
-//! Every path that finishes works calls [`record_finished`] inside its own transaction, after
-//! its writes: the consumer's `record_demands`, the sweeper's `sweep_pending_works` and
-//! `complete_work`. Last, because the row it updates stays locked until the commit; a
-//! transaction writes one of eight rows of its second, by its transaction id, so concurrent commits rarely
-//! wait for each other. One statement, one round trip per transaction, whatever its size.
+//! Both paths that finish works call [`record_finished`] inside their own transaction, after
+//! their writes: `record_demands` (the consumer's) and `finish_works` (the sweeper's
+//! `sweep_pending_works`, and whatever else finishes pending works). Last, because the row it
+//! updates stays locked until the commit; a transaction writes one of eight rows of its second,
+//! by its transaction id, so concurrent commits rarely wait for each other. One statement, one
+//! round trip per transaction, whatever its size.
 
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;

@@ -1,15 +1,19 @@
-//! The batcher: many concurrent requests, one statement, each its own answer; a failing batch
-//! falls back to one statement per item, so only the bad item fails.
+//! The database lanes: many concurrent requests, one statement, each its own answer; a failing
+//! batch falls back to one statement per item, so only the bad item fails; what waits past its
+//! deadline is answered 503 and never run.
 
 use std::collections::HashSet;
 
-use pp_backend_api::batch::{Batcher, Lane};
+use pp_backend_api::db_lanes::{Batcher, Lane};
 use pp_backend_api::error::ApiError;
+use pp_backend_api::testkit::{TestApp, TestSettings};
 use pp_lib::db::PgConnection;
+use pp_lib::testkit::eventually;
 use pp_lib::work::Work;
 use reqwest::StatusCode;
 
-use crate::helpers::spawn_app;
+/// The API's default `--http-deadline`: long enough that no request of these tests meets it.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn double_all(_: &mut PgConnection, items: &[i32]) -> Result<Vec<i32>, pp_lib::Error> {
     if items.iter().any(|item| item % 2 == 1) {
@@ -24,10 +28,16 @@ fn double_one(conn: &mut PgConnection, item: &i32) -> Result<i32, pp_lib::Error>
 
 #[tokio::test]
 async fn a_failing_batch_is_retried_item_by_item() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let pool = app.db.pool();
-    let batcher =
-        Batcher::start("test", pool, Lane::together(1), double_all, double_one).expect("threads");
+    let batcher = Batcher::start(
+        "test",
+        pool,
+        Lane::together(1, DEADLINE),
+        double_all,
+        double_one,
+    )
+    .expect("threads");
 
     let answers = futures_util::future::join_all((0..40).map(|item| batcher.submit(item))).await;
 
@@ -41,7 +51,7 @@ async fn a_failing_batch_is_retried_item_by_item() {
 
 #[tokio::test]
 async fn concurrent_lookups_each_get_their_own_work() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let mut works = Vec::new();
     for n in 0..20 {
         works.push(app.create_work(n).await);
@@ -83,11 +93,11 @@ fn panic_on_seven_alone(conn: &mut PgConnection, item: &i32) -> Result<i32, pp_l
 
 #[tokio::test]
 async fn a_panicking_batch_fails_its_requests_and_the_thread_serves_on() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let batcher = Batcher::start(
         "test",
         app.db.pool(),
-        Lane::together(1),
+        Lane::together(1, DEADLINE),
         panic_on_seven,
         panic_on_seven_alone,
     )
@@ -119,11 +129,11 @@ fn wait_for_lock_alone(conn: &mut PgConnection, item: &i64) -> Result<i64, pp_li
 #[tokio::test]
 async fn a_slow_request_run_alone_holds_up_no_other() {
     use diesel::RunQueryDsl;
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let batcher = Batcher::start(
         "test",
         app.db.pool(),
-        Lane::alone(2),
+        Lane::alone(2, DEADLINE),
         wait_for_lock,
         wait_for_lock_alone,
     )
@@ -180,11 +190,11 @@ fn time_out_alone(conn: &mut PgConnection, item: &i32) -> Result<i32, pp_lib::Er
 
 #[tokio::test]
 async fn a_statement_that_times_out_is_answered_503_and_not_run_again() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let batcher = Batcher::start(
         "test",
         app.db.pool(),
-        Lane::together(1),
+        Lane::together(1, DEADLINE),
         time_out,
         time_out_alone,
     )
@@ -223,12 +233,12 @@ fn record_and_wait_alone(conn: &mut PgConnection, item: &i64) -> Result<i64, pp_
 #[tokio::test]
 async fn requests_no_thread_takes_within_the_deadline_are_answered_503_and_never_run() {
     use diesel::RunQueryDsl;
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let deadline = std::time::Duration::from_millis(300);
     let batcher = Batcher::start(
         "test",
         app.db.pool(),
-        Lane::alone(1).with_deadline(deadline).with_queue(3),
+        Lane::alone(1, deadline).with_queue(3),
         record_and_wait,
         record_and_wait_alone,
     )
@@ -243,13 +253,18 @@ async fn requests_no_thread_takes_within_the_deadline_are_answered_503_and_never
         let batcher = batcher.clone();
         async move { batcher.submit(1000).await }
     });
-    while !RUN_ITEMS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .contains(&1000)
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    eventually("the thread to take the first request", async || {
+        let ran = RUN_ITEMS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if ran.contains(&1000) {
+            Ok(())
+        } else {
+            Err(ran)
+        }
+    })
+    .await;
 
     // Three fit in the queue and wait out their deadline; the others find it full.
     let started = std::time::Instant::now();
@@ -277,18 +292,14 @@ async fn requests_no_thread_takes_within_the_deadline_are_answered_503_and_never
     // The thread is free again: a request is served once it has dropped the shed ones still
     // queued (until then they fill the queue, and a request finds it full), and none of the shed
     // ones ran.
-    let mut served = None;
-    for _ in 0..200 {
+    let served = eventually("the freed thread to serve again", async || {
         match batcher.submit(1100).await {
-            Ok(answer) => {
-                served = Some(answer);
-                break;
-            }
-            Err(ApiError::Busy) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-            Err(error) => panic!("served: {error:?}"),
+            Err(ApiError::Busy) => Err("busy"),
+            answer => Ok(answer.expect("served")),
         }
-    }
-    assert_eq!(served, Some(1100), "the freed thread serves again");
+    })
+    .await;
+    assert_eq!(served, 1100, "the freed thread serves again");
     let ran = RUN_ITEMS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

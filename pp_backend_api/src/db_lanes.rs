@@ -1,5 +1,7 @@
-//! Batching of small, independent statements: under load, the requests that arrive while the
-//! database is busy are served together, by one statement and one pooled connection.
+//! Database lanes: bounded queues in front of database threads, which batch small, independent
+//! statements under load and shed what waits past its deadline. Under load, the requests that
+//! arrive while the database is busy are served together, by one statement and one pooled
+//! connection.
 //!
 //! A [`Batcher`] owns a few database threads (the blocking work never runs on an actix worker).
 //! Each thread takes the first waiting request, plus every other one already queued (up to a
@@ -58,9 +60,6 @@ type Queue<I, O> = Arc<Mutex<mpsc::Receiver<Pending<I, O>>>>;
 /// (`MAX_BATCH` each), far fewer than would take a deadline to drain.
 pub const DEFAULT_QUEUE: usize = 4096;
 
-/// How long a request may wait for a database thread, by default, before it is answered 503.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
-
 /// How a [`Batcher`]'s requests are served: by how many threads, batched or alone, and how much
 /// waiting is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,27 +73,24 @@ pub struct Lane {
 }
 
 impl Lane {
-    /// `threads` threads serving batches, with the default queue and deadline.
-    pub fn together(threads: usize) -> Self {
+    /// `threads` threads serving batches, with the default queue; a request waits at most
+    /// `deadline` (the API's `--http-deadline`).
+    pub fn together(threads: usize, deadline: Duration) -> Self {
         Lane {
             threads,
             batching: Batching::Together,
             queue: DEFAULT_QUEUE,
-            deadline: DEFAULT_DEADLINE,
+            deadline,
         }
     }
 
-    /// `threads` threads serving one request at a time, with the default queue and deadline.
-    pub fn alone(threads: usize) -> Self {
+    /// `threads` threads serving one request at a time, with the default queue; a request waits
+    /// at most `deadline`.
+    pub fn alone(threads: usize, deadline: Duration) -> Self {
         Lane {
             batching: Batching::Alone,
-            ..Lane::together(threads)
+            ..Lane::together(threads, deadline)
         }
-    }
-
-    /// The same lane with another deadline.
-    pub fn with_deadline(self, deadline: Duration) -> Self {
-        Lane { deadline, ..self }
     }
 
     /// The same lane with another queue bound (at least 1).

@@ -21,8 +21,8 @@ use crate::amqp::broker::BROKER_CALL_TIMEOUT;
 use crate::error::{Error, redact_secrets};
 
 /// Header carrying why the message was dead-lettered (the dashboard reads it, see
-/// [`crate::amqp::dead_letters`]).
-pub use crate::amqp::dead_letters::REASON_HEADER;
+/// [`crate::amqp::dead_letter_queue`]).
+pub use crate::amqp::dead_letter_queue::REASON_HEADER;
 /// Header carrying when the message was dead-lettered (RFC 3339, UTC).
 pub const DEAD_LETTERED_AT_HEADER: &str = "x-pp-dead-lettered-at";
 /// Header carrying the queue the message was taken from.
@@ -74,7 +74,7 @@ pub fn header_text(properties: &BasicProperties, name: &str) -> Option<String> {
     headers
         .inner()
         .get(name)
-        .and_then(super::dead_letters::text_of)
+        .and_then(super::dead_letter_queue::text_of)
 }
 
 /// What the broker did with a dead letter.
