@@ -7,7 +7,7 @@ use pp_lib::config::{AmqpConfig, DatabaseConfig, RedisConfig, duration_setting};
 
 use crate::services::ServiceKind;
 
-/// Creates, migrates, inspects and resets pp's PostgreSQL database.
+/// Creates, migrates, inspects, audits and resets pp's PostgreSQL database.
 #[derive(Debug, Parser)]
 #[command(version, propagate_version = true)]
 pub struct Cli {
@@ -27,6 +27,12 @@ pub enum Command {
     ///
     /// Example: pp_storage status
     Status,
+    /// Check every work: a done work has its sum as result and exactly its three events (start,
+    /// stop, result with that sum, under its code); a pending one has none and came over HTTP.
+    /// Prints the totals and the first wrong works; exits 3 when one is wrong.
+    ///
+    /// Example: pp_storage audit
+    Audit,
     /// Revert every migration and apply them again: ALL DATA IS DELETED.
     ///
     /// Example: pp_storage reset --yes
