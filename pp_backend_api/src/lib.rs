@@ -16,11 +16,14 @@
 //!   `Retry-After`).
 //! - [`relay`]: the outbox relay, publishing accepted demands to RabbitMQ from this process.
 //! - [`janitor`]: deletes expired idempotency keys and old published demands.
-//! - [`batch`]: under load, concurrent lookups and inserts of works share one statement.
+//! - [`db_lanes`]: under load, concurrent lookups and inserts of works share one statement, and
+//!   a request that waits past its deadline is answered 503.
 //! - [`state`]: what handlers share, and how they reach the database without blocking.
+//! - `testkit` (feature `testkit`): the API in a test, over services of its own, and headless
+//!   Chromium for the dashboard.
 //!
 //! Handlers never block an actix worker. The hot routes — looking a work up, creating one,
-//! searching — hand their query to a [`batch::Batcher`], whose own database threads run it
+//! searching — hand their query to a [`db_lanes::Batcher`], whose own database threads run it
 //! (batched with its neighbours under load); every other query runs on actix's blocking pool
 //! through `web::block` ([`state::AppState::run_db`]). Either way the r2d2 connection is taken
 //! and used off the worker threads.
@@ -28,8 +31,8 @@
 //! The wire contract (the bodies, the answers, the error body, the search parameters, the
 //! not-found rule) is pp_lib's [`contract`](pp_lib::contract), shared with the clients.
 
-pub mod batch;
 pub mod dashboard;
+pub mod db_lanes;
 pub mod error;
 pub mod janitor;
 pub mod metrics;
@@ -40,3 +43,5 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod state;
+#[cfg(feature = "testkit")]
+pub mod testkit;

@@ -1,28 +1,56 @@
-//! A database per test: unique name, migrated, dropped when the test ends (passed or panicked).
+//! A database per test: unique name, migrated, dropped when the test ends (passed or panicked);
+//! and the questions tests ask of it (feature `testkit`).
 //!
 //! Tests run in parallel without seeing each other's rows, and leave nothing behind. The server is
 //! the one `DATABASE_URL` (or `.env`, or the default) points at; if it cannot be reached the test
 //! fails, naming `make setup` — it never skips itself.
 //!
 //! ```text
-//! let db = TestDatabase::create();
+//! let db = TestDatabase::create();              // or create_async().await in async tests
 //! let mut conn = db.connect();
 //! // … queries on a fresh, empty, migrated schema …
+//! db.eventually_count(DONE_DEMANDS, 3).await;   // waits, with the testkit's one patience
+//! db.assert_recorded_once(&ids);                // each demand once, every work right
 //! ```
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::Connection;
 use diesel::pg::PgConnection;
 use pp_lib::config::{DEFAULT_DATABASE_URL, DatabaseConfig, SecretUrl, load_dotenv};
+use pp_lib::db::audit::{Audit, wrong_works};
 use pp_lib::db::works::finish_works;
 use pp_lib::db::{PgPool, build_pool, establish};
+use pp_lib::testkit::{eventually, exactly};
 use pp_lib::work::Work;
 use rand::Rng;
 use rand::distr::Alphanumeric;
+use uuid::Uuid;
 
 use crate::{create_database_if_missing, drop_database, run_pending_migrations};
+
+/// Works recorded from demands (every one is done as it is recorded).
+pub const DONE_DEMANDS: &str =
+    "select count(*) as n from works where demand_id is not null and done";
+/// Works created over HTTP that wait for the sweeper.
+pub const PENDING_API_WORKS: &str =
+    "select count(*) as n from works where demand_id is null and not done";
+/// Works created over HTTP that the sweeper finished.
+pub const DONE_API_WORKS: &str = "select count(*) as n from works where demand_id is null and done";
+/// Demands accepted over HTTP that no relay has published yet.
+pub const UNPUBLISHED_DEMANDS: &str =
+    "select count(*) as n from demand_outbox where published_on is null";
+/// Every event.
+pub const EVENTS: &str = "select count(*) as n from events";
+/// Statements of this database waiting for a lock (the sign a request is held where a test
+/// wants it).
+pub const WAITING_ON_A_LOCK: &str = "select count(*) as n from pg_stat_activity \
+    where datname = current_database() and wait_event_type = 'Lock'";
+
+/// Wrong works a failed assertion shows.
+const WRONG_SHOWN: usize = 5;
 
 /// Prefix of every test database's name, so leftovers are easy to recognise.
 pub const TEST_DATABASE_PREFIX: &str = "pp_test_";
@@ -55,6 +83,13 @@ impl TestDatabase {
             panic!("cannot migrate test database {}: {error}", database.name);
         }
         database
+    }
+
+    /// [`TestDatabase::create`] on a blocking thread, for async tests.
+    pub async fn create_async() -> TestDatabase {
+        tokio::task::spawn_blocking(TestDatabase::create)
+            .await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
     }
 
     /// The database's name: `pp_test_…`.
@@ -94,6 +129,57 @@ impl TestDatabase {
     /// One number from `sql` (`select … as n`) on a connection of its own, for assertions.
     pub fn count(&self, sql: &str) -> i64 {
         count(&mut self.connect(), sql)
+    }
+
+    /// Waits until `sql` (`select … as n`) counts `expected`.
+    pub async fn eventually_count(&self, sql: &str, expected: i64) {
+        let what = format!("{expected} from `{sql}`");
+        eventually(&what, async || exactly(self.count(sql), expected)).await;
+    }
+
+    /// Every work checked against pp's rules (`pp_lib::db::audit`).
+    pub fn audit(&self) -> Audit {
+        wrong_works(&mut self.connect(), WRONG_SHOWN)
+            .unwrap_or_else(|error| panic!("auditing {}: {error}", self.name))
+    }
+
+    /// Asserts every work keeps pp's rules: a done one has its sum and its three events, a
+    /// pending one none.
+    pub fn assert_no_wrong_works(&self) {
+        let audit = self.audit();
+        assert_eq!(
+            audit.wrong, 0,
+            "{} of {} works are wrong, e.g. {:?}",
+            audit.wrong, audit.checked, audit.examples
+        );
+    }
+
+    /// Asserts the works recorded from demands are exactly `demand_ids`, each once, and that
+    /// every work keeps pp's rules.
+    pub fn assert_recorded_once(&self, demand_ids: &[Uuid]) {
+        use diesel::prelude::*;
+        use pp_lib::schema::works;
+        let stored: Vec<Option<Uuid>> = works::table
+            .filter(works::demand_id.is_not_null())
+            .select(works::demand_id)
+            .load(&mut self.connect())
+            .unwrap_or_else(|error| panic!("reading the demand ids: {error}"));
+        let stored: Vec<Uuid> = stored.into_iter().flatten().collect();
+        let unique: HashSet<Uuid> = stored.iter().copied().collect();
+        assert_eq!(unique.len(), stored.len(), "a demand was recorded twice");
+        let expected: HashSet<Uuid> = demand_ids.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            expected.len(),
+            "{} demands recorded, {} expected",
+            unique.len(),
+            expected.len()
+        );
+        assert!(
+            unique == expected,
+            "the recorded demands differ from the expected ones"
+        );
+        self.assert_no_wrong_works();
     }
 
     /// A pool over this database, built with [`TestDatabase::config`].

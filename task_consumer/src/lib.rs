@@ -11,12 +11,15 @@
 //! - [`sweeper`]: pending API-created works, claimed with `FOR UPDATE SKIP LOCKED`.
 //! - [`metrics`]: counters, served for Prometheus.
 //! - [`settings`]: the command line and environment (`run`, the default, and `sweep`).
+//! - `testkit` (feature `testkit`): the consumer in a test, over a database and queue of its own.
 
 pub mod consume;
 pub mod metrics;
 pub mod record;
 pub mod settings;
 pub mod sweeper;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod verdict;
 
 use std::net::SocketAddr;

@@ -246,12 +246,11 @@ fn run_one(
 
 /// The exit code (`Some(None)` for a death by signal) once the child exits within `within`.
 fn wait_for(child: &mut std::process::Child, within: Duration) -> Option<Option<i32>> {
-    let deadline = Instant::now() + within;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status.code()),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => return None,
-        }
-    }
+    crate::testkit::wait::within_blocking(within, || match child.try_wait() {
+        Ok(Some(status)) => Ok(Some(status.code())),
+        Ok(None) => Err(()),
+        Err(_) => Ok(None),
+    })
+    .ok()
+    .flatten()
 }

@@ -1,6 +1,7 @@
-//! Headless Chromium driven over W3C WebDriver, through Debian's `chromedriver`.
+//! Headless Chromium driven over W3C WebDriver, through Debian's `chromedriver`: the dashboard's
+//! browser tests and `make screenshots` look at a live pipeline through it.
 //!
-//! WebDriver is JSON over HTTP: the dozen commands these tests need (open a session, load a
+//! WebDriver is JSON over HTTP: the dozen commands they need (open a session, load a
 //! page, find, read, click, type, run a script, take a screenshot) are a few lines each on the
 //! HTTP client the tests already use, so no WebDriver crate (and its TLS stack) is compiled.
 //!
@@ -12,17 +13,15 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
+use pp_lib::testkit::eventually;
 use serde_json::{Value, json};
 
-/// Where Debian installs them (`make setup` does).
+/// Where Debian installs them (`make test` does, through `scripts/install.sh chromium`).
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// How long a wait for something to show may last.
-pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The W3C identifier of an element in WebDriver's JSON.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -62,7 +61,7 @@ fn find_program(path: &str) -> String {
     }
     panic!(
         "{path} is missing: the browser tests need Debian's chromium and chromium-driver. Run \
-         `make setup` (it installs them), or `apt-get install chromium chromium-driver`."
+         `scripts/install.sh chromium` (`make test` does), or `apt-get install chromium chromium-driver`."
     );
 }
 
@@ -94,23 +93,15 @@ impl Browser {
             .build()
             .expect("an HTTP client");
         let base = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        loop {
-            let ready = http
-                .get(format!("{base}/status"))
-                .send()
-                .await
-                .ok()
-                .map(|response| response.status().is_success());
-            if ready == Some(true) {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "chromedriver did not answer on port {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            &format!("chromedriver to answer on port {port}"),
+            async || match http.get(format!("{base}/status")).send().await {
+                Ok(response) if response.status().is_success() => Ok(()),
+                Ok(response) => Err(response.status().to_string()),
+                Err(error) => Err(error.to_string()),
+            },
+        )
+        .await;
         let mut browser = Browser {
             http,
             session: String::new(),
@@ -216,7 +207,7 @@ impl Browser {
     /// Clicks the element `css` selects (it must be there). An element the page replaced
     /// between finding and clicking (a live refresh) is found again.
     pub async fn click(&self, css: &str) {
-        for _ in 0..5 {
+        eventually(&format!("a click on {css}"), async || {
             let id = self.wait_for_element(css).await;
             let answer: Value = self
                 .http
@@ -229,12 +220,12 @@ impl Browser {
                 .await
                 .unwrap_or_else(|error| panic!("click {css}: {error}"));
             match answer["value"]["error"].as_str() {
-                None => return,
-                Some("stale element reference") => continue,
+                None => Ok(()),
+                Some("stale element reference") => Err("replaced before it could be clicked"),
                 Some(error) => panic!("click {css}: {error}: {}", answer["value"]["message"]),
             }
-        }
-        panic!("{css} kept being replaced before it could be clicked");
+        })
+        .await;
     }
 
     /// Types `text` into the element `css` selects, after clearing it.
@@ -292,11 +283,9 @@ impl Browser {
     }
 
     /// Waits until the element `css` selects exists, is shown, and its text satisfies `wanted`;
-    /// returns the text. Panics with the last text seen after [`PATIENCE`].
+    /// returns the text. Fails with the last text seen after the testkit's patience.
     pub async fn wait_for_text(&self, css: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let started = Instant::now();
-        let mut last = None;
-        loop {
+        eventually(&format!("{css} to show what is expected"), async || {
             let shown = self
                 .execute(
                     "const node = document.querySelector(arguments[0]); \
@@ -305,18 +294,12 @@ impl Browser {
                     json!([css]),
                 )
                 .await;
-            if let Some(text) = shown.as_str() {
-                if wanted(text) {
-                    return text.to_owned();
-                }
-                last = Some(text.to_owned());
+            match shown.as_str() {
+                Some(text) if wanted(text) => Ok(text.to_owned()),
+                other => Err(other.map(str::to_owned)),
             }
-            assert!(
-                started.elapsed() < PATIENCE,
-                "{css} never showed what was expected; last shown: {last:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// A PNG of the window as it is now.

@@ -1,0 +1,172 @@
+//! A RabbitMQ node of the test's own, for the tests that must restart, stop or reconfigure a
+//! broker: the shared one on 5672 is never touched.
+//!
+//! [`TestBrokerNode::start`] runs the installed `rabbitmq-server` as a node named
+//! `pp_test_…@localhost`, its AMQP listener on a free port of 127.0.0.1 and its distribution
+//! (clustering and CLI) port on another one (never the default AMQP port + 20000, which the
+//! shared node holds), its data, logs and configuration in a directory of its own. Dropping the
+//! value stops the node and removes the directory. A node starts in a few seconds.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::config::SecretUrl;
+
+/// Where Debian installs them (`make setup` does).
+const RABBITMQ_SERVER: &str = "/usr/sbin/rabbitmq-server";
+const RABBITMQCTL: &str = "/usr/sbin/rabbitmqctl";
+
+/// Seconds `rabbitmqctl wait` gives a node to boot.
+const BOOT_TIMEOUT_SECONDS: &str = "120";
+
+/// A running RabbitMQ node of the test's own.
+#[derive(Debug)]
+pub struct TestBrokerNode {
+    name: String,
+    dir: PathBuf,
+    amqp_port: u16,
+}
+
+impl TestBrokerNode {
+    /// Starts a node and waits until it takes connections. Blocks: call it from a blocking
+    /// thread in async tests ([`TestBrokerNode::start_async`]).
+    pub fn start() -> TestBrokerNode {
+        for program in [RABBITMQ_SERVER, RABBITMQCTL] {
+            assert!(
+                Path::new(program).exists(),
+                "{program} is missing: this test starts a RabbitMQ node of its own from the \
+                 installed rabbitmq-server. Run `make setup` (it installs RabbitMQ)."
+            );
+        }
+        let name = format!("{}@localhost", super::unique_name());
+        let dir = std::env::temp_dir().join(name.replace('@', "-"));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+        let amqp_port = free_port();
+        let config = dir.join("rabbitmq.conf");
+        std::fs::write(
+            &config,
+            format!("listeners.tcp.local = 127.0.0.1:{amqp_port}\n"),
+        )
+        .unwrap_or_else(|error| panic!("cannot write {}: {error}", config.display()));
+        hand_to_rabbitmq(&dir);
+        let node = TestBrokerNode {
+            name,
+            dir,
+            amqp_port,
+        };
+        let started = Command::new(RABBITMQ_SERVER)
+            .arg("-detached")
+            .env("RABBITMQ_NODENAME", &node.name)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", amqp_port.to_string())
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_CONFIG_FILE", &config)
+            .env("RABBITMQ_MNESIA_BASE", node.dir.join("data"))
+            .env("RABBITMQ_LOG_BASE", node.dir.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", node.dir.join("plugins"))
+            .env("RABBITMQ_PID_FILE", node.pid_file())
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {RABBITMQ_SERVER}: {error}"));
+        node.check("rabbitmq-server -detached", &started);
+        node.ctl(&[
+            "wait",
+            &node.pid_file().display().to_string(),
+            "--timeout",
+            BOOT_TIMEOUT_SECONDS,
+        ]);
+        node
+    }
+
+    /// [`TestBrokerNode::start`] on a blocking thread.
+    pub async fn start_async() -> TestBrokerNode {
+        tokio::task::spawn_blocking(TestBrokerNode::start)
+            .await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
+    pub fn url(&self) -> SecretUrl {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
+            .parse()
+            .expect("a well-formed AMQP URL")
+    }
+
+    /// The node's name, `pp_test_…@localhost`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops the broker application (every connection closed, none taken) and starts it again,
+    /// as `rabbitmqctl stop_app && rabbitmqctl start_app` does. Blocks until it takes
+    /// connections again.
+    pub fn restart(&self) {
+        self.ctl(&["stop_app"]);
+        self.ctl(&["start_app"]);
+    }
+
+    /// Runs `rabbitmqctl -n <node> args`; panics with its output when it fails.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let output = Command::new(RABBITMQCTL)
+            .args(["-n", &self.name])
+            .args(args)
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {RABBITMQCTL}: {error}"));
+        self.check(&format!("rabbitmqctl {}", args.join(" ")), &output);
+        output
+    }
+
+    fn check(&self, what: &str, output: &Output) {
+        assert!(
+            output.status.success(),
+            "`{what}` failed for node {} ({}):\n{}\n{}\nlogs in {}",
+            self.name,
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.dir.join("log").display()
+        );
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("node.pid")
+    }
+}
+
+impl Drop for TestBrokerNode {
+    fn drop(&mut self) {
+        let stopped = Command::new(RABBITMQCTL)
+            .args(["-n", &self.name, "stop"])
+            .output();
+        if !stopped.is_ok_and(|output| output.status.success()) {
+            eprintln!("warning: could not stop RabbitMQ node {}", self.name);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port nothing listens on now (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Run as root, `rabbitmq-server` drops to the `rabbitmq` user: the node's directory must be
+/// theirs. (Run as anyone else, it stays that user, who owns the directory already.)
+fn hand_to_rabbitmq(dir: &Path) {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0");
+    if root {
+        let status = Command::new("chown")
+            .args(["-R", "rabbitmq:rabbitmq"])
+            .arg(dir)
+            .status()
+            .unwrap_or_else(|error| panic!("cannot run chown: {error}"));
+        assert!(status.success(), "chown rabbitmq {} failed", dir.display());
+    }
+}

@@ -1,0 +1,55 @@
+//! The ground every test of pp stands on (feature `testkit`): each test has the services of its
+//! own, waits one way, and leaves nothing behind.
+//!
+//! - [`wait`]: [`eventually`], the one way a test waits for something, with one patience.
+//! - [`queue`]: [`TestQueue`], a work queue (and its `.dlq`) with a unique name on the shared
+//!   RabbitMQ, deleted when dropped; publishing demands with confirms, taking what a queue holds.
+//! - [`redis`]: [`TestRedis`], a key prefix of its own on the shared Redis, its keys deleted when
+//!   dropped.
+//! - [`broker_node`]: [`TestBrokerNode`], a RabbitMQ node of the test's own on free ports, for
+//!   tests that restart or reconfigure a broker (the shared one is never touched).
+//! - [`proxy`]: [`TcpProxy`], a TCP forwarder a test cuts and restores, to show what a client
+//!   does when its broker or database goes away, without disturbing the servers others share.
+//! - [`process`]: a child process stopped the way process managers stop it, and waited for.
+//! - [`flags`]: extreme flag values, and running a binary with each one it accepts.
+//!
+//! A database of the test's own is pp_storage's `TestDatabase`; the API and the consumer have
+//! their own kits (`pp_backend_api::testkit`, `task_consumer::testkit`) built on these. Each
+//! service is the one its variable names (`DATABASE_URL`, `AMQP_URL`, `REDIS_URL`, from the
+//! environment or `.env`) or the local default; a test that cannot reach it fails naming
+//! `make setup`, never skips.
+
+pub mod broker_node;
+pub mod flags;
+pub mod process;
+pub mod proxy;
+pub mod queue;
+pub mod redis;
+pub mod wait;
+
+pub use broker_node::TestBrokerNode;
+pub use process::{terminate, wait_exit};
+pub use proxy::{TcpProxy, socket_addr_of, via};
+pub use queue::{Taken, TestQueue, amqp_url};
+pub use redis::{TestRedis, redis_url};
+pub use wait::{
+    at_least, eventually, eventually_blocking, eventually_within, exactly, within, within_blocking,
+};
+
+/// A name no other test, process or run uses: `pp_test_<pid>_<counter>_<random>`.
+pub fn unique_name() -> String {
+    use rand::Rng;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let suffix: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(6)
+        .map(char::from)
+        .collect();
+    format!(
+        "pp_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        suffix.to_ascii_lowercase()
+    )
+}

@@ -1,0 +1,84 @@
+//! Child processes in tests: stopped the way process managers stop them, waited for, and what
+//! they printed read and judged.
+
+use std::process::{Child, ExitStatus, Output};
+use std::time::Duration;
+
+use crate::testkit::wait::eventually_within;
+
+/// Sends SIGTERM to a child process (what `kill` and process managers send).
+pub fn terminate(child: &Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -TERM {} failed", child.id());
+}
+
+/// Waits for `child` to exit and returns its status; after `patience` it kills the child and
+/// panics.
+pub async fn wait_exit(child: &mut Child, patience: Duration) -> ExitStatus {
+    let _kill_if_it_hangs = KillIfPanicking(child.id());
+    eventually_within(
+        patience,
+        &format!("process {} to exit", child.id()),
+        async || child.try_wait().expect("try_wait").ok_or("still running"),
+    )
+    .await
+}
+
+/// Kills a process when dropped during a panic: a test that gave up on it leaves nothing running.
+struct KillIfPanicking(u32);
+
+impl Drop for KillIfPanicking {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
+/// What a finished program wrote to its standard output.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What a finished program wrote to its standard error.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing the output when it is wrong, and that nothing panicked.
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+    assert!(!stderr(output).contains("panicked"), "{}", stderr(output));
+}
+
+/// Asserts the error is one line in `program`'s format (`program: error: …`), containing
+/// `text`, with nothing on stdout and no panic.
+pub fn assert_one_line_error(output: &Output, program: &str, text: &str) {
+    let stderr = stderr(output);
+    assert!(
+        stderr.starts_with(&format!("{program}: error: ")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(text), "expected {text:?} in {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stdout(output), "", "nothing on stdout");
+}
+
+/// An address nothing listens on: a port of 127.0.0.1 bound, then released.
+pub fn closed_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.1")
+}

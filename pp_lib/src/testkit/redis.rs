@@ -1,0 +1,107 @@
+//! A key prefix of the test's own on the shared Redis.
+
+use std::time::Duration;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use crate::config::SecretUrl;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Redis the tests use: `REDIS_URL`, else the local one `make setup` starts.
+pub fn redis_url() -> SecretUrl {
+    let _ = crate::config::load_dotenv();
+    let text = std::env::var("REDIS_URL")
+        .unwrap_or_else(|_| crate::config::DEFAULT_LOCAL_REDIS_URL.to_owned());
+    text.parse()
+        .unwrap_or_else(|error| panic!("REDIS_URL is not usable: {error}"))
+}
+
+/// A key prefix of its own in the tests' Redis, so tests share one server and run in parallel;
+/// every key under it is deleted when the value is dropped. Creating one checks that Redis
+/// answers, and fails the test naming `make setup` when it does not.
+#[derive(Debug)]
+pub struct TestRedis {
+    url: SecretUrl,
+    prefix: String,
+}
+
+impl TestRedis {
+    pub fn create() -> TestRedis {
+        let url = redis_url();
+        let suffix: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(10)
+            .map(char::from)
+            .collect();
+        let redis = TestRedis {
+            prefix: format!("pp_test_{}", suffix.to_lowercase()),
+            url,
+        };
+        let mut conn = redis.connection();
+        let pong: String = redis::cmd("PING")
+            .query(&mut conn)
+            .unwrap_or_else(|error| panic!("Redis at {} does not answer PING: {error}", redis.url));
+        assert_eq!(pong, "PONG");
+        redis
+    }
+
+    pub fn url(&self) -> &SecretUrl {
+        &self.url
+    }
+
+    /// Every key of this test starts with this.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Settings for a client of this Redis under this test's prefix.
+    pub fn config(&self) -> crate::config::RedisConfig {
+        crate::config::RedisConfig {
+            url: Some(self.url.clone()),
+            prefix: self.prefix.clone(),
+            ..crate::config::RedisConfig::default()
+        }
+    }
+
+    /// A blocking connection, for a test to look at the keys itself.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url.expose())
+            .and_then(|client| client.get_connection_with_timeout(CONNECT_TIMEOUT))
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot connect to Redis at {}: {error}. Start it with `make setup`.",
+                    self.url
+                )
+            })
+    }
+
+    /// This test's keys.
+    pub fn keys(&self) -> Vec<String> {
+        let mut conn = self.connection();
+        let keys: redis::Iter<'_, String> = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(format!("{}:*", self.prefix))
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+            .iter(&mut conn)
+            .expect("SCAN runs");
+        keys.filter_map(Result::ok).collect()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if keys.is_empty() {
+            return;
+        }
+        let mut conn = self.connection();
+        if let Err(error) = redis::cmd("DEL").arg(&keys).query::<u64>(&mut conn) {
+            eprintln!("warning: deleting the test's Redis keys failed: {error}");
+        }
+    }
+}
