@@ -5,9 +5,10 @@ use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lapin::options::BasicGetOptions;
 use pp_lib::config::SecretUrl;
-use pp_lib::testkit::{TcpProxy, TestQueue, socket_addr_of, terminate, via, wait_exit};
+use pp_lib::testkit::{
+    TcpProxy, TestQueue, at_least, eventually, socket_addr_of, terminate, via, wait_exit,
+};
 use uuid::Uuid;
 
 fn producer(url: &SecretUrl, queue: &str) -> Command {
@@ -37,30 +38,18 @@ async fn a_burst_publishes_every_demand_persistent_with_its_own_message_id() {
     assert!(stdout.contains("confirmed 50 of 50 demands"), "{stdout}");
     assert_eq!(queue.ready_count(queue.name()).await, 50);
 
-    let (connection, channel) = queue.open().await;
     let mut ids = HashSet::new();
-    while let Some(message) = channel
-        .basic_get(queue.name().into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("basic.get")
-    {
-        let delivery = message.delivery;
-        assert_eq!(delivery.data, br#"{"add_up_to":7,"done":false}"#);
-        let properties = &delivery.properties;
+    for message in queue.take_all(queue.name()).await {
+        assert_eq!(message.body, br#"{"add_up_to":7,"done":false}"#);
+        let properties = &message.properties;
         assert_eq!(properties.delivery_mode(), &Some(2), "persistent");
         assert_eq!(
             properties.content_type().as_ref().map(|t| t.as_str()),
             Some("application/json")
         );
         assert!(properties.timestamp().is_some());
-        let id = properties
-            .message_id()
-            .as_ref()
-            .map(|id| Uuid::parse_str(id.as_str()).expect("a UUID message_id"))
-            .expect("a message_id");
-        ids.insert(id);
+        ids.insert(message.id());
     }
-    let _ = connection.close(200, "done".into()).await;
     assert_eq!(ids.len(), 50, "every message has its own id");
     let written = std::fs::read_to_string(&ids_file).expect("the ids file");
     let _ = std::fs::remove_file(&ids_file);
@@ -124,19 +113,11 @@ fn bad_usage_exits_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-async fn wait_for_messages(queue: &TestQueue, at_least: u32) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = queue.ready_count(queue.name()).await;
-        if ready >= at_least {
-            return ready;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {ready} messages, waited for {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_for_messages(queue: &TestQueue, least: u32) -> u32 {
+    eventually(&format!("{least} messages in the queue"), async || {
+        at_least(queue.ready_count(queue.name()).await, least)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -151,7 +132,12 @@ async fn run_publishes_on_its_schedule_rides_out_an_outage_and_stops_on_sigterm(
     let mut child = command.spawn().expect("the producer starts");
     wait_for_messages(&queue, 6).await;
     proxy.cut();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // It tried the broker again, more than once, while it was away.
+    let tried = proxy.attempts();
+    eventually("two attempts to reconnect", async || {
+        at_least(proxy.attempts(), tried + 2)
+    })
+    .await;
     let during = queue.ready_count(queue.name()).await;
     proxy.restore();
     // It comes back by itself and goes on publishing.
@@ -170,15 +156,9 @@ async fn run_publishes_on_its_schedule_rides_out_an_outage_and_stops_on_sigterm(
         "one warning per outage, not one per attempt:\n{stderr}"
     );
     // Every message is a well-formed demand (nothing half-published).
-    let (connection, channel) = queue.open().await;
-    while let Some(message) = channel
-        .basic_get(queue.name().into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("basic.get")
-    {
-        pp_lib::demand::WorkDemand::from_json(&message.delivery.data).expect("a valid demand");
+    for message in queue.take_all(queue.name()).await {
+        pp_lib::demand::WorkDemand::from_json(&message.body).expect("a valid demand");
     }
-    let _ = connection.close(200, "done".into()).await;
 }
 
 #[tokio::test]

@@ -5,15 +5,18 @@ use pp_lib::event::Event;
 use pp_lib::work::Work;
 use pp_storage::testkit::finish_work;
 
-use crate::helpers::{VIAS, assert_exit, spawn_api, stdout};
+use pp_backend_api::testkit::{TestApp, TestSettings};
+use pp_lib::testkit::process::{assert_exit, stdout};
+
+use crate::helpers::{RunCli, VIAS};
 
 #[tokio::test]
 async fn get_prints_exactly_the_apis_body_both_ways() {
-    let api = spawn_api().await;
+    let api = TestApp::spawn(TestSettings::new()).await;
     let work = api.create_work(4).await;
     let id = work.id.to_string();
 
-    let body = api.get_body(&format!("/work/{id}")).await;
+    let body = api.get_text(&format!("/work/{id}")).await;
 
     for via in VIAS {
         let output = api.cli(via, &["get", &id]).await;
@@ -26,7 +29,7 @@ async fn get_prints_exactly_the_apis_body_both_ways() {
 
 #[tokio::test]
 async fn http_and_db_give_the_same_json_for_get_search_events_and_stats() {
-    let api = spawn_api().await;
+    let api = TestApp::spawn(TestSettings::new()).await;
     let mut works = Vec::new();
     for add_up_to in [3, 4, 5] {
         works.push(api.create_work(add_up_to).await);
@@ -62,13 +65,13 @@ async fn http_and_db_give_the_same_json_for_get_search_events_and_stats() {
     );
     assert_eq!(
         api.same_both_ways(&["stats"]).await,
-        format!("{}\n", api.get_body("/stats").await)
+        format!("{}\n", api.get_text("/stats").await)
     );
 }
 
 #[tokio::test]
 async fn searches_agree_both_ways_whatever_the_filters() {
-    let api = spawn_api().await;
+    let api = TestApp::spawn(TestSettings::new()).await;
     let mut works = Vec::new();
     for add_up_to in 1..=4 {
         works.push(api.create_work(add_up_to).await);
@@ -99,7 +102,7 @@ async fn searches_agree_both_ways_whatever_the_filters() {
         }
         let body = api
             .client
-            .get(format!("{}/work/search", api.url))
+            .get(format!("{}/work/search", api.address))
             .query(&query)
             .send()
             .await
@@ -114,7 +117,7 @@ async fn searches_agree_both_ways_whatever_the_filters() {
 
 #[tokio::test]
 async fn a_table_is_printed_when_asked() {
-    let api = spawn_api().await;
+    let api = TestApp::spawn(TestSettings::new()).await;
     let work = api.create_work(4).await;
 
     for via in VIAS {

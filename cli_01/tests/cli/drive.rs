@@ -7,11 +7,14 @@ use pp_lib::work::Work;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{VIAS, assert_exit, spawn_api, stdout};
+use pp_backend_api::testkit::{TestApp, TestSettings};
+use pp_lib::testkit::process::{assert_exit, stdout};
+
+use crate::helpers::{RunCli, VIAS};
 
 #[tokio::test]
 async fn demand_commits_an_outbox_row_both_ways_and_answers_like_the_api() {
-    let api = spawn_api().await;
+    let api = TestApp::spawn(TestSettings::new()).await;
 
     for via in VIAS {
         let output = api.cli(via, &["demand", "--add-up-to", "2"]).await;
@@ -40,7 +43,7 @@ async fn demand_commits_an_outbox_row_both_ways_and_answers_like_the_api() {
 
 #[tokio::test]
 async fn a_demand_without_add_up_to_is_random() {
-    let api = spawn_api().await;
+    let api = TestApp::spawn(TestSettings::new()).await;
 
     for via in VIAS {
         let output = api.cli(via, &["demand"]).await;
@@ -57,7 +60,7 @@ async fn a_demand_without_add_up_to_is_random() {
 
 #[tokio::test]
 async fn create_stores_a_work_both_ways_that_the_other_way_finds() {
-    let api = spawn_api().await;
+    let api = TestApp::spawn(TestSettings::new()).await;
 
     for (via, other) in [("http", "db"), ("db", "http")] {
         let output = api.cli(via, &["create", "--add-up-to", "7"]).await;

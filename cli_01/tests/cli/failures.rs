@@ -4,16 +4,15 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use pp_backend_api::testkit::{TestApp, TestSettings};
 use pp_lib::config::DatabaseConfig;
+use pp_lib::testkit::process::{assert_exit, closed_port, stderr};
 
-use crate::helpers::{
-    VIAS, api_settings, assert_exit, assert_one_line_error, closed_port, run_cli, run_cli_async,
-    spawn_api, start_api, stderr,
-};
+use crate::helpers::{RunCli, VIAS, assert_one_line_error, run_cli, run_cli_async};
 
 #[tokio::test]
 async fn an_unknown_work_exits_4_with_the_apis_message_both_ways() {
-    let api = spawn_api().await;
+    let api = TestApp::spawn(TestSettings::new()).await;
 
     for via in VIAS {
         for command in ["get", "events"] {
@@ -77,15 +76,18 @@ fn an_unreachable_database_exits_3_without_showing_the_password() {
 #[tokio::test]
 async fn an_api_whose_database_is_down_exits_3() {
     // Sabotage: the API serves, but its database is a closed port.
-    let database = DatabaseConfig {
-        connect_timeout: Duration::from_secs(1),
-        ..DatabaseConfig::for_url(
-            format!("postgres://postgres@{}/pp", closed_port())
-                .parse()
-                .expect("a URL"),
-        )
-    };
-    let url = start_api(api_settings(database)).await;
+    let api = TestApp::spawn(TestSettings::new().with(|settings| {
+        settings.database = DatabaseConfig {
+            connect_timeout: Duration::from_secs(1),
+            ..DatabaseConfig::for_url(
+                format!("postgres://postgres@{}/pp", closed_port())
+                    .parse()
+                    .expect("a URL"),
+            )
+        };
+    }))
+    .await;
+    let url = api.address.clone();
 
     let output = run_cli_async(vec!["--api-url".into(), url.clone(), "stats".into()]).await;
 
@@ -98,7 +100,7 @@ async fn an_api_whose_database_is_down_exits_3() {
 
 #[tokio::test]
 async fn a_broken_schema_is_a_failure_of_its_own_both_ways() {
-    let api = spawn_api().await;
+    let api = TestApp::spawn(TestSettings::new()).await;
     let mut conn = api.db.connect();
     diesel::RunQueryDsl::execute(diesel::sql_query("drop table events"), &mut conn)
         .expect("sabotage");

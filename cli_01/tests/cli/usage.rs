@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-use crate::helpers::{assert_exit, closed_port, run_cli, stderr, stdout};
+use pp_lib::testkit::process::{assert_exit, closed_port, stderr, stdout};
+
+use crate::helpers::run_cli;
 
 #[test]
 fn bad_usage_exits_2_before_anything_is_asked() {

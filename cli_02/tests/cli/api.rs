@@ -2,24 +2,7 @@
 
 use std::process::{Command, Output};
 
-use pp_backend_api::settings::Settings;
-use pp_backend_api::startup::Application;
-use pp_storage::testkit::TestDatabase;
-
-/// Starts the API on a free port over a fresh database; returns its address and the database.
-async fn spawn_api() -> (String, TestDatabase) {
-    let db = tokio::task::spawn_blocking(TestDatabase::create)
-        .await
-        .expect("creating the test database");
-    let settings = Settings {
-        workers: 1,
-        ..Settings::local(db.config())
-    };
-    let application = Application::build(settings).await.expect("the API builds");
-    let address = application.address().to_string();
-    tokio::spawn(application.run_until_stopped(std::future::pending()));
-    (address, db)
-}
+use pp_backend_api::testkit::{TestApp, TestSettings};
 
 async fn cli_02(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
@@ -42,9 +25,10 @@ fn args(address: &str, rest: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_work_posted_by_cli_02_comes_back_from_get_and_search() {
-    let (address, _db) = spawn_api().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
+    let address = app.host_and_port();
 
-    let created = cli_02(args(&address, &["-d", r#"{"add_up_to": 4}"#, "/work"])).await;
+    let created = cli_02(args(address, &["-d", r#"{"add_up_to": 4}"#, "/work"])).await;
     assert_eq!(created.status.code(), Some(0), "{created:?}");
     let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
     let (status, body) = stdout
@@ -55,7 +39,7 @@ async fn a_work_posted_by_cli_02_comes_back_from_get_and_search() {
     assert_eq!(work["add_up_to"], 4);
 
     let id = work["id"].as_i64().expect("an id");
-    let got = cli_02(args(&address, &[&format!("/work/{id}")])).await;
+    let got = cli_02(args(address, &[&format!("/work/{id}")])).await;
     assert_eq!(got.status.code(), Some(0));
     let got_body = String::from_utf8_lossy(&got.stdout).into_owned();
     let got_work: serde_json::Value =
@@ -63,25 +47,26 @@ async fn a_work_posted_by_cli_02_comes_back_from_get_and_search() {
     assert_eq!(got_work, work);
 
     let code = work["work_code"].as_str().expect("a code");
-    let found = cli_02(args(&address, &[&format!("/work/search?work_code={code}")])).await;
+    let found = cli_02(args(address, &[&format!("/work/search?work_code={code}")])).await;
     assert_eq!(found.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&found.stdout).contains(code));
 }
 
 #[tokio::test]
 async fn the_apis_errors_become_exit_codes() {
-    let (address, _db) = spawn_api().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
+    let address = app.host_and_port();
 
-    let bad = cli_02(args(&address, &["/work/abc"])).await;
+    let bad = cli_02(args(address, &["/work/abc"])).await;
     assert_eq!(bad.status.code(), Some(4), "{bad:?}");
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert!(stdout.starts_with("HTTP/1.1 400 Bad Request"), "{stdout}");
     assert!(stdout.contains(r#""http_code": 400"#), "{stdout}");
 
-    let missing = cli_02(args(&address, &["/work/424242"])).await;
+    let missing = cli_02(args(address, &["/work/424242"])).await;
     assert_eq!(missing.status.code(), Some(4));
 
-    let wrong_method = cli_02(args(&address, &["-X", "DELETE", "/work/1"])).await;
+    let wrong_method = cli_02(args(address, &["-X", "DELETE", "/work/1"])).await;
     assert_eq!(wrong_method.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&wrong_method.stdout).contains("405"));
 }

@@ -96,14 +96,6 @@ fn read_request(stream: &mut TcpStream) -> Vec<u8> {
     request
 }
 
-/// A port nothing listens on: bound, then released.
-pub fn refused_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
-}
-
 /// Runs cli_02 with `--addr addr` and `args`.
 pub fn run_cli(addr: SocketAddr, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cli_02"))
@@ -114,30 +106,7 @@ pub fn run_cli(addr: SocketAddr, args: &[&str]) -> Output {
         .expect("the cli_02 binary runs")
 }
 
-pub fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-pub fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Asserts the exit code, showing the output when it is wrong.
-pub fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(output),
-        stderr(output)
-    );
-}
-
 /// Asserts the error is one line in cli_02's format, containing `text`.
 pub fn assert_one_line_error(output: &Output, text: &str) {
-    let stderr = stderr(output);
-    assert!(stderr.starts_with("cli_02: error: "), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(text), "expected {text:?} in {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    pp_lib::testkit::process::assert_one_line_error(output, "cli_02", text);
 }

@@ -2,13 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{
-    Reply, TestServer, assert_exit, assert_one_line_error, refused_addr, run_cli, stdout,
-};
+use pp_lib::testkit::process::{assert_exit, closed_port, stderr, stdout};
+
+use crate::helpers::{Reply, TestServer, assert_one_line_error, run_cli};
 
 #[test]
 fn a_refused_connection_exits_3() {
-    let output = run_cli(refused_addr(), &[]);
+    let output = run_cli(closed_port(), &[]);
 
     assert_exit(&output, 3);
     assert_one_line_error(&output, "cannot connect to 127.0.0.1:");
@@ -125,7 +125,7 @@ fn raw_shows_what_came_before_a_malformed_response_failed() {
 
     assert_exit(&output, 7);
     assert_eq!(stdout(&output), reply);
-    let stderr = crate::helpers::stderr(&output);
+    let stderr = stderr(&output);
     assert!(stderr.contains("Connection: close\r\n"), "{stderr}");
     assert!(
         stderr.ends_with("cli_02: error: malformed response: invalid chunk size line `zz`\n"),

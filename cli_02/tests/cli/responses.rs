@@ -1,6 +1,8 @@
 //! Well-formed responses: what is printed, what is sent, and the exit code of each class.
 
-use crate::helpers::{TestServer, assert_exit, run_cli, stderr, stdout};
+use pp_lib::testkit::process::{assert_exit, stderr, stdout};
+
+use crate::helpers::{TestServer, run_cli};
 
 #[test]
 fn a_json_response_is_pretty_printed_and_exits_0() {

@@ -3,7 +3,9 @@
 use clap::CommandFactory;
 use cli_02::Cli;
 
-use crate::helpers::{assert_exit, refused_addr, run_cli, stderr, stdout};
+use pp_lib::testkit::process::{assert_exit, closed_port, stderr, stdout};
+
+use crate::helpers::run_cli;
 
 #[test]
 fn verify_cli() {
@@ -24,7 +26,7 @@ fn bad_usage_exits_2_before_connecting() {
     ];
     for args in cases {
         // A refused port: were anything sent, the exit would be 3.
-        let output = run_cli(refused_addr(), args);
+        let output = run_cli(closed_port(), args);
 
         assert_eq!(
             output.status.code(),
@@ -42,7 +44,7 @@ fn bad_usage_exits_2_before_connecting() {
 
 #[test]
 fn help_lists_the_exit_codes() {
-    let output = run_cli(refused_addr(), &["--help"]);
+    let output = run_cli(closed_port(), &["--help"]);
 
     assert_exit(&output, 0);
     let help = stdout(&output);

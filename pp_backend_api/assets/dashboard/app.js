@@ -19,6 +19,7 @@ const state = {
   paused: false,
   timer: null,
   loading: false,
+  updatedAt: null,
   lastOverview: null,
   actions: "loopback_only",
   search: { prefix: "", done: "", since: "1h", afterId: null, pages: [] },
@@ -157,6 +158,15 @@ function setLive(status) {
   live.textContent = status === "paused" ? "Paused" : status === "stale" ? "Reconnecting" : "Live";
 }
 
+// When the page last refreshed, and how long ago: the age keeps counting while paused, so the
+// figures' age is always in sight.
+function showUpdated() {
+  if (state.updatedAt === null) return;
+  const age = Math.floor((Date.now() - state.updatedAt) / 1000);
+  const at = new Date(state.updatedAt).toLocaleTimeString();
+  $("updated").textContent = age < 1 ? `Updated ${at}` : `Updated ${at}, ${age} s ago`;
+}
+
 function schedule() {
   clearTimeout(state.timer);
   if (state.paused || document.visibilityState === "hidden") {
@@ -176,7 +186,8 @@ async function refresh() {
     else if (state.view === "works") await loadWorks();
     else if (state.view === "work") await loadWork();
     else if (state.view === "dead-letters") await loadDeadLetters();
-    $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    state.updatedAt = Date.now();
+    showUpdated();
     if (!state.paused && document.visibilityState !== "hidden") setLive("live");
   } catch (error) {
     setLive("stale");
@@ -601,6 +612,7 @@ function start() {
   });
   $("token-cancel").addEventListener("click", () => $("token-dialog").close());
   window.addEventListener("hashchange", route);
+  setInterval(showUpdated, 1000);
   route();
 }
 

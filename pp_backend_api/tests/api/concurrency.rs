@@ -6,11 +6,11 @@ use diesel::prelude::*;
 use pp_lib::work::Work;
 use reqwest::StatusCode;
 
-use crate::helpers::spawn_app;
+use pp_backend_api::testkit::{TestApp, TestSettings};
 
 #[tokio::test]
 async fn two_hundred_parallel_creates_make_two_hundred_distinct_works() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
 
     let creates = (0..200).map(|n| {
         let body = format!(r#"{{"add_up_to": {n}}}"#);

@@ -8,26 +8,18 @@ use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use pp_backend_api::dashboard::admin::ADMIN_TOKEN_HEADER;
 use pp_backend_api::settings::Settings;
+use pp_backend_api::testkit::{TestApp, TestSettings, error_message};
 use pp_lib::config::{AmqpConfig, DatabaseConfig, QueueType};
 use pp_lib::db::outbox::find_demand;
 use pp_lib::testkit::TestQueue;
-use pp_storage::testkit::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, error_message, spawn_app_with, test_settings};
-
 const TOKEN: &str = "a-test-admin-token-0123456789";
 
-/// The API over its own database, its dashboard reading `queue`.
-async fn spawn_dashboard(queue: &TestQueue, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let db = tokio::task::spawn_blocking(TestDatabase::create)
-        .await
-        .expect("creating the test database");
-    let mut settings = test_settings(db.config());
-    settings.relay.amqp = queue.config();
-    configure(&mut settings);
-    spawn_app_with(db, settings).await
+/// The API over its own database, its dashboard reading a queue of its own.
+async fn spawn_dashboard(configure: impl FnOnce(&mut Settings) + Send + 'static) -> TestApp {
+    TestApp::spawn(TestSettings::new().with_queue().with(configure)).await
 }
 
 /// Makes a real dead letter: published to the work queue (with `x-pp-reason`, as the consumer
@@ -55,23 +47,9 @@ async fn dead_letters_of(queue: &TestQueue, count: usize) {
         )
         .await;
     }
-    wait_for_depth(queue, &queue.topology().dead_letter_queue(), count as u32).await;
-}
-
-async fn wait_for_depth(queue: &TestQueue, name: &str, depth: u32) {
-    for _ in 0..200 {
-        if queue.ready_count(name).await == depth {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{name} never held {depth} message(s)");
-}
-
-async fn json(app: &TestApp, path: &str) -> Value {
-    let response = app.get(path).await;
-    assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-    response.json().await.expect("JSON")
+    queue
+        .eventually_holds(&queue.dlq(), u32::try_from(count).expect("a few"))
+        .await;
 }
 
 fn keys(page: &Value) -> Vec<String> {
@@ -93,8 +71,7 @@ async fn post(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Respon
 
 #[tokio::test]
 async fn the_page_and_its_assets_come_from_the_binary_under_a_strict_content_security_policy() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |_| {}).await;
+    let app = spawn_dashboard(|_| {}).await;
 
     let page = app.get("/").await;
     let script = app.get("/dashboard/app.js").await;
@@ -134,14 +111,14 @@ async fn the_page_and_its_assets_come_from_the_binary_under_a_strict_content_sec
 
 #[tokio::test]
 async fn the_overview_shows_counts_backlogs_and_the_queues_depths() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |_| {}).await;
+    let app = spawn_dashboard(|_| {}).await;
+    let queue = app.queue();
     for add_up_to in [1, 2, 3] {
         app.create_work(add_up_to).await;
     }
-    dead_letters_of(&queue, 2).await;
+    dead_letters_of(queue, 2).await;
 
-    let overview = json(&app, "/dashboard/api/overview").await;
+    let overview = app.get_json("/dashboard/api/overview").await;
 
     assert_eq!(
         overview["works"]["pending_works"],
@@ -169,9 +146,8 @@ async fn the_overview_shows_counts_backlogs_and_the_queues_depths() {
 
 #[tokio::test]
 async fn api_works_older_than_the_sweep_window_are_counted_apart() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |settings| {
-        settings.dashboard.sweep_window = Duration::from_secs(3600);
+    let app = spawn_dashboard(|settings| {
+        settings.dashboard.sweep_window.duration = Duration::from_secs(3600);
     })
     .await;
     let old = app.create_work(1).await;
@@ -186,7 +162,7 @@ async fn api_works_older_than_the_sweep_window_are_counted_apart() {
     )
     .expect("ageing a work");
 
-    let overview = json(&app, "/dashboard/api/overview").await;
+    let overview = app.get_json("/dashboard/api/overview").await;
 
     let beyond = &overview["backlogs"]["beyond_sweep_window"];
     assert_eq!(beyond["count"]["value"], 1, "{overview}");
@@ -197,8 +173,7 @@ async fn api_works_older_than_the_sweep_window_are_counted_apart() {
 
 #[tokio::test]
 async fn the_overview_says_rabbitmq_is_down_instead_of_failing() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |settings| {
+    let app = spawn_dashboard(|settings| {
         settings.relay.amqp = AmqpConfig {
             url: "amqp://guest:secret@127.0.0.1:1/%2f"
                 .parse()
@@ -209,7 +184,7 @@ async fn the_overview_says_rabbitmq_is_down_instead_of_failing() {
     })
     .await;
 
-    let overview = json(&app, "/dashboard/api/overview").await;
+    let overview = app.get_json("/dashboard/api/overview").await;
     let dead_letters = app.get("/dashboard/api/dead-letters").await;
 
     assert_eq!(overview["broker"]["status"], "down", "{overview}");
@@ -226,8 +201,7 @@ async fn the_overview_says_rabbitmq_is_down_instead_of_failing() {
 
 #[tokio::test]
 async fn an_overview_without_its_database_is_a_503_to_retry() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |settings| {
+    let app = spawn_dashboard(|settings| {
         settings.database = DatabaseConfig {
             connect_timeout: Duration::from_millis(500),
             ..DatabaseConfig::for_url(
@@ -247,11 +221,11 @@ async fn an_overview_without_its_database_is_a_503_to_retry() {
 
 #[tokio::test]
 async fn overviews_asked_within_a_second_are_computed_once() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |_| {}).await;
+    let app = spawn_dashboard(|_| {}).await;
 
     let asked =
-        futures_util::future::join_all((0..5).map(|_| json(&app, "/dashboard/api/overview"))).await;
+        futures_util::future::join_all((0..5).map(|_| app.get_json("/dashboard/api/overview")))
+            .await;
 
     let first = &asked[0]["generated_at_ms"];
     assert!(
@@ -263,16 +237,15 @@ async fn overviews_asked_within_a_second_are_computed_once() {
 
 #[tokio::test]
 async fn browsing_dead_letters_twice_shows_the_same_order_and_loses_nothing() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |_| {}).await;
-    dead_letters_of(&queue, 5).await;
+    let app = spawn_dashboard(|_| {}).await;
+    let queue = app.queue();
+    dead_letters_of(queue, 5).await;
 
-    let first = json(&app, "/dashboard/api/dead-letters").await;
-    // Past the second a browse is shared for: the queue is read again.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let second = json(&app, "/dashboard/api/dead-letters?limit=3").await;
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let third = json(&app, "/dashboard/api/dead-letters").await;
+    // Three browses of different sizes: a browse is shared only by those asking for the same
+    // size, so each reads the queue again.
+    let first = app.get_json("/dashboard/api/dead-letters").await;
+    let second = app.get_json("/dashboard/api/dead-letters?limit=3").await;
+    let third = app.get_json("/dashboard/api/dead-letters?limit=6").await;
 
     let expected: Vec<String> = (0..5).map(|index| format!("m-{index}")).collect();
     assert_eq!(keys(&first), expected);
@@ -294,9 +267,9 @@ async fn browsing_dead_letters_twice_shows_the_same_order_and_loses_nothing() {
 
 #[tokio::test]
 async fn a_retried_dead_letter_goes_back_to_the_work_queue_and_the_others_keep_their_order() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |_| {}).await;
-    dead_letters_of(&queue, 3).await;
+    let app = spawn_dashboard(|_| {}).await;
+    let queue = app.queue();
+    dead_letters_of(queue, 3).await;
 
     let retried = post(&app, "/dashboard/api/dead-letters/m-1/retry", None).await;
 
@@ -306,7 +279,7 @@ async fn a_retried_dead_letter_goes_back_to_the_work_queue_and_the_others_keep_t
         settled,
         serde_json::json!({"key": "m-1", "outcome": "retried"})
     );
-    let remaining = json(&app, "/dashboard/api/dead-letters").await;
+    let remaining = app.get_json("/dashboard/api/dead-letters").await;
     assert_eq!(keys(&remaining), ["m-0", "m-2"]);
     let (connection, channel) = queue.open().await;
     let copy = channel
@@ -328,16 +301,16 @@ async fn a_retried_dead_letter_goes_back_to_the_work_queue_and_the_others_keep_t
 
 #[tokio::test]
 async fn a_discarded_dead_letter_is_gone_and_an_unknown_one_is_404() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |_| {}).await;
-    dead_letters_of(&queue, 3).await;
+    let app = spawn_dashboard(|_| {}).await;
+    let queue = app.queue();
+    dead_letters_of(queue, 3).await;
 
     let discarded = post(&app, "/dashboard/api/dead-letters/m-0/discard", None).await;
     let unknown = post(&app, "/dashboard/api/dead-letters/m-9/discard", None).await;
 
     assert_eq!(discarded.status(), StatusCode::OK);
     error_message(unknown, StatusCode::NOT_FOUND).await;
-    let remaining = json(&app, "/dashboard/api/dead-letters").await;
+    let remaining = app.get_json("/dashboard/api/dead-letters").await;
     assert_eq!(keys(&remaining), ["m-1", "m-2"]);
     assert_eq!(
         queue.ready_count(queue.name()).await,
@@ -348,9 +321,9 @@ async fn a_discarded_dead_letter_is_gone_and_an_unknown_one_is_404() {
 
 #[tokio::test]
 async fn retry_all_sends_every_dead_letter_back_in_order() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |_| {}).await;
-    dead_letters_of(&queue, 4).await;
+    let app = spawn_dashboard(|_| {}).await;
+    let queue = app.queue();
+    dead_letters_of(queue, 4).await;
 
     let response = post(&app, "/dashboard/api/dead-letters/retry-all", None).await;
 
@@ -386,8 +359,7 @@ async fn retry_all_sends_every_dead_letter_back_in_order() {
 
 #[tokio::test]
 async fn enqueued_demands_are_committed_to_the_outbox_like_post_work_demand() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |_| {}).await;
+    let app = spawn_dashboard(|_| {}).await;
 
     let response = app
         .client
@@ -425,12 +397,11 @@ async fn enqueued_demands_are_committed_to_the_outbox_like_post_work_demand() {
 
 #[tokio::test]
 async fn with_an_admin_token_actions_need_it_and_reading_does_not() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |settings| {
+    let app = spawn_dashboard(|settings| {
         settings.dashboard.admin_token = Some(TOKEN.parse().expect("a token"));
     })
     .await;
-    dead_letters_of(&queue, 1).await;
+    dead_letters_of(app.queue(), 1).await;
 
     let missing = post(&app, "/dashboard/api/demands", None).await;
     let wrong = post(
@@ -439,7 +410,7 @@ async fn with_an_admin_token_actions_need_it_and_reading_does_not() {
         Some("not-the-admin-token"),
     )
     .await;
-    let overview = json(&app, "/dashboard/api/overview").await;
+    let overview = app.get_json("/dashboard/api/overview").await;
     let right = post(&app, "/dashboard/api/dead-letters/m-0/discard", Some(TOKEN)).await;
 
     assert_eq!(
@@ -456,8 +427,7 @@ async fn with_an_admin_token_actions_need_it_and_reading_does_not() {
 
 #[tokio::test]
 async fn without_a_token_actions_through_a_proxy_are_forbidden() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |_| {}).await;
+    let app = spawn_dashboard(|_| {}).await;
 
     let proxied = app
         .client
@@ -478,10 +448,9 @@ async fn without_a_token_actions_through_a_proxy_are_forbidden() {
 
 #[tokio::test]
 async fn the_dashboards_endpoints_and_every_answer_are_in_the_openapi_document() {
-    let queue = TestQueue::create().await;
-    let app = spawn_dashboard(&queue, |_| {}).await;
+    let app = spawn_dashboard(|_| {}).await;
 
-    let document = json(&app, "/api-docs/openapi.json").await;
+    let document = app.get_json("/api-docs/openapi.json").await;
 
     let paths = &document["paths"];
     for (path, method, statuses) in [

@@ -5,12 +5,12 @@ use pp_lib::db::outbox::find_demand;
 use pp_lib::demand::RANDOM_ADD_UP_TO;
 use reqwest::StatusCode;
 
-use crate::helpers::spawn_app;
+use pp_backend_api::testkit::{TestApp, TestSettings};
 
 #[tokio::test]
 async fn a_demand_is_committed_to_the_outbox_and_answered_202_with_its_message_id() {
     // The test's settings name no broker at all: acceptance never depends on RabbitMQ.
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
 
     let response = app
         .client
@@ -36,7 +36,7 @@ async fn a_demand_is_committed_to_the_outbox_and_answered_202_with_its_message_i
 
 #[tokio::test]
 async fn a_demand_without_a_body_is_random_and_ids_are_unique() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let mut ids = std::collections::HashSet::new();
     for _ in 0..5 {
         let response = app

@@ -3,11 +3,11 @@
 use diesel::prelude::*;
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{error_message, spawn_app};
+use pp_backend_api::testkit::{TestApp, TestSettings, error_message};
 
 #[tokio::test]
 async fn bad_work_ids_are_400() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     for id in ["abc", "1.5", "99999999999999999999", "%27%3B%20drop"] {
         for path in [format!("/work/{id}"), format!("/work/{id}/events")] {
             let message = error_message(app.get(&path).await, StatusCode::BAD_REQUEST).await;
@@ -18,7 +18,7 @@ async fn bad_work_ids_are_400() {
 
 #[tokio::test]
 async fn bad_bodies_are_400_saying_what_was_wrong() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let cases = [
         ("not json", "must be a JSON object"),
         ("[4]", "must be a JSON object"),
@@ -57,7 +57,7 @@ async fn bad_bodies_are_400_saying_what_was_wrong() {
 
 #[tokio::test]
 async fn an_oversized_body_is_413() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let body = format!(
         r#"{{"add_up_to": 4, "padding": "{}"}}"#,
         "x".repeat(64 * 1024)
@@ -74,7 +74,7 @@ async fn an_oversized_body_is_413() {
 
 #[tokio::test]
 async fn unknown_routes_are_404_and_wrong_methods_405() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let not_found = error_message(app.get("/nope").await, StatusCode::NOT_FOUND).await;
     assert_eq!(not_found, "no route for GET /nope");
 
@@ -113,7 +113,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
 
 #[tokio::test]
 async fn bad_search_parameters_are_400() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let cases: [(&[(&str, &str)], &str); 14] = [
         (&[], "missing query parameter work_code"),
         (
@@ -150,7 +150,7 @@ async fn bad_search_parameters_are_400() {
 
 #[tokio::test]
 async fn an_immense_search_window_is_just_everything() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let work = app.create_work(1).await;
     let response = app
         .search(&[("work_code", "api-"), ("since", "3000000d")])
@@ -173,7 +173,7 @@ async fn an_immense_search_window_is_just_everything() {
 
 #[tokio::test]
 async fn search_prefixes_are_data_never_sql_or_patterns() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let mut conn = app.db.connect();
     for code in ["api-x", "api-%x", "api_x", "api-'x"] {
         diesel::sql_query("insert into works (work_code, add_up_to) values ($1, 1)")
@@ -205,7 +205,7 @@ async fn search_prefixes_are_data_never_sql_or_patterns() {
 
 #[tokio::test]
 async fn a_broken_database_is_an_opaque_500_that_leaks_nothing() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let work = app.create_work(3).await;
     let mut conn = app.db.connect();
     diesel::sql_query("drop table works cascade")

@@ -13,9 +13,7 @@ use pp_storage::testkit::TestDatabase;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_flag_value_makes_the_api_panic() {
-    let db = tokio::task::spawn_blocking(TestDatabase::create)
-        .await
-        .expect("creating the test database");
+    let db = TestDatabase::create_async().await;
     let queue = TestQueue::create().await;
     let redis = TestRedis::create();
     let command = Settings::command();

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use pp_lib::work::Work;
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, error_message, spawn_app};
+use pp_backend_api::testkit::{TestApp, TestSettings, error_message};
 
 async fn post_with_key(app: &TestApp, key: &str, body: &str) -> reqwest::Response {
     app.client
@@ -30,7 +30,7 @@ fn work_count(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn a_retry_with_the_same_key_and_body_returns_the_first_work() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let first: Work = post_with_key(&app, "order-1", r#"{"add_up_to": 4}"#)
         .await
         .json()
@@ -47,7 +47,7 @@ async fn a_retry_with_the_same_key_and_body_returns_the_first_work() {
 
 #[tokio::test]
 async fn a_retry_of_a_random_work_returns_the_same_random_work() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let first: Work = post_with_key(&app, "rnd", "")
         .await
         .json()
@@ -63,7 +63,7 @@ async fn a_retry_of_a_random_work_returns_the_same_random_work() {
 
 #[tokio::test]
 async fn the_same_key_with_another_body_is_422_and_creates_nothing() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     post_with_key(&app, "order-2", r#"{"add_up_to": 4}"#).await;
 
     let message = error_message(
@@ -81,7 +81,7 @@ async fn the_same_key_with_another_body_is_422_and_creates_nothing() {
 
 #[tokio::test]
 async fn different_keys_create_different_works() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let a: Work = post_with_key(&app, "a", r#"{"add_up_to": 4}"#)
         .await
         .json()
@@ -97,7 +97,7 @@ async fn different_keys_create_different_works() {
 
 #[tokio::test]
 async fn malformed_keys_are_400() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     for key in ["has space", &"k".repeat(256)] {
         let message = error_message(
             post_with_key(&app, key, "{}").await,
@@ -111,7 +111,7 @@ async fn malformed_keys_are_400() {
 
 #[tokio::test]
 async fn concurrent_retries_with_one_key_create_one_work() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let requests = (0..20).map(|_| post_with_key(&app, "burst", r#"{"add_up_to": 9}"#));
     let responses = futures_util::future::join_all(requests).await;
     let mut ids = HashSet::new();
@@ -126,7 +126,7 @@ async fn concurrent_retries_with_one_key_create_one_work() {
 
 #[tokio::test]
 async fn keys_are_stored_durably_with_a_24_hour_expiry() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     post_with_key(&app, "durable", "{}").await;
     let mut conn = app.db.connect();
     let hours: f64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Double>(

@@ -1,13 +1,12 @@
 //! The API over real HTTP, against a real PostgreSQL: each test runs its own server on a random
-//! port over its own freshly migrated database.
+//! port over its own freshly migrated database (`pp_backend_api::testkit::TestApp`).
 
-mod batch;
 mod concurrency;
 mod dashboard;
+mod db_lanes;
 mod demand;
 mod errors;
 mod flags;
-mod helpers;
 mod idempotency;
 mod operations;
 mod overload;

@@ -5,15 +5,14 @@ use std::time::{Duration, Instant};
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use pp_backend_api::middleware::{REQUEST_ID, catch_panics, json_errors, observe};
+use pp_backend_api::testkit::{TestApp, TestSettings, error_message};
 use pp_lib::config::DatabaseConfig;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{error_message, spawn_app, spawn_app_with, test_settings};
-
 #[tokio::test]
 async fn health_and_readiness_answer_ok_with_a_database() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let health: Value = app.get("/healthz").await.json().await.expect("JSON");
     assert_eq!(health["status"], "ok");
     let ready = app.get("/readyz").await;
@@ -24,18 +23,17 @@ async fn health_and_readiness_answer_ok_with_a_database() {
 
 #[tokio::test]
 async fn without_a_database_the_api_is_live_not_ready_and_answers_503_quickly() {
-    let db = tokio::task::spawn_blocking(pp_storage::testkit::TestDatabase::create)
-        .await
-        .expect("test database");
-    let unreachable = DatabaseConfig {
-        connect_timeout: Duration::from_secs(1),
-        ..DatabaseConfig::for_url(
-            "postgres://pp:hunter2@127.0.0.1:1/pp"
-                .parse()
-                .expect("a URL"),
-        )
-    };
-    let app = spawn_app_with(db, test_settings(unreachable)).await;
+    let app = TestApp::spawn(TestSettings::new().with(|settings| {
+        settings.database = DatabaseConfig {
+            connect_timeout: Duration::from_secs(1),
+            ..DatabaseConfig::for_url(
+                "postgres://pp:hunter2@127.0.0.1:1/pp"
+                    .parse()
+                    .expect("a URL"),
+            )
+        };
+    }))
+    .await;
 
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
     let message = error_message(app.get("/readyz").await, StatusCode::SERVICE_UNAVAILABLE).await;
@@ -52,7 +50,7 @@ async fn without_a_database_the_api_is_live_not_ready_and_answers_503_quickly() 
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status_and_show_the_pool() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let work = app.create_work(1).await;
     app.get_work(work.id).await;
     app.get_work(work.id).await;
@@ -88,7 +86,7 @@ async fn metrics_count_requests_by_route_and_status_and_show_the_pool() {
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let echoed = app
         .client
         .get(app.url("/healthz"))
@@ -121,7 +119,7 @@ async fn request_ids_are_echoed_or_generated() {
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_route_and_swagger_ui_is_served_offline() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let document: Value = app
         .get("/api-docs/openapi.json")
         .await

@@ -4,25 +4,23 @@
 use std::time::{Duration, Instant};
 
 use diesel::RunQueryDsl;
-use pp_backend_api::settings::Settings;
-use pp_storage::testkit::TestDatabase;
+use pp_backend_api::testkit::{TestApp, TestSettings};
+use pp_lib::testkit::{at_least, eventually};
+use pp_storage::testkit::WAITING_ON_A_LOCK;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app_with, test_settings};
-
 #[tokio::test]
 async fn unbatched_queries_leave_connections_to_the_rest_and_wait_no_longer_than_the_deadline() {
-    let db = tokio::task::spawn_blocking(TestDatabase::create)
-        .await
-        .expect("creating the test database");
     let deadline = Duration::from_millis(500);
-    let settings = Settings {
-        deadline,
-        ..test_settings(db.config())
-    };
-    assert_eq!(settings.database.pool_size, 4, "two for unbatched queries");
-    let app = spawn_app_with(db, settings).await;
+    let app = TestApp::spawn(TestSettings::new().with(move |settings| {
+        settings.deadline = deadline;
+    }))
+    .await;
+    assert_eq!(
+        app.settings.database.pool_size, 4,
+        "two for unbatched queries"
+    );
     let work = app.create_work(3).await;
     // Reading events waits for this lock: every events request holds its connection meanwhile.
     let mut holder = app.db.connect();
@@ -33,28 +31,43 @@ async fn unbatched_queries_leave_connections_to_the_rest_and_wait_no_longer_than
         .execute(&mut holder)
         .expect("lock");
 
-    let path = format!("/work/{}/events", work.id);
     let started = Instant::now();
-    let events = futures_util::future::join_all((0..8).map(|_| app.get(&path)));
-    let lookups = async {
-        // Meanwhile lookups by id are served from the connections left.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let looked_up = app.get_work(work.id).await.status();
-        let waited = started.elapsed();
-        // Let the blocked readers go once the others had their deadline.
-        tokio::time::sleep(deadline * 2).await;
-        diesel::sql_query("commit")
-            .execute(&mut holder)
-            .expect("commit");
-        (looked_up, waited)
-    };
-    let (events, (looked_up, lookup_done)) = tokio::join!(events, lookups);
+    let events: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::spawn(
+                app.client
+                    .get(app.url(&format!("/work/{}/events", work.id)))
+                    .send(),
+            )
+        })
+        .collect();
+    // The two connections unbatched queries may take are both held, waiting on the lock.
+    app.db.eventually_count(WAITING_ON_A_LOCK, 2).await;
+    // Meanwhile lookups by id are served from the connections left.
+    let looked_up = app.get_work(work.id).await.status();
+    let lookup_done = started.elapsed();
+    // The six others are answered when their deadline passes, before the lock goes.
+    eventually("six events requests answered", async || {
+        at_least(
+            events
+                .iter()
+                .filter(|request| request.is_finished())
+                .count(),
+            6,
+        )
+    })
+    .await;
+    diesel::sql_query("commit")
+        .execute(&mut holder)
+        .expect("commit");
+    let events = futures_util::future::join_all(events).await;
 
     assert_eq!(looked_up, StatusCode::OK, "a lookup found a connection");
     assert!(lookup_done < deadline * 4, "{lookup_done:?}");
     let mut served = 0;
     let mut shed = 0;
     for response in events {
+        let response = response.expect("the request task").expect("an answer");
         match response.status() {
             StatusCode::OK => served += 1,
             StatusCode::SERVICE_UNAVAILABLE => {

@@ -6,55 +6,22 @@ use std::time::Duration;
 
 use chrono::Utc;
 use pp_backend_api::rate_limit::RateLimitConfig;
-use pp_backend_api::settings::Settings;
+use pp_backend_api::testkit::{TestApp, TestSettings, error_message};
 use pp_lib::cache::{Redis, RedisMetrics, WorkCache, writes};
-use pp_lib::config::RedisConfig;
-use pp_lib::testkit::{TcpProxy, TestRedis, socket_addr_of, via};
+use pp_lib::testkit::{TcpProxy, eventually, exactly, redis_url, socket_addr_of, via};
 use pp_lib::work::Work;
-use pp_storage::testkit::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, error_message, spawn_app_with, test_settings};
-
-async fn spawn_with_redis(db: TestDatabase, redis: RedisConfig, rate: Option<&str>) -> TestApp {
-    let settings = Settings {
-        redis,
-        rate_limit: RateLimitConfig {
+/// An app with the cache on, and a rate limit (bursts of 3) when `rate` is given.
+fn with_redis(rate: Option<&'static str>) -> TestSettings {
+    TestSettings::new().redis().with(move |settings| {
+        settings.rate_limit = RateLimitConfig {
             rate: rate.map(|rate| rate.parse().expect("a rate")),
             burst: Some(3),
             ..RateLimitConfig::off()
-        },
-        ..test_settings(db.config())
-    };
-    spawn_app_with(db, settings).await
-}
-
-async fn new_db() -> TestDatabase {
-    tokio::task::spawn_blocking(TestDatabase::create)
-        .await
-        .expect("creating the test database")
-}
-
-/// The value of one sample of `/metrics`, 0 when absent.
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.expect("metrics");
-    text.lines()
-        .filter(|line| line.starts_with(name))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Waits for the app's Redis connection (it connects in the background).
-async fn until_cache_is(app: &TestApp, state: &str) {
-    for _ in 0..200 {
-        let health: Value = app.get("/readyz").await.json().await.expect("readiness");
-        if health["cache"] == state {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the cache never became {state}");
+        };
+    })
 }
 
 async fn get_work(app: &TestApp, id: i64) -> Work {
@@ -76,16 +43,16 @@ async fn get_events(app: &TestApp, id: i64) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_come_from_the_cache_and_the_sweepers_change_reaches_it_at_once() {
-    let redis = TestRedis::create();
-    let app = spawn_with_redis(new_db().await, redis.config(), None).await;
-    until_cache_is(&app, "ok").await;
+    let app = TestApp::spawn(with_redis(None)).await;
+    let redis = app.redis();
+    app.eventually_cache("ok").await;
     let created = app.create_work(4).await;
 
     let first = get_work(&app, created.id).await;
     let second = get_work(&app, created.id).await;
     assert_eq!(first, second);
     assert!(!second.done);
-    assert!(metric(&app, "pp_api_cache_hits_total").await >= 1.0);
+    assert!(app.metric("pp_api_cache_hits_total").await >= 1.0);
 
     // The sweeper, in another process, finishes the work and publishes it.
     let sweeper_redis = Redis::start(&redis.config(), RedisMetrics::unregistered())
@@ -119,11 +86,10 @@ async fn reads_come_from_the_cache_and_the_sweepers_change_reaches_it_at_once() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_sharing_redis_enforce_one_limit_with_the_drafts_headers() {
-    let redis = TestRedis::create();
-    let first = spawn_with_redis(new_db().await, redis.config(), Some("1/h")).await;
-    let second = spawn_with_redis(new_db().await, redis.config(), Some("1/h")).await;
-    until_cache_is(&first, "ok").await;
-    until_cache_is(&second, "ok").await;
+    let first = TestApp::spawn(with_redis(Some("1/h"))).await;
+    let second = first.replica(|_| {}).await;
+    first.eventually_cache("ok").await;
+    second.eventually_cache("ok").await;
 
     let post = |app: &TestApp, key: &'static str| {
         app.client
@@ -168,19 +134,19 @@ async fn two_servers_sharing_redis_enforce_one_limit_with_the_drafts_headers() {
     let read = first.get("/stats").await;
     assert_eq!(read.status(), StatusCode::OK);
     assert!(!read.headers().contains_key("ratelimit-policy"));
-    assert_eq!(metric(&second, "pp_api_rate_limited_total").await, 1.0);
+    assert_eq!(second.metric("pp_api_rate_limited_total").await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_is_answered_correctly_while_redis_is_cut() {
-    let redis = TestRedis::create();
-    let proxy = TcpProxy::start(socket_addr_of(redis.url(), 6379));
-    let config = RedisConfig {
-        url: Some(via(redis.url(), proxy.addr())),
-        ..redis.config()
-    };
-    let app = spawn_with_redis(new_db().await, config, Some("1000/s")).await;
-    until_cache_is(&app, "ok").await;
+    let proxy = TcpProxy::start(socket_addr_of(&redis_url(), 6379));
+    let proxy_addr = proxy.addr();
+    let app = TestApp::spawn(with_redis(Some("1000/s")).with(move |settings| {
+        let url = settings.redis.url.as_ref().expect("the app's Redis");
+        settings.redis.url = Some(via(url, proxy_addr));
+    }))
+    .await;
+    app.eventually_cache("ok").await;
     let created = app.create_work(5).await;
     assert_eq!(get_work(&app, created.id).await.id, created.id);
 
@@ -196,25 +162,23 @@ async fn every_request_is_answered_correctly_while_redis_is_cut() {
             "round {round}: fails open"
         );
     }
-    until_cache_is(&app, "degraded").await;
+    app.eventually_cache("degraded").await;
     let ready = app.get("/readyz").await;
     assert_eq!(
         ready.status(),
         StatusCode::OK,
         "a cache outage is no reason to stop serving"
     );
-    assert!(metric(&app, "pp_api_redis_errors_total").await >= 1.0);
-    assert!(metric(&app, "pp_api_rate_limit_failed_open_total").await >= 1.0);
-    assert_eq!(metric(&app, "pp_api_redis_breaker_open").await, 1.0);
+    assert!(app.metric("pp_api_redis_errors_total").await >= 1.0);
+    assert!(app.metric("pp_api_rate_limit_failed_open_total").await >= 1.0);
+    assert_eq!(app.metric("pp_api_redis_breaker_open").await, 1.0);
 
     proxy.restore();
-    // After the breaker's pause, a probe finds Redis again.
-    for _ in 0..400 {
+    // After the breaker's pause, a probe (a request that uses the cache) finds Redis again.
+    eventually("the breaker to close", async || {
         let _ = get_work(&app, created.id).await;
-        if metric(&app, "pp_api_redis_breaker_open").await == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    until_cache_is(&app, "ok").await;
+        exactly(app.metric("pp_api_redis_breaker_open").await, 0.0)
+    })
+    .await;
+    app.eventually_cache("ok").await;
 }

@@ -5,109 +5,47 @@
 //! see `FaultyBroker`).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use lapin::options::BasicGetOptions;
-use pp_backend_api::relay::RelayConfig;
-use pp_backend_api::startup::Application;
-use pp_lib::config::AmqpConfig;
-use pp_lib::contract::DemandAccepted;
+use pp_backend_api::testkit::{TestApp, TestSettings};
 use pp_lib::db::outbox::insert_demand;
 use pp_lib::demand::WorkDemand;
-use pp_lib::schema::demand_outbox;
-use pp_lib::testkit::{TcpProxy, TestQueue, socket_addr_of, via};
-use pp_storage::testkit::TestDatabase;
+use pp_lib::testkit::{TcpProxy, TestQueue, at_least, eventually, exactly, socket_addr_of, via};
+use pp_storage::testkit::{TestDatabase, UNPUBLISHED_DEMANDS};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app_with, test_settings};
-
-async fn spawn_relaying_app(amqp: AmqpConfig) -> TestApp {
-    let db = tokio::task::spawn_blocking(TestDatabase::create)
-        .await
-        .expect("creating the test database");
-    let mut settings = test_settings(db.config());
-    settings.relay = RelayConfig {
-        interval: Duration::from_millis(100),
-        ..RelayConfig::to(amqp)
-    };
-    spawn_app_with(db, settings).await
+/// An app relaying to `queue` through a proxy in front of its broker.
+async fn spawn_behind(proxy: &TcpProxy, queue: &Arc<TestQueue>) -> TestApp {
+    let url = via(queue.url(), proxy.addr());
+    TestApp::spawn(TestSettings::new().relaying_to(queue.clone(), url)).await
 }
 
-async fn post_demand(app: &TestApp, add_up_to: i32) -> Uuid {
-    let response = app
-        .client
-        .post(app.url("/work/demand"))
-        .body(format!(r#"{{"add_up_to": {add_up_to}}}"#))
-        .send()
-        .await
-        .expect("POST /work/demand");
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let accepted: DemandAccepted = response.json().await.expect("JSON");
-    accepted.message_id
-}
-
-async fn wait_for_ready(queue: &TestQueue, expected: u32) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = queue.ready_count(queue.name()).await;
-        if ready == expected {
-            return;
-        }
-        assert!(
-            ready < expected,
-            "{ready} messages, more than the {expected} expected"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "{ready} of {expected} messages arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Takes every message from the queue: (message_id, body).
+/// Takes every message from the queue: (message_id, body), each published persistent.
 async fn take_all(queue: &TestQueue) -> Vec<(Uuid, Vec<u8>)> {
-    let (connection, channel) = queue.open().await;
-    let mut messages = Vec::new();
-    while let Some(message) = channel
-        .basic_get(queue.name().into(), BasicGetOptions { no_ack: true })
+    queue
+        .take_all(queue.name())
         .await
-        .expect("basic.get")
-    {
-        let properties = &message.delivery.properties;
-        assert_eq!(properties.delivery_mode(), &Some(2), "persistent");
-        let id = properties
-            .message_id()
-            .as_ref()
-            .map(|id| Uuid::parse_str(id.as_str()).expect("a UUID"))
-            .expect("a message_id");
-        messages.push((id, message.delivery.data.clone()));
-    }
-    let _ = connection.close(200, "done".into()).await;
-    messages
-}
-
-fn unpublished(db: &TestDatabase) -> i64 {
-    let mut conn = db.connect();
-    demand_outbox::table
-        .filter(demand_outbox::published_on.is_null())
-        .count()
-        .get_result(&mut conn)
-        .expect("count")
+        .into_iter()
+        .map(|message| {
+            assert_eq!(message.properties.delivery_mode(), &Some(2), "persistent");
+            (message.id(), message.body)
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_demands_are_published_once_with_their_message_id() {
-    let queue = TestQueue::create().await;
-    let mut app = spawn_relaying_app(queue.config()).await;
+    let mut app = TestApp::spawn(TestSettings::new().relaying()).await;
+    let queue = app.queue();
     let mut expected = HashSet::new();
     for n in 0..20 {
-        expected.insert((post_demand(&app, n).await, n));
+        expected.insert((app.post_demand(n).await, n));
     }
-    wait_for_ready(&queue, 20).await;
-    let messages = take_all(&queue).await;
+    queue.eventually_holds(queue.name(), 20).await;
+    let messages = take_all(queue).await;
     let got: HashSet<(Uuid, i32)> = messages
         .iter()
         .map(|(id, body)| {
@@ -117,97 +55,70 @@ async fn accepted_demands_are_published_once_with_their_message_id() {
         })
         .collect();
     assert_eq!(got, expected);
-    assert_eq!(unpublished(&app.db), 0);
-    let metrics = app.get("/metrics").await.text().await.expect("metrics");
-    assert!(
-        metrics.contains("pp_api_outbox_published_total 20"),
-        "{metrics}"
-    );
+    assert_eq!(app.db.count(UNPUBLISHED_DEMANDS), 0);
+    assert_eq!(app.metric("pp_api_outbox_published_total").await, 20.0);
     app.stop().await.expect("the server stops");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demands_accepted_while_the_broker_is_down_are_published_when_it_is_back() {
-    let queue = TestQueue::create().await;
+    let queue = Arc::new(TestQueue::create().await);
     let proxy = TcpProxy::start(socket_addr_of(queue.url(), 5672));
     proxy.cut();
-    let amqp = AmqpConfig {
-        url: via(queue.url(), proxy.addr()),
-        ..queue.config()
-    };
-    let mut app = spawn_relaying_app(amqp).await;
+    let mut app = spawn_behind(&proxy, &queue).await;
     let mut expected = HashSet::new();
     for n in 0..10 {
-        expected.insert(post_demand(&app, n).await);
+        expected.insert(app.post_demand(n).await);
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The relay tried the broker again after the demands were committed, and could not reach
+    // it: nothing may be marked published.
+    let tried = proxy.attempts();
+    eventually("the relay to try the broker again", async || {
+        at_least(proxy.attempts(), tried + 1)
+    })
+    .await;
     assert_eq!(
-        unpublished(&app.db),
+        app.db.count(UNPUBLISHED_DEMANDS),
         10,
         "accepted and kept while the broker is away"
     );
     proxy.restore();
-    wait_for_ready(&queue, 10).await;
+    queue.eventually_holds(queue.name(), 10).await;
     let got: HashSet<Uuid> = take_all(&queue)
         .await
         .into_iter()
         .map(|(id, _)| id)
         .collect();
     assert_eq!(got, expected);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while unpublished(&app.db) > 0 {
-        assert!(Instant::now() < deadline, "rows not marked published");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.db.eventually_count(UNPUBLISHED_DEMANDS, 0).await;
     app.stop().await.expect("the server stops");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relaying_replicas_publish_each_row_exactly_once() {
-    let queue = TestQueue::create().await;
-    let mut first = spawn_relaying_app(queue.config()).await;
+    let mut first = TestApp::spawn(TestSettings::new().relaying()).await;
+    let queue = first.queue();
     // A backlog both replicas find at once.
-    let ids: HashSet<Uuid> = {
-        let mut conn = first.db.connect();
-        (0..2_000)
-            .map(|n| {
-                let id = Uuid::new_v4();
-                insert_demand(&mut conn, id, &WorkDemand::new(n).expect("valid")).expect("insert");
-                id
-            })
-            .collect()
-    };
-    let mut settings = test_settings(first.db.config());
-    settings.relay = RelayConfig {
-        interval: Duration::from_millis(50),
-        batch: 50,
-        ..RelayConfig::to(queue.config())
-    };
-    let second = Application::build(settings)
-        .await
-        .expect("the second replica builds");
-    let (stop_second, second_stopped) = tokio::sync::oneshot::channel::<()>();
-    let second = tokio::spawn(second.run_until_stopped(async {
-        let _ = second_stopped.await;
-    }));
-    wait_for_ready(&queue, 2_000).await;
-    let _ = stop_second.send(());
-    second
-        .await
-        .expect("task")
-        .expect("the second replica stops");
-    let messages = take_all(&queue).await;
+    let ids = insert_demands(&first.db, 2_000);
+    let mut second = first
+        .replica(|settings| {
+            settings.relay.interval = Duration::from_millis(50);
+            settings.relay.batch = 50;
+        })
+        .await;
+    queue.eventually_holds(queue.name(), 2_000).await;
+    second.stop().await.expect("the second replica stops");
+    let messages = take_all(queue).await;
     assert_eq!(messages.len(), 2_000, "no row published twice");
     let got: HashSet<Uuid> = messages.into_iter().map(|(id, _)| id).collect();
     assert_eq!(got, ids);
-    assert_eq!(unpublished(&first.db), 0);
+    assert_eq!(first.db.count(UNPUBLISHED_DEMANDS), 0);
     first.stop().await.expect("the server stops");
 }
 
-/// Polls `/readyz` until its `broker` field is `expected`, checking it stays ready.
+/// Asks `/readyz` until its `broker` field is `expected`, checking it stays ready.
 async fn until_broker_is(app: &TestApp, expected: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(&format!("the broker to be {expected}"), async || {
         let response = app.get("/readyz").await;
         assert_eq!(
             response.status(),
@@ -216,34 +127,28 @@ async fn until_broker_is(app: &TestApp, expected: &str) {
         );
         let health: serde_json::Value = response.json().await.expect("JSON");
         if health["broker"] == expected {
-            return;
+            Ok(())
+        } else {
+            Err(health)
         }
-        assert!(
-            Instant::now() < deadline,
-            "the broker never became {expected}: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_reports_the_relays_broker_and_stays_ready_without_it() {
-    let queue = TestQueue::create().await;
+    let queue = Arc::new(TestQueue::create().await);
     let proxy = TcpProxy::start(socket_addr_of(queue.url(), 5672));
-    let app = spawn_relaying_app(AmqpConfig {
-        url: via(queue.url(), proxy.addr()),
-        ..queue.config()
-    })
-    .await;
+    let app = spawn_behind(&proxy, &queue).await;
     until_broker_is(&app, "ok").await;
 
     proxy.cut();
     until_broker_is(&app, "down").await;
-    let accepted = post_demand(&app, 3).await;
+    let accepted = app.post_demand(3).await;
 
     proxy.restore();
     until_broker_is(&app, "ok").await;
-    wait_for_ready(&queue, 1).await;
+    queue.eventually_holds(queue.name(), 1).await;
     let messages = take_all(&queue).await;
     assert_eq!(
         messages.into_iter().map(|(id, _)| id).collect::<Vec<_>>(),
@@ -252,20 +157,14 @@ async fn readiness_reports_the_relays_broker_and_stays_ready_without_it() {
 }
 
 /// A relaying app publishing through `broker`, with a round limit of one second.
-async fn spawn_app_behind(broker: &FaultyBroker, queue: &TestQueue) -> TestApp {
-    let db = tokio::task::spawn_blocking(TestDatabase::create)
-        .await
-        .expect("creating the test database");
-    let mut settings = test_settings(db.config());
-    settings.relay = RelayConfig {
-        interval: Duration::from_millis(100),
-        round_limit: ROUND_LIMIT,
-        ..RelayConfig::to(AmqpConfig {
-            url: via(queue.url(), broker.addr()),
-            ..queue.config()
-        })
-    };
-    spawn_app_with(db, settings).await
+async fn spawn_app_behind(broker: &FaultyBroker, queue: &Arc<TestQueue>) -> TestApp {
+    let url = via(queue.url(), broker.addr());
+    TestApp::spawn(
+        TestSettings::new()
+            .relaying_to(queue.clone(), url)
+            .with(|settings| settings.relay.round_limit = ROUND_LIMIT),
+    )
+    .await
 }
 
 const ROUND_LIMIT: Duration = Duration::from_secs(1);
@@ -328,31 +227,14 @@ async fn longest_lock(db: &TestDatabase, span: Duration) -> Duration {
 /// Waits until every row is marked published and every id reached the queue (a row published
 /// again after a round was cut short may be there twice: the consumer deduplicates).
 async fn wait_until_relayed(app: &TestApp, queue: &TestQueue, ids: &HashSet<Uuid>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = HashSet::new();
-    loop {
+    eventually("every demand relayed", async || {
         seen.extend(take_all(queue).await.into_iter().map(|(id, _)| id));
-        if unpublished(&app.db) == 0 && ids.is_subset(&seen) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} unpublished, {} of {} ids in the queue",
-            unpublished(&app.db),
-            ids.intersection(&seen).count(),
-            ids.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn metric(app: &TestApp, name: &str) -> String {
-    let metrics = app.get("/metrics").await.text().await.expect("metrics");
-    metrics
-        .lines()
-        .find(|line| line.starts_with(name))
-        .unwrap_or_default()
-        .to_owned()
+        let unpublished = app.db.count(UNPUBLISHED_DEMANDS);
+        let arrived = ids.intersection(&seen).count();
+        exactly((unpublished, arrived), (0, ids.len()))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +258,7 @@ async fn nacks_over_and_over_never_hold_outbox_rows_past_the_round_limit() {
 /// With `fault` on the broker, 20 new demands are never locked for longer than a round, none is
 /// marked published, and all are relayed once the broker heals.
 async fn rows_are_released_within_the_round_limit(fault: fn(&FaultyBroker), unpublished_why: &str) {
-    let queue = TestQueue::create().await;
+    let queue = Arc::new(TestQueue::create().await);
     let broker = FaultyBroker::start(socket_addr_of(queue.url(), 5672));
     let mut app = spawn_app_behind(&broker, &queue).await;
     until_broker_is(&app, "ok").await;
@@ -389,7 +271,7 @@ async fn rows_are_released_within_the_round_limit(fault: fn(&FaultyBroker), unpu
         longest < ROUND_LIMIT + Duration::from_secs(1),
         "rows held for {longest:?} with a round limit of {ROUND_LIMIT:?}"
     );
-    assert_eq!(unpublished(&app.db), 20, "{unpublished_why}");
+    assert_eq!(app.db.count(UNPUBLISHED_DEMANDS), 20, "{unpublished_why}");
     broker.heal();
     wait_until_relayed(&app, &queue, &ids).await;
     app.stop().await.expect("the server stops");
@@ -397,14 +279,16 @@ async fn rows_are_released_within_the_round_limit(fault: fn(&FaultyBroker), unpu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_broker_blocks_the_connection_the_relay_waits_without_claiming_rows() {
-    let queue = TestQueue::create().await;
+    let queue = Arc::new(TestQueue::create().await);
     let broker = FaultyBroker::start(socket_addr_of(queue.url(), 5672));
     let mut app = spawn_app_behind(&broker, &queue).await;
     until_broker_is(&app, "ok").await;
 
     broker.block("low on memory");
-    // The notice is one frame on a local connection: there in far less.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("the relay to see its connection blocked", async || {
+        exactly(app.metric("pp_api_outbox_broker_blocked").await, 1.0)
+    })
+    .await;
     let ids = insert_demands(&app.db, 10);
     let longest = longest_lock(&app.db, Duration::from_secs(2)).await;
 
@@ -412,18 +296,12 @@ async fn while_the_broker_blocks_the_connection_the_relay_waits_without_claiming
         longest < Duration::from_millis(300),
         "rows claimed while the connection is blocked: held {longest:?}"
     );
-    assert_eq!(
-        metric(&app, "pp_api_outbox_broker_blocked").await,
-        "pp_api_outbox_broker_blocked 1"
-    );
-    assert_eq!(unpublished(&app.db), 10);
+    assert_eq!(app.metric("pp_api_outbox_broker_blocked").await, 1.0);
+    assert_eq!(app.db.count(UNPUBLISHED_DEMANDS), 10);
     assert_eq!(queue.ready_count(queue.name()).await, 0);
     broker.unblock();
     wait_until_relayed(&app, &queue, &ids).await;
-    assert_eq!(
-        metric(&app, "pp_api_outbox_broker_blocked").await,
-        "pp_api_outbox_broker_blocked 0"
-    );
+    assert_eq!(app.metric("pp_api_outbox_broker_blocked").await, 0.0);
     app.stop().await.expect("the server stops");
 }
 

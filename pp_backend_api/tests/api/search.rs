@@ -5,11 +5,11 @@ use pp_lib::work::Work;
 use pp_storage::testkit::finish_work;
 use reqwest::StatusCode;
 
-use crate::helpers::spawn_app;
+use pp_backend_api::testkit::{TestApp, TestSettings};
 
 #[tokio::test]
 async fn search_pages_through_every_match_in_id_order() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let mut created = Vec::new();
     for n in 0..7 {
         created.push(app.create_work(n).await.id);
@@ -47,7 +47,7 @@ async fn search_pages_through_every_match_in_id_order() {
 
 #[tokio::test]
 async fn search_keeps_to_the_window_and_the_done_filter() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let recent = app.create_work(1).await;
     let finished = app.create_work(2).await;
     let old = app.create_work(3).await;
@@ -95,7 +95,7 @@ async fn search_keeps_to_the_window_and_the_done_filter() {
 
 #[tokio::test]
 async fn concurrent_narrow_searches_each_get_their_own_works() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let mut works = Vec::new();
     for n in 0..20 {
         works.push(app.create_work(n).await);

@@ -3,13 +3,31 @@
 use std::time::Duration;
 
 use diesel::prelude::*;
+use pp_backend_api::testkit::{TestApp, TestSettings};
+use pp_lib::testkit::{eventually, terminate, wait_exit};
+use pp_storage::testkit::{TestDatabase, WAITING_ON_A_LOCK};
 use reqwest::StatusCode;
 
-use crate::helpers::spawn_app;
+/// Waits until the server at `base` refuses new connections.
+async fn eventually_refused(base: &str) {
+    // A short timeout: an answer that does not come is no refusal, and is asked again.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("a client");
+    eventually(
+        &format!("{base} to refuse connections"),
+        async || match client.get(format!("{base}/healthz")).send().await {
+            Err(error) if error.is_connect() => Ok(()),
+            other => Err(other.map(|response| response.status())),
+        },
+    )
+    .await;
+}
 
 #[tokio::test]
 async fn a_request_in_flight_finishes_before_the_server_stops() {
-    let mut app = spawn_app().await;
+    let mut app = TestApp::spawn(TestSettings::new()).await;
     // Hold a lock that POST /work must wait for, so the request is in flight at the stop.
     let (locked, lock_held) = std::sync::mpsc::channel::<()>();
     let (release, released) = std::sync::mpsc::channel::<()>();
@@ -31,10 +49,11 @@ async fn a_request_in_flight_finishes_before_the_server_stops() {
             .body(r#"{"add_up_to": 3}"#)
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.db.eventually_count(WAITING_ON_A_LOCK, 1).await;
     let address = app.address.clone();
     let stopping = tokio::spawn(async move { app.stop().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The stop has begun once new connections are refused.
+    eventually_refused(&address).await;
     assert!(
         !stopping.is_finished(),
         "the server waits for the request in flight"
@@ -57,7 +76,7 @@ async fn a_request_in_flight_finishes_before_the_server_stops() {
 
 /// Starts the API binary over `db` on a free port and returns it with its base URL, read from
 /// its "listening on" log line.
-fn spawn_api_binary(db: &pp_storage::testkit::TestDatabase) -> (std::process::Child, String) {
+fn spawn_api_binary(db: &TestDatabase) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pp_backend_api"))
         .env("DATABASE_URL", db.url().expose())
@@ -94,9 +113,7 @@ fn spawn_api_binary(db: &pp_storage::testkit::TestDatabase) -> (std::process::Ch
 
 #[tokio::test]
 async fn a_second_signal_stops_the_api_at_once_without_waiting_for_requests_in_flight() {
-    let db = tokio::task::spawn_blocking(pp_storage::testkit::TestDatabase::create)
-        .await
-        .expect("creating the test database");
+    let db = TestDatabase::create_async().await;
     let (mut api, url) = spawn_api_binary(&db);
     // POST /work waits for this lock: a request in flight that would keep a graceful stop waiting.
     let mut holder = db.connect();
@@ -112,17 +129,18 @@ async fn a_second_signal_stops_the_api_at_once_without_waiting_for_requests_in_f
             .body(r#"{"add_up_to": 3}"#)
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    db.eventually_count(WAITING_ON_A_LOCK, 1).await;
 
-    pp_lib::testkit::terminate(&api);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    terminate(&api);
+    // The first signal has been taken once new connections are refused.
+    eventually_refused(&url).await;
     assert!(
         api.try_wait().expect("try_wait").is_none(),
         "the first signal waits for the request in flight"
     );
-    pp_lib::testkit::terminate(&api);
+    terminate(&api);
     // The second signal stops it at once.
-    let status = pp_lib::testkit::wait_exit(&mut api, Duration::from_secs(5)).await;
+    let status = wait_exit(&mut api, Duration::from_secs(5)).await;
     assert_eq!(status.code(), Some(130));
     assert!(
         in_flight.await.expect("task").is_err(),

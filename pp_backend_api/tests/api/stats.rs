@@ -9,11 +9,11 @@ use pp_storage::testkit::finish_work;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{error_message, spawn_app};
+use pp_backend_api::testkit::{TestApp, TestSettings, error_message};
 
 #[tokio::test]
 async fn stats_count_pending_and_done_works_events_and_the_last_hours_throughput() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let mut works = Vec::new();
     for add_up_to in [1, 2, 3] {
         works.push(app.create_work(add_up_to).await);
@@ -55,7 +55,7 @@ async fn stats_count_pending_and_done_works_events_and_the_last_hours_throughput
 
 #[tokio::test]
 async fn stats_are_documented_and_only_read() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
 
     let document: Value = app
         .get("/api-docs/openapi.json")
@@ -77,7 +77,7 @@ async fn stats_are_documented_and_only_read() {
 
 #[tokio::test]
 async fn stats_over_a_broken_database_are_an_opaque_500() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let mut conn = app.db.connect();
     diesel::sql_query("drop table events")
         .execute(&mut conn)

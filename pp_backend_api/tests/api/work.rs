@@ -7,11 +7,11 @@ use pp_storage::testkit::finish_work;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{error_message, spawn_app};
+use pp_backend_api::testkit::{TestApp, TestSettings, error_message};
 
 #[tokio::test]
 async fn a_created_work_equals_its_get_and_its_search_by_full_code() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
 
     let response = app.post_work(Some(r#"{"add_up_to": 4}"#)).await;
     assert_eq!(
@@ -66,7 +66,7 @@ async fn a_created_work_equals_its_get_and_its_search_by_full_code() {
 
 #[tokio::test]
 async fn a_work_without_a_body_gets_a_random_add_up_to() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     for body in [
         None,
         Some(""),
@@ -86,14 +86,14 @@ async fn a_work_without_a_body_gets_a_random_add_up_to() {
 
 #[tokio::test]
 async fn the_edges_of_add_up_to_are_accepted() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     assert_eq!(app.create_work(0).await.add_up_to, 0);
     assert_eq!(app.create_work(i32::MAX).await.add_up_to, i32::MAX);
 }
 
 #[tokio::test]
 async fn an_unknown_work_is_404() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let message = error_message(app.get_work(424_242).await, StatusCode::NOT_FOUND).await;
     assert_eq!(message, "no work with id 424242");
     let message = error_message(app.get("/work/424242/events").await, StatusCode::NOT_FOUND).await;
@@ -106,7 +106,7 @@ async fn an_unknown_work_is_404() {
 
 #[tokio::test]
 async fn events_are_empty_while_pending_and_three_once_done() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn(TestSettings::new()).await;
     let work = app.create_work(4).await;
 
     let pending: Vec<Event> = app

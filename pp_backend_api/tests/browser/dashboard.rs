@@ -1,13 +1,39 @@
 //! What a person sees on each page of the dashboard, and what the page does when they act.
 
-use std::time::Duration;
-
+use lapin::BasicProperties;
+use pp_backend_api::testkit::browser::{Browser, LAPTOP, PHONE};
+use pp_backend_api::testkit::{TestApp, TestSettings};
+use pp_storage::testkit::EVENTS;
 use serde_json::json;
-
-use crate::pipeline::{Options, Pipeline};
-use crate::webdriver::{Browser, LAPTOP, PHONE};
+use task_consumer::testkit::{TestConsumer, test_settings};
 
 const TOKEN: &str = "a-browser-admin-token-0123456789";
+
+/// The API relaying to a queue of its own: what the page looks at.
+async fn spawn_app(settings: TestSettings) -> TestApp {
+    TestApp::spawn(settings.relaying()).await
+}
+
+/// The real consumer, with its sweeper, on the app's queue and database.
+async fn start_consumer(app: &TestApp) -> TestConsumer {
+    TestConsumer::start(test_settings(app.db.config(), app.queue().config())).await
+}
+
+/// Publishes a message the consumer will dead-letter (its body is no demand).
+async fn publish_poison(app: &TestApp, body: &str) {
+    let properties = BasicProperties::default()
+        .with_message_id(uuid::Uuid::new_v4().to_string().as_str().into())
+        .with_content_type("application/json".into());
+    app.queue().publish_raw(body.as_bytes(), properties).await;
+}
+
+/// `N` of the page's "Updated 12:00:01, N s ago" (0 when it says no age).
+fn seconds_ago(text: &str) -> u64 {
+    text.rsplit_once(", ")
+        .and_then(|(_, age)| age.strip_suffix(" s ago"))
+        .and_then(|age| age.parse().ok())
+        .unwrap_or(0)
+}
 
 fn number(text: &str) -> i64 {
     text.chars()
@@ -19,9 +45,9 @@ fn number(text: &str) -> i64 {
 
 #[tokio::test]
 async fn the_overviews_numbers_change_after_demands_are_consumed() {
-    let mut pipeline = Pipeline::start(Options::default()).await;
+    let app = spawn_app(TestSettings::new()).await;
     let browser = Browser::open(LAPTOP).await;
-    browser.goto(&pipeline.page("")).await;
+    browser.goto(&app.url("/")).await;
     browser
         .wait_for_text("#stat-done [data-figure]", |text| text == "0")
         .await;
@@ -40,7 +66,7 @@ async fn the_overviews_numbers_change_after_demands_are_consumed() {
     browser
         .wait_for_text("#queue-consumers", |text| text == "0")
         .await;
-    pipeline.start_consumer().await;
+    let consumer = start_consumer(&app).await;
 
     browser
         .wait_for_text("#stat-done [data-figure]", |text| number(text) == 25)
@@ -58,39 +84,25 @@ async fn the_overviews_numbers_change_after_demands_are_consumed() {
         .wait_for_text("#queue-consumers", |text| number(text) >= 1)
         .await;
     assert_eq!(
-        pipeline.count("select count(*) as n from works where done and result = 55"),
+        app.db
+            .count("select count(*) as n from works where done and result = 55"),
         25
     );
     browser.close().await;
-    pipeline.stop().await;
+    consumer.stop().await;
 }
 
 #[tokio::test]
 async fn a_works_page_shows_its_fields_and_its_events_as_a_timeline() {
-    let pipeline = Pipeline::start(Options {
-        consumer: true,
-        ..Options::default()
-    })
-    .await;
-    let work: serde_json::Value = pipeline
-        .client
-        .post(format!("{}/work", pipeline.url))
-        .json(&json!({"add_up_to": 4}))
-        .send()
-        .await
-        .expect("POST /work")
-        .json()
-        .await
-        .expect("a work");
-    let id = work["id"].as_i64().expect("an id");
-    let code = work["work_code"].as_str().expect("a code").to_owned();
-    pipeline
-        .wait_for_count("select count(*) as n from events", 3)
-        .await;
+    let app = spawn_app(TestSettings::new()).await;
+    let consumer = start_consumer(&app).await;
+    let work = app.create_work(4).await;
+    let (id, code) = (work.id, work.work_code);
+    app.db.eventually_count(EVENTS, 3).await;
     let browser = Browser::open(LAPTOP).await;
 
     // Found by the search, then opened from its row.
-    browser.goto(&pipeline.page("#/works")).await;
+    browser.goto(&app.url("/#/works")).await;
     browser.type_into("#search-prefix", &code[..8]).await;
     browser.click("#search-form button[type=submit]").await;
     browser
@@ -120,18 +132,24 @@ async fn a_works_page_shows_its_fields_and_its_events_as_a_timeline() {
         .await;
     assert_eq!(result.as_deref(), Some("= 10"));
     browser.close().await;
-    pipeline.stop().await;
+    consumer.stop().await;
 }
 
 #[tokio::test]
 async fn a_dead_letter_retried_from_the_page_is_consumed() {
-    let mut pipeline = Pipeline::start(Options::default()).await;
+    let app = spawn_app(TestSettings::new()).await;
     let message_id = uuid::Uuid::new_v4();
-    pipeline.dead_letter_a_demand(message_id, 6).await;
-    pipeline.start_consumer().await;
+    // A valid demand in the dead-letter queue, as if it had been rejected (no consumer runs yet).
+    app.queue()
+        .dead_letter(
+            br#"{"add_up_to":6,"done":false}"#,
+            pp_lib::amqp::demand_properties(message_id),
+        )
+        .await;
+    let consumer = start_consumer(&app).await;
     let browser = Browser::open(LAPTOP).await;
 
-    browser.goto(&pipeline.page("#/dead-letters")).await;
+    browser.goto(&app.url("/#/dead-letters")).await;
     let letter = format!("li[data-key='{message_id}']");
     browser
         .wait_for_text(&format!("{letter} pre"), |text| {
@@ -148,15 +166,15 @@ async fn a_dead_letter_retried_from_the_page_is_consumed() {
     browser
         .wait_for_text("#dlq-empty", |text| text.contains("empty"))
         .await;
-    pipeline
-        .wait_for_count(
+    app.db
+        .eventually_count(
             &format!(
                 "select count(*) as n from works where demand_id = '{message_id}' and done and result = 21"
             ),
             1,
         )
         .await;
-    browser.goto(&pipeline.page("")).await;
+    browser.goto(&app.url("/")).await;
     browser
         .wait_for_text("#stat-done [data-figure]", |text| text == "1")
         .await;
@@ -164,18 +182,17 @@ async fn a_dead_letter_retried_from_the_page_is_consumed() {
         .wait_for_text("#dlq-depth", |text| text == "0")
         .await;
     browser.close().await;
-    pipeline.stop().await;
+    consumer.stop().await;
 }
 
 #[tokio::test]
 async fn an_action_without_the_admin_token_is_refused_and_passes_with_it() {
-    let pipeline = Pipeline::start(Options {
-        admin_token: Some(TOKEN.to_owned()),
-        ..Options::default()
-    })
+    let app = spawn_app(TestSettings::new().with(|settings| {
+        settings.dashboard.admin_token = Some(TOKEN.parse().expect("a valid admin token"));
+    }))
     .await;
     let browser = Browser::open(LAPTOP).await;
-    browser.goto(&pipeline.page("")).await;
+    browser.goto(&app.url("/")).await;
     browser
         .wait_for_text("#stat-pending [data-figure]", |text| text == "0")
         .await;
@@ -190,7 +207,7 @@ async fn an_action_without_the_admin_token_is_refused_and_passes_with_it() {
         .await;
     browser.wait_for_text("#token-dialog h2", |_| true).await;
     assert_eq!(
-        pipeline.count("select count(*) as n from demand_outbox"),
+        app.db.count("select count(*) as n from demand_outbox"),
         0,
         "nothing was enqueued"
     );
@@ -201,16 +218,15 @@ async fn an_action_without_the_admin_token_is_refused_and_passes_with_it() {
     browser
         .wait_for_text("#enqueue-result", |text| text.contains("3 demand(s)"))
         .await;
-    assert_eq!(pipeline.count("select count(*) as n from demand_outbox"), 3);
+    assert_eq!(app.db.count("select count(*) as n from demand_outbox"), 3);
     browser.close().await;
-    pipeline.stop().await;
 }
 
 #[tokio::test]
 async fn the_pause_control_stops_the_refresh_until_resumed() {
-    let pipeline = Pipeline::start(Options::default()).await;
+    let app = spawn_app(TestSettings::new()).await;
     let browser = Browser::open(PHONE).await;
-    browser.goto(&pipeline.page("")).await;
+    browser.goto(&app.url("/")).await;
     browser
         .wait_for_text("#stat-pending [data-figure]", |text| text == "0")
         .await;
@@ -219,13 +235,12 @@ async fn the_pause_control_stops_the_refresh_until_resumed() {
     browser
         .wait_for_text("#live", |text| text == "Paused")
         .await;
-    pipeline
-        .client
-        .post(format!("{}/work", pipeline.url))
-        .send()
-        .await
-        .expect("POST /work");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.create_work(1).await;
+    // The page's own clock says its figures are older than a refresh period (2 s): a refresh
+    // would have made them new again.
+    browser
+        .wait_for_text("#updated", |text| seconds_ago(text) >= 3)
+        .await;
     assert_eq!(
         browser.text("#stat-pending [data-figure]").await.as_deref(),
         Some("0"),
@@ -238,20 +253,16 @@ async fn the_pause_control_stops_the_refresh_until_resumed() {
         .wait_for_text("#stat-pending [data-figure]", |text| text == "1")
         .await;
     browser.close().await;
-    pipeline.stop().await;
 }
 
 #[tokio::test]
 async fn a_poison_message_shows_on_the_dead_letter_page_with_why() {
-    let pipeline = Pipeline::start(Options {
-        consumer: true,
-        ..Options::default()
-    })
-    .await;
-    pipeline.publish_poison(r#"{"add_up_to": -3}"#).await;
+    let app = spawn_app(TestSettings::new()).await;
+    let consumer = start_consumer(&app).await;
+    publish_poison(&app, r#"{"add_up_to": -3}"#).await;
     let browser = Browser::open(PHONE).await;
 
-    browser.goto(&pipeline.page("")).await;
+    browser.goto(&app.url("/")).await;
     browser
         .wait_for_text("#dlq-depth", |text| text == "1")
         .await;
@@ -268,17 +279,14 @@ async fn a_poison_message_shows_on_the_dead_letter_page_with_why() {
         .await;
     browser.wait_for_text("#nav-dlq", |text| text == "1").await;
     browser.close().await;
-    pipeline.stop().await;
+    consumer.stop().await;
 }
 
 #[tokio::test]
 async fn every_page_fits_a_phone_without_sideways_scrolling() {
-    let pipeline = Pipeline::start(Options {
-        consumer: true,
-        ..Options::default()
-    })
-    .await;
-    pipeline.publish_poison("not json at all").await;
+    let app = spawn_app(TestSettings::new()).await;
+    let consumer = start_consumer(&app).await;
+    publish_poison(&app, "not json at all").await;
     let browser = Browser::open(PHONE).await;
 
     for (fragment, shown) in [
@@ -286,7 +294,7 @@ async fn every_page_fits_a_phone_without_sideways_scrolling() {
         ("#/works", "#page-info"),
         ("#/dead-letters", "#dlq-list pre"),
     ] {
-        browser.goto(&pipeline.page(fragment)).await;
+        browser.goto(&app.url(&format!("/{fragment}"))).await;
         browser.wait_for_text(shown, |text| !text.is_empty()).await;
         let overflow = browser
             .execute(
@@ -302,5 +310,5 @@ async fn every_page_fits_a_phone_without_sideways_scrolling() {
         assert!(png.starts_with(b"\x89PNG"), "{fragment:?}: a PNG");
     }
     browser.close().await;
-    pipeline.stop().await;
+    consumer.stop().await;
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use pp_lib::config::DatabaseConfig;
 use pp_lib::db::{build_pool, build_pool_lazy, with_connection};
+use pp_lib::testkit::{eventually_blocking, exactly};
 use pp_storage::testkit::TestDatabase;
 
 #[test]
@@ -108,7 +109,14 @@ fn a_connection_the_server_closed_is_replaced_after_one_failure() {
     diesel::sql_query(format!("select pg_terminate_backend({first_pid})"))
         .execute(&mut admin)
         .expect("terminate the pooled connection's backend");
-    std::thread::sleep(Duration::from_millis(200));
+    eventually_blocking("the backend to be gone", || {
+        exactly(
+            db.count(&format!(
+                "select count(*) as n from pg_stat_activity where pid = {first_pid}"
+            )),
+            0,
+        )
+    });
 
     let failed = with_connection(&pool, backend_pid).expect_err("the closed connection fails once");
     assert!(failed.is_transient(), "{failed:?}");

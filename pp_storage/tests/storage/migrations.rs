@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use pp_lib::db::works::insert_work;
+use pp_lib::testkit::{eventually_blocking, exactly};
 use pp_lib::work::NewWork;
 use pp_storage::testkit::{TestDatabase, count};
 use pp_storage::{
@@ -113,8 +114,22 @@ fn updated_on_follows_every_update() {
         .set(works::created_on.eq(work.created_on - chrono::Duration::hours(1)))
         .execute(&mut conn)
         .expect("a first update");
-    // now() is the transaction's start: run the check in a later transaction.
-    std::thread::sleep(Duration::from_millis(20));
+    // now() is the transaction's start: the next update runs once the database's clock has
+    // moved past this one's.
+    let first: chrono::DateTime<chrono::Utc> = works::table
+        .find(work.id)
+        .select(works::updated_on)
+        .get_result(&mut conn)
+        .expect("read back");
+    eventually_blocking("the database's clock to move on", || {
+        exactly(
+            db.count(&format!(
+                "select (clock_timestamp() > '{}'::timestamptz)::int::bigint as n",
+                first.to_rfc3339()
+            )),
+            1,
+        )
+    });
     diesel::update(works::table.find(work.id))
         .set(works::add_up_to.eq(2))
         .execute(&mut conn)

@@ -12,13 +12,13 @@ use diesel::connection::SimpleConnection;
 use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use pp_lib::amqp::Outgoing;
+use pp_lib::amqp::dead_lettering::DEAD_LETTERED_AT_HEADER;
 use pp_lib::demand::WorkDemand;
-use pp_lib::testkit::{TcpProxy, socket_addr_of, via};
-use pp_storage::testkit::TestDatabase;
+use pp_lib::testkit::{TcpProxy, at_least, eventually, socket_addr_of, via};
+use pp_storage::testkit::{DONE_DEMANDS, TestDatabase};
 use task_consumer::record::{BatchOutcome, Parts, Retrying, record_batch};
+use task_consumer::testkit::{TestConsumer, TestServices, test_settings};
 use uuid::Uuid;
-
-use crate::helpers::{DONE_FROM_QUEUE, Harness, settings, start, stop};
 
 /// The `add_up_to` the test's trigger refuses.
 const REFUSED: i32 = 4242;
@@ -131,8 +131,8 @@ fn a_batch_that_records_is_recorded_once_and_a_replay_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_demand_the_database_refuses_is_dead_lettered_with_the_reason_and_the_rest_recorded_once()
 {
-    let harness = Harness::new().await;
-    refuse_one_add_up_to(&harness.db);
+    let services = TestServices::create().await;
+    refuse_one_add_up_to(&services.db);
     let good: Vec<Outgoing> = (1..=59)
         .map(|n| Outgoing::demand(&WorkDemand::new(n).expect("valid")))
         .collect();
@@ -142,74 +142,72 @@ async fn a_demand_the_database_refuses_is_dead_lettered_with_the_reason_and_the_
     messages.insert(30, refused.clone());
     // Waiting in the queue before the consumer starts: batches of several, the refused demand
     // inside one of them.
-    harness.publish_messages(messages).await;
-    let (trigger, running) = start(harness.settings()).await;
+    services.queue.publish(messages).await;
+    let consumer = TestConsumer::start(services.settings()).await;
 
-    harness
-        .wait_for(DONE_FROM_QUEUE, 59, Duration::from_secs(30))
+    services.db.eventually_count(DONE_DEMANDS, 59).await;
+    services
+        .queue
+        .eventually_holds(&services.queue.dlq(), 1)
         .await;
-    harness
-        .wait_for_dead_letters(1, Duration::from_secs(30))
-        .await;
-    let metrics = running.metrics.clone();
-    stop(trigger, running).await;
+    let metrics = consumer.metrics.clone();
+    consumer.stop().await;
 
-    harness.assert_exactly_once(&good_ids);
-    let letters = harness.dead_letters().await;
+    services.db.assert_recorded_once(&good_ids);
+    let letters = services.queue.take_dead_letters().await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     let letter = &letters[0];
     assert_eq!(letter.body, refused.body, "the message as it came");
     assert_eq!(
-        letter.message_id.as_deref(),
+        letter.message_id().as_deref(),
         Some(refused.id.to_string().as_str())
     );
     assert!(
         letter
-            .reason
+            .reason()
             .as_deref()
             .is_some_and(|reason| reason.contains("add_up_to 4242 is refused by the test")),
         "{letter:?}"
     );
-    assert!(letter.at.is_some(), "{letter:?}");
+    assert!(
+        letter.header(DEAD_LETTERED_AT_HEADER).is_some(),
+        "{letter:?}"
+    );
     assert_eq!(metrics.dead_lettered.get(), 1);
     assert_eq!(metrics.retries.get(), 0, "a refusal is never retried");
     assert!(metrics.split_batches.get() >= 1);
-    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
+    assert_eq!(services.queue.ready_count(services.queue.name()).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demands_given_up_after_the_patience_are_handed_back_and_recorded_once_later() {
-    let harness = Harness::new().await;
-    let proxy = TcpProxy::start(socket_addr_of(harness.db.url(), 5432));
-    let mut database = harness.db.config();
-    database.url = via(harness.db.url(), proxy.addr());
+    let services = TestServices::create().await;
+    let proxy = TcpProxy::start(socket_addr_of(services.db.url(), 5432));
+    let mut database = services.db.config();
+    database.url = via(services.db.url(), proxy.addr());
     database.connect_timeout = Duration::from_millis(500);
-    let mut impatient = settings(database, harness.queue.config());
+    let mut impatient = test_settings(database, services.queue.config());
     impatient.consumer.retry_max = Duration::from_millis(200);
     impatient.consumer.retry_for = Duration::from_secs(1);
     impatient.sweeper.every = Duration::ZERO;
     proxy.cut();
-    let (trigger, running) = start(impatient).await;
-    let ids = harness
-        .publish(
+    let consumer = TestConsumer::start(impatient).await;
+    let ids = services
+        .queue
+        .publish_demands(
             &(1..=20)
                 .map(|n| WorkDemand::new(n).expect("valid"))
                 .collect::<Vec<_>>(),
         )
         .await;
-    let metrics = running.metrics.clone();
+    let metrics = consumer.metrics.clone();
 
     // Given up at least twice over: each time handed back, and taken again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while metrics.handed_back.get() < 40 {
-        assert!(
-            Instant::now() < deadline,
-            "handed back: {}",
-            metrics.handed_back.get()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(harness.count(DONE_FROM_QUEUE), 0);
+    eventually("every demand handed back twice", async || {
+        at_least(metrics.handed_back.get(), 40)
+    })
+    .await;
+    assert_eq!(services.db.count(DONE_DEMANDS), 0);
     assert_eq!(
         metrics.dead_lettered.get(),
         0,
@@ -217,26 +215,23 @@ async fn demands_given_up_after_the_patience_are_handed_back_and_recorded_once_l
     );
 
     proxy.restore();
-    harness
-        .wait_for(DONE_FROM_QUEUE, 20, Duration::from_secs(30))
-        .await;
-    stop(trigger, running).await;
-    harness.assert_exactly_once(&ids);
-    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
-    let dlq = harness.queue.topology().dead_letter_queue();
-    assert_eq!(harness.queue.ready_count(&dlq).await, 0);
+    services.db.eventually_count(DONE_DEMANDS, 20).await;
+    consumer.stop().await;
+    services.db.assert_recorded_once(&ids);
+    assert_eq!(services.queue.ready_count(services.queue.name()).await, 0);
+    assert_eq!(services.queue.ready_count(&services.queue.dlq()).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_basic_consume_is_asked_again_with_backoff_not_in_a_hot_loop() {
-    let harness = Harness::new().await;
+    let services = TestServices::create().await;
     // An exclusive consumer of the test's own: the broker refuses every other basic.consume on
     // the queue (ACCESS_REFUSED) while it holds it.
-    let (holder, channel) = harness.queue.open().await;
+    let (holder, channel) = services.queue.open().await;
     // Kept: a consumer dropped is cancelled.
     let exclusive = channel
         .basic_consume(
-            harness.queue.name().into(),
+            services.queue.name().into(),
             "exclusive-holder".into(),
             BasicConsumeOptions {
                 exclusive: true,
@@ -246,23 +241,29 @@ async fn a_refused_basic_consume_is_asked_again_with_backoff_not_in_a_hot_loop()
         )
         .await
         .expect("the exclusive consumer");
-    let (trigger, running) = start(harness.settings()).await;
-    let metrics = running.metrics.clone();
+    let started = Instant::now();
+    let consumer = TestConsumer::start(services.settings()).await;
+    let metrics = consumer.metrics.clone();
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let refused = metrics.consume_setup_failures.get();
+    eventually("four refused basic.consume", async || {
+        at_least(metrics.consume_setup_failures.get(), 4)
+    })
+    .await;
+    let took = started.elapsed();
 
-    // Waits of 0.2, 0.4, 0.8, 1.6 s (±20 %) leave room for five attempts in 3 s.
+    // Waits of 0.2, 0.4 and 0.8 s (±20 %) come between the four: a hot loop would make them at
+    // once.
     assert!(
-        (2..=6).contains(&refused),
-        "{refused} refused attempts in 3 s"
+        took >= Duration::from_millis(1_120),
+        "four refused attempts in {took:?}"
     );
     drop(exclusive);
     let _ = holder.close(200, "released".into()).await;
-    let ids = harness.publish(&[WorkDemand::new(9).expect("valid")]).await;
-    harness
-        .wait_for(DONE_FROM_QUEUE, 1, Duration::from_secs(30))
+    let ids = services
+        .queue
+        .publish_demands(&[WorkDemand::new(9).expect("valid")])
         .await;
-    stop(trigger, running).await;
-    harness.assert_exactly_once(&ids);
+    services.db.eventually_count(DONE_DEMANDS, 1).await;
+    consumer.stop().await;
+    services.db.assert_recorded_once(&ids);
 }

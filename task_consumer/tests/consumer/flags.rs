@@ -6,17 +6,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::CommandFactory;
-use pp_lib::testkit::TestQueue;
 use pp_lib::testkit::flags::{accepted, probes, run_accepted};
-use pp_storage::testkit::TestDatabase;
 use task_consumer::settings::Cli;
+use task_consumer::testkit::TestServices;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_flag_value_makes_the_consumer_panic() {
-    let db = tokio::task::spawn_blocking(TestDatabase::create)
-        .await
-        .expect("creating the test database");
-    let queue = TestQueue::create().await;
+    let services = TestServices::create().await;
+    let (db, queue) = (&services.db, &services.queue);
     let command = Cli::command();
     let mut runs = accepted(&command, &probes(&command, &["task_consumer", "run"]));
     runs.extend(accepted(

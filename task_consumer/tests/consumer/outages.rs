@@ -3,112 +3,97 @@
 
 use std::time::Duration;
 
-use pp_lib::config::AmqpConfig;
-use pp_lib::testkit::{TcpProxy, socket_addr_of, via};
-
-use crate::helpers::{DONE_FROM_QUEUE, Harness, demands, settings, start, stop};
+use pp_lib::testkit::{TcpProxy, at_least, eventually, socket_addr_of, via};
+use pp_storage::testkit::DONE_DEMANDS;
+use task_consumer::testkit::{TestConsumer, TestServices, demands, test_settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_rides_out_a_broker_outage_without_losing_or_duplicating() {
-    let harness = Harness::new().await;
-    let proxy = TcpProxy::start(socket_addr_of(harness.queue.url(), 5672));
-    let amqp = AmqpConfig {
-        url: via(harness.queue.url(), proxy.addr()),
-        ..harness.queue.config()
-    };
-    let (trigger, running) = start(settings(harness.db.config(), amqp)).await;
-    let mut ids = harness.publish(&demands(500)).await;
-    harness
-        .wait_for(DONE_FROM_QUEUE, 500, Duration::from_secs(60))
-        .await;
+    let services = TestServices::create().await;
+    let proxy = TcpProxy::start(socket_addr_of(services.queue.url(), 5672));
+    let amqp = services
+        .queue
+        .config_via(via(services.queue.url(), proxy.addr()));
+    let consumer = TestConsumer::start(test_settings(services.db.config(), amqp)).await;
+    let mut ids = services.queue.publish_demands(&demands(500)).await;
+    services.db.eventually_count(DONE_DEMANDS, 500).await;
     proxy.cut();
     // Published while the consumer cannot reach the broker.
-    ids.extend(harness.publish(&demands(500)).await);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    ids.extend(services.queue.publish_demands(&demands(500)).await);
+    // The consumer tried to reach the broker again after they were published, and could not.
+    let tried = proxy.attempts();
+    eventually("the consumer to try the broker again", async || {
+        at_least(proxy.attempts(), tried + 1)
+    })
+    .await;
     assert_eq!(
-        harness.count(DONE_FROM_QUEUE),
+        services.db.count(DONE_DEMANDS),
         500,
         "nothing consumed while cut off"
     );
     proxy.restore();
-    harness
-        .wait_for(DONE_FROM_QUEUE, 1_000, Duration::from_secs(60))
-        .await;
-    stop(trigger, running).await;
-    harness.assert_exactly_once(&ids);
-    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
+    services.db.eventually_count(DONE_DEMANDS, 1_000).await;
+    consumer.stop().await;
+    services.db.assert_recorded_once(&ids);
+    assert_eq!(services.queue.ready_count(services.queue.name()).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_retries_while_the_database_is_down_and_loses_nothing() {
-    let harness = Harness::new().await;
-    let proxy = TcpProxy::start(socket_addr_of(harness.db.url(), 5432));
-    let mut database = harness.db.config();
-    database.url = via(harness.db.url(), proxy.addr());
+    let services = TestServices::create().await;
+    let proxy = TcpProxy::start(socket_addr_of(services.db.url(), 5432));
+    let mut database = services.db.config();
+    database.url = via(services.db.url(), proxy.addr());
     database.connect_timeout = Duration::from_secs(2);
-    let (trigger, running) = start(settings(database, harness.queue.config())).await;
-    let mut ids = harness.publish(&demands(200)).await;
-    harness
-        .wait_for(DONE_FROM_QUEUE, 200, Duration::from_secs(60))
-        .await;
+    let consumer = TestConsumer::start(test_settings(database, services.queue.config())).await;
+    let mut ids = services.queue.publish_demands(&demands(200)).await;
+    services.db.eventually_count(DONE_DEMANDS, 200).await;
     proxy.cut();
-    ids.extend(harness.publish(&demands(300)).await);
-    let metrics = running.metrics.clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while metrics.retries.get() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no retries while the database is down"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(harness.count(DONE_FROM_QUEUE), 200);
+    ids.extend(services.queue.publish_demands(&demands(300)).await);
+    let metrics = consumer.metrics.clone();
+    eventually("retries while the database is down", async || {
+        at_least(metrics.retries.get(), 2)
+    })
+    .await;
+    assert_eq!(services.db.count(DONE_DEMANDS), 200);
     proxy.restore();
-    harness
-        .wait_for(DONE_FROM_QUEUE, 500, Duration::from_secs(60))
-        .await;
-    stop(trigger, running).await;
-    harness.assert_exactly_once(&ids);
+    services.db.eventually_count(DONE_DEMANDS, 500).await;
+    consumer.stop().await;
+    services.db.assert_recorded_once(&ids);
     assert_eq!(metrics.dead_lettered.get(), 0);
-    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
+    assert_eq!(services.queue.ready_count(services.queue.name()).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_while_the_database_is_down_takes_one_grace_period_and_loses_nothing() {
-    let harness = Harness::new().await;
-    let proxy = TcpProxy::start(socket_addr_of(harness.db.url(), 5432));
-    let mut database = harness.db.config();
-    database.url = via(harness.db.url(), proxy.addr());
+    let services = TestServices::create().await;
+    let proxy = TcpProxy::start(socket_addr_of(services.db.url(), 5432));
+    let mut database = services.db.config();
+    database.url = via(services.db.url(), proxy.addr());
     database.connect_timeout = Duration::from_secs(1);
-    let mut cut_off = settings(database, harness.queue.config());
+    let mut cut_off = test_settings(database, services.queue.config());
     cut_off.consumer.batch_size = 4;
     cut_off.consumer.shutdown_grace = Duration::from_secs(2);
     proxy.cut();
-    let (trigger, running) = start(cut_off).await;
-    let ids = harness.publish(&demands(100)).await;
-    let metrics = running.metrics.clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while metrics.retries.get() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no retries while the database is down"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let consumer = TestConsumer::start(cut_off).await;
+    let ids = services.queue.publish_demands(&demands(100)).await;
+    let metrics = consumer.metrics.clone();
+    eventually("retries while the database is down", async || {
+        at_least(metrics.retries.get(), 3)
+    })
+    .await;
     // Every worker holds a batch it cannot record; many more wait behind them.
     let asked = std::time::Instant::now();
-    stop(trigger, running).await;
+    consumer.stop().await;
     let took = asked.elapsed();
     assert!(
         took < Duration::from_secs(15),
         "one grace period for the whole process, not one per batch: {took:?}"
     );
-    assert_eq!(harness.count(DONE_FROM_QUEUE), 0);
+    assert_eq!(services.db.count(DONE_DEMANDS), 0);
     // Nothing was acked: a consumer that can reach the database records all of it, once.
-    let (trigger, running) = start(harness.settings()).await;
-    harness
-        .wait_for(DONE_FROM_QUEUE, 100, Duration::from_secs(60))
-        .await;
-    stop(trigger, running).await;
-    harness.assert_exactly_once(&ids);
+    let consumer = TestConsumer::start(services.settings()).await;
+    services.db.eventually_count(DONE_DEMANDS, 100).await;
+    consumer.stop().await;
+    services.db.assert_recorded_once(&ids);
 }

@@ -2,80 +2,74 @@
 //! with their events, a message published twice makes one work, poison is dead-lettered while
 //! the consumer keeps going, each dead letter saying why.
 
-use std::time::Duration;
-
 use lapin::BasicProperties;
+use pp_lib::amqp::dead_lettering::QUEUE_HEADER;
 use pp_lib::amqp::{DemandId, Outgoing, demand_properties};
 use pp_lib::demand::WorkDemand;
+use pp_lib::testkit::{at_least, eventually};
+use pp_storage::testkit::{DONE_DEMANDS, EVENTS};
+use task_consumer::testkit::{TestConsumer, TestServices, demands};
 use uuid::Uuid;
-
-use crate::helpers::{DONE_FROM_QUEUE, Harness, demands, start, stop};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_1000_demands_all_land_as_done_works_with_three_events() {
-    let harness = Harness::new().await;
-    let (trigger, running) = start(harness.settings()).await;
-    let ids = harness.publish(&demands(1_000)).await;
-    harness
-        .wait_for(DONE_FROM_QUEUE, 1_000, Duration::from_secs(60))
-        .await;
-    harness.assert_exactly_once(&ids);
-    assert_eq!(harness.count("select count(*) as n from events"), 3_000);
-    let metrics = running.metrics.clone();
-    let metrics_addr = running.metrics_addr.expect("metrics are served");
+    let services = TestServices::create().await;
+    let consumer = TestConsumer::start(services.settings()).await;
+    let ids = services.queue.publish_demands(&demands(1_000)).await;
+    services.db.eventually_count(DONE_DEMANDS, 1_000).await;
+    services.db.assert_recorded_once(&ids);
+    assert_eq!(services.db.count(EVENTS), 3_000);
+    let metrics = consumer.metrics.clone();
+    let metrics_addr = consumer.metrics_addr.expect("metrics are served");
     let scraped = scrape(metrics_addr).await;
     assert!(
         scraped.contains("pp_consumer_processed_total 1000"),
         "{scraped}"
     );
-    stop(trigger, running).await;
+    consumer.stop().await;
     assert_eq!(metrics.processed.get(), 1_000);
     assert_eq!(metrics.dead_lettered.get(), 0);
-    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
+    assert_eq!(services.queue.ready_count(services.queue.name()).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_message_published_twice_makes_one_work() {
-    let harness = Harness::new().await;
+    let services = TestServices::create().await;
     let demand = WorkDemand::new(10).expect("valid");
     let id = Uuid::new_v4();
     let twice = vec![
         Outgoing::demand_with_id(id, &demand),
         Outgoing::demand_with_id(id, &demand),
     ];
-    harness.publish_messages(twice).await;
-    let (trigger, running) = start(harness.settings()).await;
-    harness
-        .wait_for(DONE_FROM_QUEUE, 1, Duration::from_secs(30))
-        .await;
+    services.queue.publish(twice).await;
+    let consumer = TestConsumer::start(services.settings()).await;
+    services.db.eventually_count(DONE_DEMANDS, 1).await;
     // Once more after it was recorded: a redelivery long after the first.
-    harness
-        .publish_messages(vec![Outgoing::demand_with_id(id, &demand)])
+    services
+        .queue
+        .publish(vec![Outgoing::demand_with_id(id, &demand)])
         .await;
-    let metrics = running.metrics.clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while metrics.duplicates.get() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "duplicates: {}",
-            metrics.duplicates.get()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop(trigger, running).await;
-    harness.assert_exactly_once(&[id]);
+    let metrics = consumer.metrics.clone();
+    eventually("both copies skipped as duplicates", async || {
+        at_least(metrics.duplicates.get(), 2)
+    })
+    .await;
+    consumer.stop().await;
+    services.db.assert_recorded_once(&[id]);
     assert_eq!(
-        harness.count("select count(*) as n from works where result = 55"),
+        services
+            .db
+            .count("select count(*) as n from works where result = 55"),
         1
     );
     assert_eq!(metrics.processed.get(), 1);
-    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
+    assert_eq!(services.queue.ready_count(services.queue.name()).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_goes_to_the_dead_letter_queue_with_its_reason_and_the_consumer_keeps_going() {
-    let harness = Harness::new().await;
-    let (trigger, running) = start(harness.settings()).await;
+    let services = TestServices::create().await;
+    let consumer = TestConsumer::start(services.settings()).await;
     let poison: [&[u8]; 6] = [
         b"not json",
         b"",
@@ -85,7 +79,7 @@ async fn poison_goes_to_the_dead_letter_queue_with_its_reason_and_the_consumer_k
         br#"{"add_up_to": "7"}"#,
     ];
     for body in poison {
-        harness
+        services
             .queue
             .publish_raw(body, demand_properties(Uuid::new_v4()))
             .await;
@@ -93,34 +87,32 @@ async fn poison_goes_to_the_dead_letter_queue_with_its_reason_and_the_consumer_k
     // Valid ones after the poison: one with our properties, one with a message_id that is not a
     // UUID (recorded under a stable derived id), one without message_id (accepted).
     let good = Uuid::new_v4();
-    harness
+    services
         .queue
         .publish_raw(
             br#"{"add_up_to": 4, "done": false}"#,
             demand_properties(good),
         )
         .await;
-    harness
+    services
         .queue
         .publish_raw(
             br#"{"add_up_to": 5}"#,
             BasicProperties::default().with_message_id("order-42".into()),
         )
         .await;
-    harness
+    services
         .queue
         .publish_raw(
             br#"{"add_up_to": 6, "done": false}"#,
             BasicProperties::default(),
         )
         .await;
-    harness
-        .wait_for(DONE_FROM_QUEUE, 3, Duration::from_secs(30))
-        .await;
-    let metrics = running.metrics.clone();
-    stop(trigger, running).await;
+    services.db.eventually_count(DONE_DEMANDS, 3).await;
+    let metrics = consumer.metrics.clone();
+    consumer.stop().await;
     assert_eq!(metrics.dead_lettered.get(), 6);
-    let letters = harness.dead_letters().await;
+    let letters = services.queue.take_dead_letters().await;
     let mut bodies: Vec<&[u8]> = letters
         .iter()
         .map(|letter| letter.body.as_slice())
@@ -150,30 +142,35 @@ async fn poison_goes_to_the_dead_letter_queue_with_its_reason_and_the_consumer_k
             .expect("every poison message is dead-lettered");
         assert!(
             letter
-                .reason
+                .reason()
                 .as_deref()
                 .is_some_and(|given| given.contains(reason)),
             "{:?}: expected {reason:?} in the reason header, got {letter:?}",
             String::from_utf8_lossy(body)
         );
-        assert_eq!(letter.queue.as_deref(), Some(harness.queue.name()));
+        assert_eq!(
+            letter.header(QUEUE_HEADER).as_deref(),
+            Some(services.queue.name())
+        );
         assert!(
-            letter.message_id.is_some(),
+            letter.message_id().is_some(),
             "the original message_id is kept"
         );
     }
     let derived = DemandId::of(Some("order-42")).id();
     assert_eq!(
-        harness.count(&format!(
+        services.db.count(&format!(
             "select count(*) as n from works where demand_id in ('{good}', '{derived}') and done"
         )),
         2
     );
     assert_eq!(
-        harness.count("select count(*) as n from works where add_up_to = 6 and result = 21"),
+        services
+            .db
+            .count("select count(*) as n from works where add_up_to = 6 and result = 21"),
         1
     );
-    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
+    assert_eq!(services.queue.ready_count(services.queue.name()).await, 0);
 }
 
 /// Reads the consumer's metrics endpoint with a plain HTTP/1.1 request.

@@ -4,24 +4,25 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use pp_lib::testkit::{terminate, wait_exit};
+use pp_lib::testkit::{at_least, eventually, terminate, wait_exit};
+use pp_storage::testkit::{DONE_API_WORKS, DONE_DEMANDS, PENDING_API_WORKS};
+use task_consumer::testkit::{TestServices, demands};
 
-use crate::helpers::{DONE_FROM_QUEUE, Harness, demands};
-use crate::sweeper::{PENDING_API_WORKS, SWEPT_API_WORKS};
+use crate::sweeper::insert_api_works;
 
-fn consumer_command(harness: &Harness) -> Command {
+fn consumer_command(services: &TestServices) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_task_consumer"));
     command
-        .env("DATABASE_URL", harness.db.url().expose())
-        .env("AMQP_URL", harness.queue.url().expose())
-        .env("PP_QUEUE", harness.queue.name())
+        .env("DATABASE_URL", services.db.url().expose())
+        .env("AMQP_URL", services.queue.url().expose())
+        .env("PP_QUEUE", services.queue.name())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null());
     command
 }
 
-fn spawn_consumer(harness: &Harness) -> Child {
-    consumer_command(harness)
+fn spawn_consumer(services: &TestServices) -> Child {
+    consumer_command(services)
         .args([
             "run",
             "--metrics-addr",
@@ -41,100 +42,84 @@ fn spawn_consumer(harness: &Harness) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_mid_stream_and_restarted_records_every_demand_once() {
-    let harness = Harness::new().await;
-    let ids = harness.publish(&demands(3_000)).await;
-    let mut first = spawn_consumer(&harness);
+    let services = TestServices::create().await;
+    let ids = services.queue.publish_demands(&demands(3_000)).await;
+    let mut first = spawn_consumer(&services);
     // Kill it once it is well into the stream.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while harness.count(DONE_FROM_QUEUE) < 300 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first consumer made no progress"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the first consumer to record 300", async || {
+        at_least(services.db.count(DONE_DEMANDS), 300)
+    })
+    .await;
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
-    let after_kill = harness.count(DONE_FROM_QUEUE);
+    let after_kill = services.db.count(DONE_DEMANDS);
     assert!(
         after_kill < 3_000,
         "killed before the end ({after_kill} done)"
     );
-    let mut second = spawn_consumer(&harness);
-    harness
-        .wait_for(DONE_FROM_QUEUE, 3_000, Duration::from_secs(90))
-        .await;
+    let mut second = spawn_consumer(&services);
+    services.db.eventually_count(DONE_DEMANDS, 3_000).await;
     terminate(&second);
     let status = wait_exit(&mut second, Duration::from_secs(20)).await;
     assert!(status.success(), "SIGTERM exits 0, got {status}");
-    harness.assert_exactly_once(&ids);
-    assert_eq!(harness.queue.ready_count(harness.queue.name()).await, 0);
+    services.db.assert_recorded_once(&ids);
+    assert_eq!(services.queue.ready_count(services.queue.name()).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_and_acks_in_flight_work_and_exits_0() {
-    let harness = Harness::new().await;
-    let ids = harness.publish(&demands(2_000)).await;
-    let mut consumer = spawn_consumer(&harness);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while harness.count(DONE_FROM_QUEUE) < 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the consumer made no progress"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let services = TestServices::create().await;
+    let ids = services.queue.publish_demands(&demands(2_000)).await;
+    let mut consumer = spawn_consumer(&services);
+    eventually("the consumer to record 200", async || {
+        at_least(services.db.count(DONE_DEMANDS), 200)
+    })
+    .await;
     terminate(&consumer);
     let status = wait_exit(&mut consumer, Duration::from_secs(20)).await;
     assert!(status.success(), "SIGTERM exits 0, got {status}");
     // Everything recorded was acked, everything else is back in the queue: nothing is both.
-    let done = harness.count(DONE_FROM_QUEUE);
-    let ready = i64::from(harness.queue.ready_count(harness.queue.name()).await);
+    let done = services.db.count(DONE_DEMANDS);
+    let ready = i64::from(services.queue.ready_count(services.queue.name()).await);
     assert_eq!(done + ready, 2_000, "{done} recorded + {ready} waiting");
     // A new consumer finishes the rest, exactly once.
-    let mut second = spawn_consumer(&harness);
-    harness
-        .wait_for(DONE_FROM_QUEUE, 2_000, Duration::from_secs(60))
-        .await;
+    let mut second = spawn_consumer(&services);
+    services.db.eventually_count(DONE_DEMANDS, 2_000).await;
     terminate(&second);
     assert!(
         wait_exit(&mut second, Duration::from_secs(20))
             .await
             .success()
     );
-    harness.assert_exactly_once(&ids);
+    services.db.assert_recorded_once(&ids);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_command_the_binary_consumes_as_run_does() {
-    let harness = Harness::new().await;
-    let ids = harness.publish(&demands(50)).await;
-    let mut consumer = consumer_command(&harness)
+    let services = TestServices::create().await;
+    let ids = services.queue.publish_demands(&demands(50)).await;
+    let mut consumer = consumer_command(&services)
         .env("PP_CONSUMER_METRICS_ADDR", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the consumer binary starts");
 
-    harness
-        .wait_for(DONE_FROM_QUEUE, 50, Duration::from_secs(60))
-        .await;
+    services.db.eventually_count(DONE_DEMANDS, 50).await;
     terminate(&consumer);
     let status = wait_exit(&mut consumer, Duration::from_secs(20)).await;
 
     assert!(status.success(), "SIGTERM exits 0, got {status}");
-    harness.assert_exactly_once(&ids);
+    services.db.assert_recorded_once(&ids);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_all_pending_finishes_works_of_any_age_and_says_how_many() {
-    let harness = Harness::new().await;
+    let services = TestServices::create().await;
+    insert_api_works(&services.db, 25);
     {
         use diesel::prelude::*;
-        let mut conn = harness.db.connect();
-        let works: Vec<pp_lib::work::NewWork> =
-            (1..=25).map(pp_lib::work::NewWork::from_api).collect();
-        pp_lib::db::works::insert_works(&mut conn, &works).expect("insert API works");
+        let mut conn = services.db.connect();
         diesel::sql_query(
             "update works set created_on = now() - interval '30 days' \
              where id in (select id from works order by id limit 20)",
@@ -143,11 +128,11 @@ async fn sweep_all_pending_finishes_works_of_any_age_and_says_how_many() {
         .expect("age twenty works");
     }
 
-    let windowed = consumer_command(&harness)
+    let windowed = consumer_command(&services)
         .args(["sweep", "--sweep-batch", "7"])
         .output()
         .expect("task_consumer sweep runs");
-    let all = consumer_command(&harness)
+    let all = consumer_command(&services)
         .args(["sweep", "--all-pending", "--sweep-batch", "7"])
         .output()
         .expect("task_consumer sweep --all-pending runs");
@@ -169,25 +154,20 @@ async fn sweep_all_pending_finishes_works_of_any_age_and_says_how_many() {
         all_out.starts_with("swept 20 pending API-created work(s) of any age in 3 batch(es)"),
         "{all_out}"
     );
-    assert_eq!(harness.count(PENDING_API_WORKS), 0);
-    assert_eq!(harness.count(SWEPT_API_WORKS), 25);
+    assert_eq!(services.db.count(PENDING_API_WORKS), 0);
+    assert_eq!(services.db.count(DONE_API_WORKS), 25);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_exits_0_run_after_run_without_crashing_at_exit() {
-    let harness = Harness::new().await;
-    {
-        let mut conn = harness.db.connect();
-        let works: Vec<pp_lib::work::NewWork> =
-            (1..=3).map(pp_lib::work::NewWork::from_api).collect();
-        pp_lib::db::works::insert_works(&mut conn, &works).expect("insert API works");
-    }
+    let services = TestServices::create().await;
+    insert_api_works(&services.db, 3);
 
     // A spare connection still being opened in the background when the process exits crashed
     // it (SIGSEGV in OpenSSL) about one run in eight.
     let codes: Vec<Option<i32>> = (0..25)
         .map(|_| {
-            consumer_command(&harness)
+            consumer_command(&services)
                 .args(["sweep", "--all-pending"])
                 .output()
                 .expect("task_consumer sweep runs")
@@ -197,5 +177,5 @@ async fn sweep_exits_0_run_after_run_without_crashing_at_exit() {
         .collect();
 
     assert!(codes.iter().all(|code| *code == Some(0)), "{codes:?}");
-    assert_eq!(harness.count(PENDING_API_WORKS), 0);
+    assert_eq!(services.db.count(PENDING_API_WORKS), 0);
 }
