@@ -2,22 +2,46 @@
 //! purpose, with load shedding and without.
 //!
 //! A fresh database of 10,000 works sits behind a proxy that holds every answer of PostgreSQL
-//! back `PP_OVERLOAD_DELAY_MS` (default 300): each statement is that much slower, so the API can
-//! serve far fewer requests than wrk's `PP_OVERLOAD_CONNECTIONS` (default 1000) connections ask
-//! for. wrk asks `GET /work/{id}` for `PP_OVERLOAD_SECONDS` (default 20) against the release API
-//! twice: with `PP_HTTP_DEADLINE=1s` (requests no database thread takes within a second are
-//! answered 503 and never run) and with `PP_HTTP_DEADLINE=10m` (in effect, no shedding). It
-//! prints, for each, the answers by status, the latency percentiles and wrk's errors, and exits
-//! 1 if the shedding run answered anything but 200 or 503 or let a request time out.
+//! back `--delay-ms` (default 300): each statement is that much slower, so the API can serve far
+//! fewer requests than wrk's `--connections` (default 1000) ask for. wrk asks `GET /work/{id}`
+//! for `--seconds` (default 20) against the release API twice: with `PP_HTTP_DEADLINE=1s`
+//! (requests no database thread takes within a second are answered 503 and never run) and with
+//! `PP_HTTP_DEADLINE=10m` (in effect, no shedding). It prints, for each, the answers by status,
+//! the latency percentiles and wrk's errors, and exits 1 if the shedding run answered anything
+//! but 200 or 503 or let a request time out. Each flag can be given by its variable too
+//! (`PP_OVERLOAD_SECONDS`, `PP_OVERLOAD_CONNECTIONS`, `PP_OVERLOAD_DELAY_MS`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use diesel::RunQueryDsl;
-use pp_lib::testkit::{TcpProxy, socket_addr_of, via};
+use pp_lib::testkit::{TcpProxy, socket_addr_of, via, within};
 use pp_storage::testkit::TestDatabase;
+
+/// The API under a thousand connections against a slowed database, with load shedding and
+/// without.
+#[derive(Debug, Parser)]
+#[command(name = "overload")]
+struct Args {
+    /// Seconds wrk runs against each API (5 to 120).
+    #[arg(long, env = "PP_OVERLOAD_SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(5..=120))]
+    seconds: u64,
+    /// wrk's connections (10 to 5000).
+    #[arg(long, env = "PP_OVERLOAD_CONNECTIONS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(10..=5_000))]
+    connections: u64,
+    /// Milliseconds every answer of PostgreSQL is held back (1 to 5000).
+    #[arg(long, env = "PP_OVERLOAD_DELAY_MS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=5_000))]
+    delay_ms: u64,
+}
+
+/// The longest the API may take to answer after its start.
+const API_START_LIMIT: Duration = Duration::from_secs(30);
 
 /// wrk: random ids, answers counted by status, one machine-readable line at the end.
 const WRK_SCRIPT: &str = r#"
@@ -41,16 +65,9 @@ function done(summary, latency, requests)
 end
 "#;
 
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
+    match run(Args::parse()).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
@@ -60,10 +77,12 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<bool> {
-    let seconds: u64 = setting("PP_OVERLOAD_SECONDS", 20_u64).clamp(5, 120);
-    let connections: u64 = setting("PP_OVERLOAD_CONNECTIONS", 1000_u64).clamp(10, 5000);
-    let delay_ms: u64 = setting("PP_OVERLOAD_DELAY_MS", 300_u64).clamp(1, 5000);
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let Args {
+        seconds,
+        connections,
+        delay_ms,
+    } = args;
     let api_binary = std::env::current_exe()
         .context("where am I")?
         .parent()
@@ -167,7 +186,7 @@ async fn measure(
     api_binary: &PathBuf,
     database_url: &str,
     deadline: &str,
-    script: &std::path::Path,
+    script: &Path,
     connections: u64,
     seconds: u64,
 ) -> anyhow::Result<WrkResult> {
@@ -188,16 +207,10 @@ async fn measure(
         .kill_on_drop(true)
         .spawn()
         .context("starting the API")?;
-    let started = Instant::now();
-    while reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    within(API_START_LIMIT, async || reqwest::get(&health).await)
         .await
-        .is_err()
-    {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("the API did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .with_context(|| format!("the API did not answer within {API_START_LIMIT:?}"))?;
     let output = tokio::process::Command::new("wrk")
         .args([
             "-t2",

@@ -1,195 +1,201 @@
 //! `make screenshots`: pictures of the dashboard for the README, taken of a live pipeline.
 //!
 //! Starts the API, its outbox relay and the real consumer over a database and a queue of their
-//! own (as the browser tests do), drives traffic through them for a while (demands enqueued at
-//! a rate that rises and falls, works created over HTTP for the sweeper, a few messages the
-//! consumer must dead-letter), then has headless Chromium photograph each page: the overview in
-//! light and dark at laptop and phone width, the works search, a work's page and the dead
-//! letters. Every figure in them is real. PNGs go to the directory given (default `docs/`).
+//! own (the testkits' `TestApp` and `TestConsumer`, as the browser tests do), drives traffic
+//! through them for a while (demands enqueued at a rate that rises and falls, works created over
+//! HTTP for the sweeper, a few messages the consumer must dead-letter), then has headless
+//! Chromium photograph each page: the overview in light and dark at laptop and phone width, the
+//! works search, a work's page and the dead letters. Every figure in them is real.
 //!
-//! Environment: PP_SCREENSHOT_SECONDS, how long traffic runs first (default 120).
-
-#[allow(dead_code)] // Shared with the browser tests, which use all of it.
-#[path = "../tests/browser/pipeline.rs"]
-mod pipeline;
-#[allow(dead_code)]
-#[path = "../tests/browser/webdriver.rs"]
-mod webdriver;
+//! Usage: `screenshots [DIRECTORY] [--seconds N]` (PNGs to `docs/` by default; `--seconds`, or
+//! `PP_SCREENSHOT_SECONDS`, is how long traffic runs first: 10 to 3600, default 120).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use pipeline::{Options, Pipeline};
+use clap::Parser;
+use lapin::BasicProperties;
+use pp_backend_api::testkit::browser::{Browser, LAPTOP, PHONE};
+use pp_backend_api::testkit::{TestApp, TestSettings};
 use serde_json::json;
-use webdriver::{Browser, LAPTOP, PHONE};
+use task_consumer::testkit::{TestConsumer, test_settings};
+
+/// Photographs the dashboard of a live pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "screenshots")]
+struct Args {
+    /// Where the PNGs go.
+    #[arg(default_value = "docs")]
+    directory: PathBuf,
+    /// Seconds of traffic before the pictures are taken.
+    #[arg(long, env = "PP_SCREENSHOT_SECONDS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(10..=3_600))]
+    seconds: u64,
+}
+
+/// Messages the consumer dead-letters, so the dead-letter page has something to show.
+const POISON: [&str; 3] = [
+    r#"{"add_up_to": -4, "done": false}"#,
+    "not json at all",
+    r#"{"add_up_to": 2147483648}"#,
+];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let directory = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "docs".to_owned()));
-    std::fs::create_dir_all(&directory)
-        .with_context(|| format!("failed to create {}", directory.display()))?;
-    let seconds: u64 = std::env::var("PP_SCREENSHOT_SECONDS")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(120);
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.directory)
+        .with_context(|| format!("failed to create {}", args.directory.display()))?;
 
-    let pipeline = Pipeline::start(Options {
-        consumer: true,
-        ..Options::default()
-    })
-    .await;
-    for body in [
-        r#"{"add_up_to": -4, "done": false}"#,
-        "not json at all",
-        r#"{"add_up_to": 2147483648}"#,
-    ] {
-        pipeline.publish_poison(body).await;
+    let app = TestApp::spawn(TestSettings::new().relaying()).await;
+    let consumer = TestConsumer::start(test_settings(app.db.config(), app.queue().config())).await;
+    for body in POISON {
+        let properties = BasicProperties::default()
+            .with_message_id(uuid::Uuid::new_v4().to_string().as_str().into())
+            .with_content_type("application/json".into());
+        app.queue().publish_raw(body.as_bytes(), properties).await;
     }
     println!(
-        "screenshots: {seconds} s of traffic through {}",
-        pipeline.url
+        "screenshots: {} s of traffic through {}",
+        args.seconds, app.address
     );
-    drive_traffic(&pipeline, Duration::from_secs(seconds)).await?;
+    drive_traffic(&app, Duration::from_secs(args.seconds)).await?;
 
     let laptop = Browser::open(LAPTOP).await;
     let phone = Browser::open(PHONE).await;
-    for theme in ["light", "dark"] {
-        for (browser, width) in [(&laptop, "laptop"), (&phone, "phone")] {
-            shoot(
-                &pipeline,
-                browser,
-                theme,
-                "",
-                "#rate-total",
-                &directory,
-                &format!("dashboard-overview-{width}-{theme}.png"),
-            )
-            .await?;
-        }
-    }
-    let code = first_api_code(&pipeline).await?;
-    show(&pipeline, &laptop, "light", "#/works", "#page-info").await;
-    laptop.type_into("#search-prefix", &code[..5]).await;
-    laptop.click("#search-form button[type=submit]").await;
-    laptop
-        .wait_for_text("#page-info", |text| text.contains("work(s)"))
+    let shots = Shots {
+        app: &app,
+        directory: &args.directory,
+    };
+    shots.overviews(&laptop, &phone).await?;
+    shots.works(&laptop).await?;
+    shots
+        .page(&laptop, "light", "#/dead-letters", "#dlq-list pre")
         .await;
-    save(&laptop, &directory, "dashboard-works-laptop-light.png").await?;
-    laptop.click("#works-rows tr").await;
-    laptop
-        .wait_for_text("#work-events", |text| text.contains("compute/result"))
+    shots
+        .save(&laptop, "dashboard-dead-letters-laptop-light.png")
+        .await?;
+    shots
+        .page(&phone, "dark", "#/dead-letters", "#dlq-list pre")
         .await;
-    save(&laptop, &directory, "dashboard-work-laptop-light.png").await?;
-    shoot(
-        &pipeline,
-        &laptop,
-        "light",
-        "#/dead-letters",
-        "#dlq-list pre",
-        &directory,
-        "dashboard-dead-letters-laptop-light.png",
-    )
-    .await?;
-    shoot(
-        &pipeline,
-        &phone,
-        "dark",
-        "#/dead-letters",
-        "#dlq-list pre",
-        &directory,
-        "dashboard-dead-letters-phone-dark.png",
-    )
-    .await?;
+    shots
+        .save(&phone, "dashboard-dead-letters-phone-dark.png")
+        .await?;
     laptop.close().await;
     phone.close().await;
-    pipeline.stop().await;
+    consumer.stop().await;
     Ok(())
 }
 
-/// For `duration`: demands enqueued every 250 ms at a rate that rises and falls, and a few works
+/// For `duration`: demands enqueued every 250 ms at a rate that rises and falls, and a work
 /// created over HTTP each second for the sweeper.
-async fn drive_traffic(pipeline: &Pipeline, duration: Duration) -> anyhow::Result<()> {
+async fn drive_traffic(app: &TestApp, duration: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_millis(250));
     let mut tick = 0_u64;
     while started.elapsed() < duration {
+        ticks.tick().await;
         let phase = started.elapsed().as_secs_f64() / 20.0;
         let count = (8.0 + 7.0 * phase.sin() + 3.0 * (phase * 2.7).cos())
             .round()
             .max(1.0);
-        pipeline
-            .client
-            .post(format!("{}/dashboard/api/demands", pipeline.url))
+        app.client
+            .post(app.url("/dashboard/api/demands"))
             .json(&json!({ "count": count }))
             .send()
             .await
             .context("failed to enqueue demands")?;
         if tick.is_multiple_of(4) {
-            pipeline
-                .client
-                .post(format!("{}/work", pipeline.url))
+            app.client
+                .post(app.url("/work"))
                 .send()
                 .await
                 .context("failed to create a work")?;
         }
         tick += 1;
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Ok(())
 }
 
-async fn first_api_code(pipeline: &Pipeline) -> anyhow::Result<String> {
-    let works: serde_json::Value = pipeline
-        .client
-        .get(format!(
-            "{}/work/search?work_code=api-&limit=1",
-            pipeline.url
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
-    works[0]["work_code"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no API work to show")
+/// Where the pictures are taken and where they go.
+struct Shots<'a> {
+    app: &'a TestApp,
+    directory: &'a Path,
 }
 
-async fn shoot(
-    pipeline: &Pipeline,
-    browser: &Browser,
-    theme: &str,
-    fragment: &str,
-    shown: &str,
-    directory: &Path,
-    name: &str,
-) -> anyhow::Result<()> {
-    show(pipeline, browser, theme, fragment, shown).await;
-    save(browser, directory, name).await
+impl Shots<'_> {
+    /// The overview, light and dark, at laptop and phone width.
+    async fn overviews(&self, laptop: &Browser, phone: &Browser) -> anyhow::Result<()> {
+        for theme in ["light", "dark"] {
+            for (browser, width) in [(laptop, "laptop"), (phone, "phone")] {
+                self.page(browser, theme, "", "#rate-total").await;
+                self.save(browser, &format!("dashboard-overview-{width}-{theme}.png"))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The works search for an API work's code, then that work's page.
+    async fn works(&self, laptop: &Browser) -> anyhow::Result<()> {
+        let works = self
+            .app
+            .get_json("/work/search?work_code=api-&limit=1")
+            .await;
+        let code = works[0]["work_code"]
+            .as_str()
+            .context("no API work to show")?;
+        self.page(laptop, "light", "#/works", "#page-info").await;
+        laptop.type_into("#search-prefix", &code[..5]).await;
+        laptop.click("#search-form button[type=submit]").await;
+        laptop
+            .wait_for_text("#page-info", |text| text.contains("work(s)"))
+            .await;
+        self.save(laptop, "dashboard-works-laptop-light.png")
+            .await?;
+        laptop.click("#works-rows tr").await;
+        laptop
+            .wait_for_text("#work-events", |text| text.contains("compute/result"))
+            .await;
+        self.save(laptop, "dashboard-work-laptop-light.png").await
+    }
+
+    /// Loads the page at `fragment` in `theme` and waits until `shown` has its text and the page
+    /// has refreshed twice more (the chart and every figure filled in).
+    async fn page(&self, browser: &Browser, theme: &str, fragment: &str, shown: &str) {
+        browser.goto(&self.app.url("/")).await;
+        browser
+            .execute(
+                "localStorage.setItem('pp-theme', arguments[0]);",
+                json!([theme]),
+            )
+            .await;
+        browser.goto(&self.app.url(&format!("/{fragment}"))).await;
+        browser.execute("location.reload();", json!([])).await;
+        browser
+            .wait_for_text(shown, |text| !text.is_empty() && text != "–")
+            .await;
+        for _ in 0..2 {
+            let text = browser.text("#updated").await.unwrap_or_default();
+            let before = refreshed_at(&text).to_owned();
+            browser
+                .wait_for_text("#updated", |text| {
+                    text.starts_with("Updated") && refreshed_at(text) != before
+                })
+                .await;
+        }
+    }
+
+    async fn save(&self, browser: &Browser, name: &str) -> anyhow::Result<()> {
+        let path = self.directory.join(name);
+        std::fs::write(&path, browser.screenshot().await)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        println!("screenshots: {}", path.display());
+        Ok(())
+    }
 }
 
-/// Loads the page at `fragment` in `theme` and waits until `shown` has its text and the page
-/// has refreshed twice (the chart and every figure filled in).
-async fn show(pipeline: &Pipeline, browser: &Browser, theme: &str, fragment: &str, shown: &str) {
-    browser.goto(&pipeline.page("")).await;
-    browser
-        .execute(
-            "localStorage.setItem('pp-theme', arguments[0]);",
-            json!([theme]),
-        )
-        .await;
-    browser.goto(&pipeline.page(fragment)).await;
-    browser.execute("location.reload();", json!([])).await;
-    browser
-        .wait_for_text(shown, |text| !text.is_empty() && text != "–")
-        .await;
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-}
-
-async fn save(browser: &Browser, directory: &Path, name: &str) -> anyhow::Result<()> {
-    let path = directory.join(name);
-    std::fs::write(&path, browser.screenshot().await)
-        .with_context(|| format!("failed to write {}", path.display()))?;
-    println!("screenshots: {}", path.display());
-    Ok(())
+/// `Updated 12:00:01` of `Updated 12:00:01, 3 s ago`: when the page last refreshed.
+fn refreshed_at(text: &str) -> &str {
+    text.split(',').next().unwrap_or(text)
 }

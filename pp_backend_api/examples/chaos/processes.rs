@@ -90,10 +90,6 @@ impl Process {
             _ => None,
         }
     }
-
-    pub fn log(&self) -> &Path {
-        &self.log
-    }
 }
 
 fn open_log(path: &Path) -> anyhow::Result<File> {
@@ -104,8 +100,103 @@ fn open_log(path: &Path) -> anyhow::Result<File> {
         .with_context(|| format!("cannot open {}", path.display()))
 }
 
-/// A shared service and the commands that take it down and bring it back. Each can be replaced
-/// through the environment, for machines whose services are managed otherwise.
+/// The commands that take each shared service down and bring it back, for machines whose
+/// services are managed otherwise than by this one's defaults.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceCommands {
+    /// Crash-stops PostgreSQL [default: pg_ctlcluster … main stop -m immediate].
+    #[arg(long, env = "PP_CHAOS_PG_DOWN", value_name = "COMMAND")]
+    pub pg_down: Option<String>,
+    /// Starts PostgreSQL again [default: pg_ctlcluster … main start].
+    #[arg(long, env = "PP_CHAOS_PG_UP", value_name = "COMMAND")]
+    pub pg_up: Option<String>,
+    /// Stops RabbitMQ's application (connections closed, queues kept).
+    #[arg(
+        long,
+        env = "PP_CHAOS_RABBITMQ_DOWN",
+        value_name = "COMMAND",
+        default_value = "timeout 120 rabbitmqctl stop_app"
+    )]
+    pub rabbitmq_down: String,
+    /// Starts RabbitMQ's application again.
+    #[arg(
+        long,
+        env = "PP_CHAOS_RABBITMQ_UP",
+        value_name = "COMMAND",
+        default_value = "timeout 120 rabbitmqctl start_app"
+    )]
+    pub rabbitmq_up: String,
+    /// Shuts Redis down (it keeps nothing on disk here).
+    #[arg(
+        long,
+        env = "PP_CHAOS_REDIS_DOWN",
+        value_name = "COMMAND",
+        default_value = "timeout 30 redis-cli -h 127.0.0.1 -p 6379 shutdown nosave"
+    )]
+    pub redis_down: String,
+    /// Starts Redis again, empty.
+    #[arg(
+        long,
+        env = "PP_CHAOS_REDIS_UP",
+        value_name = "COMMAND",
+        default_value = "timeout 30 redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''"
+    )]
+    pub redis_up: String,
+}
+
+/// The shared services a run restarts.
+pub struct Services {
+    pub postgres: Service,
+    pub rabbitmq: Service,
+    pub redis: Service,
+}
+
+impl Services {
+    pub fn new(commands: &ServiceCommands) -> Self {
+        let cluster = format!(
+            "pg_ctlcluster --skip-systemctl-redirect {} main",
+            postgres_version()
+        );
+        Services {
+            postgres: Service {
+                name: "PostgreSQL",
+                down: commands
+                    .pg_down
+                    .clone()
+                    .unwrap_or_else(|| format!("timeout 60 {cluster} stop -m immediate")),
+                up: commands
+                    .pg_up
+                    .clone()
+                    .unwrap_or_else(|| format!("timeout 120 {cluster} start")),
+            },
+            rabbitmq: Service {
+                name: "RabbitMQ",
+                down: commands.rabbitmq_down.clone(),
+                up: commands.rabbitmq_up.clone(),
+            },
+            redis: Service {
+                name: "Redis",
+                down: commands.redis_down.clone(),
+                up: commands.redis_up.clone(),
+            },
+        }
+    }
+}
+
+/// The newest PostgreSQL cluster version under /etc/postgresql (Debian's layout).
+fn postgres_version() -> String {
+    std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .max()
+        })
+        .unwrap_or_default()
+}
+
+/// A shared service and the commands that take it down and bring it back.
 pub struct Service {
     pub name: &'static str,
     down: String,
@@ -113,52 +204,6 @@ pub struct Service {
 }
 
 impl Service {
-    /// PostgreSQL, crash-stopped (`-m immediate`: no checkpoint, recovery at start).
-    pub fn postgres() -> anyhow::Result<Self> {
-        let version = std::fs::read_dir("/etc/postgresql")
-            .ok()
-            .and_then(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                    .max()
-            })
-            .unwrap_or_default();
-        let cluster = format!("pg_ctlcluster --skip-systemctl-redirect {version} main");
-        Ok(Service {
-            name: "PostgreSQL",
-            down: env_or(
-                "PP_CHAOS_PG_DOWN",
-                &format!("timeout 60 {cluster} stop -m immediate"),
-            ),
-            up: env_or("PP_CHAOS_PG_UP", &format!("timeout 120 {cluster} start")),
-        })
-    }
-
-    /// RabbitMQ's application stopped and started: every connection closed, queues kept.
-    pub fn rabbitmq() -> Self {
-        Service {
-            name: "RabbitMQ",
-            down: env_or("PP_CHAOS_RABBITMQ_DOWN", "timeout 120 rabbitmqctl stop_app"),
-            up: env_or("PP_CHAOS_RABBITMQ_UP", "timeout 120 rabbitmqctl start_app"),
-        }
-    }
-
-    /// Redis shut down (it keeps nothing on disk here) and started again, empty.
-    pub fn redis() -> Self {
-        Service {
-            name: "Redis",
-            down: env_or(
-                "PP_CHAOS_REDIS_DOWN",
-                "timeout 30 redis-cli -h 127.0.0.1 -p 6379 shutdown nosave",
-            ),
-            up: env_or(
-                "PP_CHAOS_REDIS_UP",
-                "timeout 30 redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''",
-            ),
-        }
-    }
-
     pub async fn down(&self) -> anyhow::Result<()> {
         shell(&self.down)
             .await
@@ -170,10 +215,6 @@ impl Service {
             .await
             .with_context(|| format!("cannot bring {} back", self.name))
     }
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 async fn shell(command: &str) -> anyhow::Result<()> {
