@@ -1,7 +1,8 @@
 # pp — one target per operation. `make` alone lists them.
 #
 # The newcomer's path is two commands: `make run` (the whole system) and `make test`.
-# Both prepare the machine first (`make setup`: services, database, migrations).
+# Both prepare the machine first (`make setup`: services, database, migrations). Every target
+# installs the tools it needs itself, with scripts/install.sh (idempotent: present ones are kept).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -10,33 +11,40 @@ CARGO ?= cargo
 .PHONY: help setup build migrate db-status db-reset api producer consumer run test contract bench-api bench-queue bench-dashboard seed-big screenshots bench-overload chaos cli-run-01 cli-run-02 compose-check lint fmt ci clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: ## Start (or install) PostgreSQL, RabbitMQ and Redis, create and migrate the database
 	@scripts/setup.sh
 
 build: ## Build every crate (debug)
+	@scripts/install.sh libpq
 	$(CARGO) build --workspace --all-targets
 
 migrate: ## Create the database if missing and apply pending migrations
+	@scripts/install.sh libpq
 	$(CARGO) run --quiet -p pp_storage -- migrate
 
 db-status: ## Show which migrations the database has
+	@scripts/install.sh libpq
 	$(CARGO) run --quiet -p pp_storage -- status
 
 db-reset: ## Delete every row: revert and re-apply all migrations (asks for nothing: be sure)
+	@scripts/install.sh libpq
 	$(CARGO) run --quiet -p pp_storage -- reset --yes
 
 api: ## Run the REST API (release build), migrating the database first
+	@scripts/install.sh libpq
 	$(CARGO) build --release -p pp_backend_api -p pp_storage
 	target/release/pp_storage migrate
 	target/release/pp_backend_api
 
 producer: ## Run task_producer (release build): one random demand every 4 s, until Ctrl-C
+	@scripts/install.sh libpq
 	$(CARGO) build --release -p task_producer
 	target/release/task_producer run
 
 consumer: ## Run task_consumer (release build) with its sweeper, migrating the database first
+	@scripts/install.sh libpq
 	$(CARGO) build --release -p task_consumer -p pp_storage
 	target/release/pp_storage migrate
 	target/release/task_consumer run
@@ -44,29 +52,35 @@ consumer: ## Run task_consumer (release build) with its sweeper, migrating the d
 run: setup ## Run the whole system: services, database, then API + consumer + producer (Ctrl-C stops all)
 	@scripts/run.sh
 
-test: setup ## Run every test against the real services (runs setup first)
+test: setup ## Run every test against the real services (runs setup first; installs Chromium for the browser tests)
+	@scripts/install.sh chromium
 	@scripts/test.sh
 
 contract: setup ## Fuzz the API against its own OpenAPI document (schemathesis, every check); fails on any mismatch
+	@scripts/install.sh schemathesis
 	@scripts/contract.sh
 
-bench-api: setup ## Benchmark the API against pgbench on the same statements (installs wrk if missing)
+bench-api: setup ## Benchmark the API against pgbench on the same statements (installs wrk and pgbench if missing)
+	@scripts/install.sh wrk pgbench
 	@scripts/bench-api.sh
 
 bench-queue: setup ## Benchmark the pipeline: publish rate, consumer rate, and pgbench on the consumer's transaction
+	@scripts/install.sh pgbench
 	@scripts/bench-queue.sh
 
 bench-dashboard: setup ## Seed a million works and three million events, time every dashboard query (< 50 ms each), and GET with and without 5 dashboard tabs
+	@scripts/install.sh wrk
 	@scripts/bench-dashboard.sh
 
 seed-big: setup ## Seed pp_bench_dashboard with a million works and three million events (SQL only) and leave it in place
 	@PP_BENCH_SEED_ONLY=1 scripts/bench-dashboard.sh
 
 screenshots: setup ## Photograph the dashboard of a live pipeline (light and dark, laptop and phone) into docs/
+	@scripts/install.sh chromium
 	$(CARGO) run --quiet -p pp_backend_api --example screenshots -- docs
 
 bench-overload: setup ## A thousand connections against a database slowed on purpose, with load shedding and without (installs wrk if missing)
-	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && timeout 300 apt-get install -y --no-install-recommends wrk >/dev/null; } || { echo "bench-overload: install wrk" >&2; exit 1; }
+	@scripts/install.sh wrk
 	$(CARGO) build --release -p pp_backend_api --bins --example overload
 	ulimit -n "$$(ulimit -Hn)" && target/release/examples/overload
 
@@ -86,12 +100,12 @@ cli-run-02: ## Show cli_02's raw HTTP/1.1 exchanges against a running API (make 
 	target/debug/cli_02 --addr $(or $(PP_CLI_ADDR),127.0.0.1:3000) '/work/search?work_code=api&limit=2'
 	-target/debug/cli_02 --addr $(or $(PP_CLI_ADDR),127.0.0.1:3000) /work/abc
 
-compose-check: ## Validate docker-compose.yml without a Docker engine (docker-compose from make setup)
-	@command -v docker-compose >/dev/null \
-		|| { echo "compose-check: docker-compose is missing: run make setup (Debian: apt-get install docker-compose)" >&2; exit 1; }
+compose-check: ## Validate docker-compose.yml without a Docker engine (installs Debian's docker-compose if missing)
+	@scripts/install.sh docker-compose
 	docker-compose -f docker-compose.yml config -q
 
 lint: ## Check formatting and clippy (warnings are errors)
+	@scripts/install.sh libpq
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

@@ -15,6 +15,8 @@
 # end): GET by id on a warmed cache beside pgbench's select by primary key, and POST with a rate
 # limit that is never reached beside POST without one (the limiter's cost).
 #
+# Needs wrk and pgbench: `make bench-api` installs them (scripts/install.sh wrk pgbench).
+#
 # Environment: DATABASE_URL (the server; the database used is pp_bench, recreated),
 # PP_BENCH_SECONDS (default 10), PP_BENCH_ROWS (seeded works, default 100000),
 # PP_BENCH_POOL (connections, API pool and pgbench, default 8), PP_BENCH_WRK_CONNECTIONS (default 32).
@@ -32,17 +34,9 @@ export PP_BENCH_ROWS=$rows
 
 say() { printf 'bench: %s\n' "$*"; }
 
-if ! command -v wrk >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing wrk and pgbench (apt)"
-        timeout 300 apt-get install -y --no-install-recommends wrk postgresql-contrib >/dev/null \
-            || { timeout 300 apt-get update >/dev/null && timeout 300 apt-get install -y --no-install-recommends wrk postgresql-contrib >/dev/null; }
-    else
-        echo "bench: error: wrk is missing: install it (Debian/Ubuntu: apt-get install wrk)" >&2
-        exit 1
-    fi
-fi
-command -v pgbench >/dev/null 2>&1 || { echo "bench: error: pgbench is missing (apt-get install postgresql-contrib)" >&2; exit 1; }
+for tool in wrk pgbench; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "bench: error: $tool is missing: run scripts/install.sh $tool" >&2; exit 1; }
+done
 
 say "building the release API"
 cargo build --quiet --release -p pp_backend_api -p pp_storage

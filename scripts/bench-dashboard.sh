@@ -15,6 +15,8 @@
 #      fetching the overview every 2 s, the page's own rate), PP_BENCH_ROUNDS times in turn, and
 #      prints both figures side by side.
 #
+# Step 3 needs wrk: `make bench-dashboard` installs it (scripts/install.sh wrk).
+#
 # Environment: DATABASE_URL (the server), PP_BENCH_WORKS, PP_BENCH_SECONDS (each wrk run, default
 # 10), PP_BENCH_ROUNDS (default 2), PP_BENCH_POOL (default 8), PP_BENCH_WRK_CONNECTIONS (32).
 set -euo pipefail
@@ -119,7 +121,7 @@ curl -fsS "http://127.0.0.1:$port/dashboard/api/overview" \
     | python3 -c 'import json,sys; o=json.load(sys.stdin); print(json.dumps({k: o[k] for k in ("works","backlogs")}))'
 psql "$bench_url" -qAt -c "select format('exact: %s pending, %s done, %s events, %s done in the last hour', count(*) filter (where not done), count(*) filter (where done), (select count(*) from events), count(*) filter (where done and updated_on >= now() - interval '1 hour')) from works"
 
-command -v wrk >/dev/null 2>&1 || { echo "bench: error: wrk is missing (make bench-api installs it; apt-get install wrk)" >&2; exit 1; }
+command -v wrk >/dev/null 2>&1 || { echo "bench: error: wrk is missing: run scripts/install.sh wrk" >&2; exit 1; }
 run_wrk() {
     local out line
     out=$(cd scripts/bench && cat report.lua get_work.lua > /tmp/pp_bench_dashboard_wrk.lua && \

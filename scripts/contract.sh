@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks that the API does exactly what its OpenAPI document says: a release API on a database of
-# its own, and schemathesis (pinned, in the project's .venv-contract, installed by `make setup`)
-# running every check against /api-docs/openapi.json. Exits non-zero on any failure.
+# its own, and schemathesis (pinned, in the project's .venv-contract, which `make contract`
+# installs with scripts/install.sh schemathesis) running every check against
+# /api-docs/openapi.json. Exits non-zero on any failure.
 #
 # Environment: DATABASE_URL (the server; the database used is pp_contract_<pid>, dropped after),
 # PP_CONTRACT_PORT (default 3394), PP_CONTRACT_SECONDS (bound on the fuzzer's run, default 900).
@@ -17,7 +18,7 @@ schemathesis=.venv-contract/bin/schemathesis
 
 say() { printf 'contract: %s\n' "$*"; }
 
-[ -x "$schemathesis" ] || { echo "contract: error: $schemathesis is missing: run make setup" >&2; exit 1; }
+[ -x "$schemathesis" ] || { echo "contract: error: $schemathesis is missing: run scripts/install.sh schemathesis" >&2; exit 1; }
 
 say "building the release API"
 cargo build --quiet --release -p pp_backend_api -p pp_storage

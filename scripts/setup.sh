@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# setup.sh: makes this machine ready to build, test and run pp (what `make setup` runs).
+# setup.sh: starts PostgreSQL, RabbitMQ and Redis, and migrates the database (`make setup`).
 #
-# Bash does here only what bash must: install packages (apt, as root or with passwordless sudo)
-# and start services without systemd. What pp is configured with is asked of `pp_storage`, which
-# reads it exactly as every pp binary does (flags, environment, ./.env, the defaults):
+# Bash does here only what bash must: install packages and start services without systemd. What
+# pp is configured with is asked of `pp_storage`, which reads it exactly as every pp binary does
+# (flags, environment, ./.env, the defaults):
 #
-#   1. The build prerequisites: libpq (Diesel links it) and cargo; then pp_storage is built.
+#   1. The build prerequisites: libpq (scripts/install.sh libpq) and cargo; then pp_storage is built.
 #   2. `pp_storage check` says where PostgreSQL, RabbitMQ and Redis are (URLs redacted) and which
 #      answer. A local (loopback) one that does not is started: the installed server, without
 #      systemd; else installed with apt (Debian/Ubuntu, as root or with passwordless sudo) and
@@ -13,8 +13,9 @@
 #      A service on another host is only checked, never started.
 #   3. `pp_storage migrate` creates the database if missing and applies the migrations, unless
 #      PP_SETUP_SKIP_MIGRATE=1.
-#   4. The tools of other targets: schemathesis in .venv-contract (`make contract`), and
-#      docker-compose, which validates docker-compose.yml without an engine (`make compose-check`).
+#
+# The tools other targets need (Chromium, schemathesis, wrk...) are not set up here: each target
+# installs its own with scripts/install.sh.
 #
 # Idempotent: a second run changes nothing. Never prompts and never waits without a bound.
 # Passwords in URLs are never printed.
@@ -25,147 +26,13 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-log() { printf 'setup: %s\n' "$*"; }
-err() { printf 'setup: error: %s\n' "$*" >&2; }
-die() {
-    local line
-    for line in "$@"; do err "$line"; done
-    exit 1
-}
-
-# ---------------------------------------------------------------------------------------------
-# Running commands: bounded in time, as root where needed
-# ---------------------------------------------------------------------------------------------
-
-TIMEOUT_BIN=
-if command -v timeout >/dev/null 2>&1; then
-    TIMEOUT_BIN=timeout
-elif command -v gtimeout >/dev/null 2>&1; then
-    TIMEOUT_BIN=gtimeout
-fi
-
-# with_timeout SECONDS COMMAND...: runs COMMAND (an executable, not a function), killed after
-# SECONDS. Uses timeout(1) when present (macOS has none by default), else a watcher process.
-with_timeout() {
-    local secs=$1
-    shift
-    if [ -n "$TIMEOUT_BIN" ]; then
-        "$TIMEOUT_BIN" "$secs" "$@"
-        return
-    fi
-    local pid watcher rc=0
-    "$@" <&0 &
-    pid=$!
-    (
-        sleep "$secs"
-        kill -TERM "$pid" 2>/dev/null
-    ) </dev/null >/dev/null 2>&1 &
-    watcher=$!
-    wait "$pid" || rc=$?
-    kill "$watcher" 2>/dev/null || true
-    wait "$watcher" 2>/dev/null || true
-    return "$rc"
-}
-
-# Root: either we are root, or sudo works without a password (never prompts).
-CAN_ROOT=0
-if [ "$(id -u)" -eq 0 ]; then
-    CAN_ROOT=1
-elif command -v sudo >/dev/null 2>&1 && with_timeout 5 sudo -n true </dev/null >/dev/null 2>&1; then
-    CAN_ROOT=2
-fi
-
-# as_root SECONDS COMMAND...: runs COMMAND as root (directly or with sudo -n), bounded.
-as_root() {
-    local secs=$1
-    shift
-    if [ "$CAN_ROOT" -eq 1 ]; then
-        with_timeout "$secs" "$@"
-    else
-        with_timeout "$secs" sudo -n "$@"
-    fi
-}
-
-# privileged SECONDS COMMAND...: as root when we can be, else as ourselves.
-privileged() {
-    if [ "$CAN_ROOT" -ne 0 ]; then
-        as_root "$@"
-    else
-        with_timeout "$@"
-    fi
-}
-
-# can_apt: true on Debian/Ubuntu when we can be root.
-can_apt() { [ -f /etc/debian_version ] && [ "$CAN_ROOT" -ne 0 ]; }
-
-APT_UPDATED=0
-apt_install() {
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        as_root 600 env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -qq update </dev/null ||
-            die "apt-get update failed"
-        APT_UPDATED=1
-    fi
-    log "apt-get install $*"
-    as_root 1200 env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -qq install -y \
-        --no-install-recommends "$@" </dev/null || die "apt-get install $* failed"
-}
-
-# run_start LABEL COMMAND...: runs a daemon's start command with its output in a file (never a
-# pipe: a daemon that kept the pipe open would make `make setup | tee` hang); prints the output
-# and fails when the command fails.
-START_LOG=$(mktemp "${TMPDIR:-/tmp}/pp-setup.XXXXXX")
-trap 'rm -f "$START_LOG"' EXIT
-run_start() {
-    local label=$1
-    shift
-    if "$@" </dev/null >"$START_LOG" 2>&1; then
-        return 0
-    fi
-    err "could not start $label:"
-    sed 's/^/setup: error:   /' "$START_LOG" >&2
-    return 1
-}
+# shellcheck source=scripts/lib/common.sh
+. scripts/lib/common.sh
+log_as setup
 
 # ---------------------------------------------------------------------------------------------
 # Build prerequisites, and pp_storage: pp's configuration, the services' state, the migrations
 # ---------------------------------------------------------------------------------------------
-
-have_libpq() {
-    if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists libpq 2>/dev/null; then
-        return 0
-    fi
-    local ldconfig
-    ldconfig=$(command -v ldconfig 2>/dev/null || true)
-    [ -n "$ldconfig" ] || [ ! -x /sbin/ldconfig ] || ldconfig=/sbin/ldconfig
-    # The unversioned libpq.so (from libpq-dev) is what the linker needs; libpq.so.5 alone is not enough.
-    if [ -n "$ldconfig" ] && "$ldconfig" -p 2>/dev/null | grep -q 'libpq\.so '; then
-        return 0
-    fi
-    # pq-sys also asks pg_config for the library directory.
-    if command -v pg_config >/dev/null 2>&1; then
-        local libdir
-        libdir=$(pg_config --libdir 2>/dev/null || true)
-        [ -z "$libdir" ] || [ ! -e "$libdir/libpq.so" ] || return 0
-        [ -z "$libdir" ] || [ ! -e "$libdir/libpq.dylib" ] || return 0
-    fi
-    return 1
-}
-
-ensure_libpq() {
-    if have_libpq; then
-        log "libpq (for diesel) found"
-    elif can_apt; then
-        apt_install libpq-dev pkg-config
-        have_libpq || die "libpq still not found after installing libpq-dev"
-        log "libpq installed (libpq-dev)"
-    else
-        die "libpq (needed to link diesel) is not installed:" \
-            "  Debian/Ubuntu: sudo apt-get install -y libpq-dev pkg-config" \
-            "  Fedora:        sudo dnf install libpq-devel pkgconf-pkg-config" \
-            "  macOS:         brew install libpq pkg-config && export PKG_CONFIG_PATH=\"\$(brew --prefix libpq)/lib/pkgconfig\""
-    fi
-}
 
 ensure_cargo() {
     if ! command -v cargo >/dev/null 2>&1; then
@@ -211,19 +78,8 @@ migrate() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# One function per service: is it installed, and start it (installing it first when it is
-# missing and apt can). Each takes the host and port pp_storage reported.
+# PostgreSQL: its clusters (Debian layout), and loopback access without a password
 # ---------------------------------------------------------------------------------------------
-
-# pg_server_version: the newest PostgreSQL server installed under the Debian layout.
-pg_server_version() {
-    local dir
-    for dir in /usr/lib/postgresql/*/bin/postgres; do
-        [ -x "$dir" ] || continue
-        dir=${dir%/bin/postgres}
-        printf '%s\n' "${dir##*/}"
-    done | sort -n | tail -n 1
-}
 
 # pg_clusters: one line "VERSION CLUSTER PORT" per PostgreSQL cluster (Debian layout).
 pg_clusters() {
@@ -250,10 +106,21 @@ pg_pick_cluster() {
     printf '%s\n' "$clusters" | head -n 1
 }
 
+# pg_hba_missing HBA_TEXT: the trust lines for user postgres on loopback that HBA_TEXT lacks
+# (one already there for user postgres or all counts).
+pg_hba_missing() {
+    local addr
+    for addr in 127.0.0.1/32 ::1/128; do
+        if ! printf '%s\n' "$1" | grep -Eq "^[[:space:]]*host[[:space:]]+all[[:space:]]+(postgres|all)[[:space:]]+${addr//./\\.}[[:space:]]+trust([[:space:]]|$)"; then
+            printf 'host all postgres %s trust\n' "$addr"
+        fi
+    done
+}
+
 # pg_trust_loopback VERSION CLUSTER: lets user postgres connect over loopback TCP without a
 # password (the default DATABASE_URL has none). Only for a cluster this script installed or started.
 pg_trust_loopback() {
-    local version=$1 cluster=$2 hba current missing="" line addr tmp
+    local version=$1 cluster=$2 hba current missing tmp
     hba=/etc/postgresql/$version/$cluster/pg_hba.conf
     if [ "$CAN_ROOT" -eq 0 ] && [ ! -w "$hba" ]; then
         log "warning: cannot edit $hba (not root); if migrations fail with an authentication error, add" \
@@ -261,14 +128,7 @@ pg_trust_loopback() {
         return 0
     fi
     current=$(privileged 10 cat "$hba") || die "cannot read $hba"
-    for addr in 127.0.0.1/32 ::1/128; do
-        line="host all postgres $addr trust"
-        # Present already (for user postgres or all)?
-        if printf '%s\n' "$current" | grep -Eq "^[[:space:]]*host[[:space:]]+all[[:space:]]+(postgres|all)[[:space:]]+${addr//./\\.}[[:space:]]+trust([[:space:]]|$)"; then
-            continue
-        fi
-        missing="$missing$line"$'\n'
-    done
+    missing=$(pg_hba_missing "$current")
     if [ -z "$missing" ]; then
         log "PostgreSQL $version/$cluster: pg_hba.conf already trusts user postgres on loopback; unchanged"
         return 0
@@ -276,7 +136,7 @@ pg_trust_loopback() {
     tmp=$(mktemp "${TMPDIR:-/tmp}/pp-setup-hba.XXXXXX")
     {
         printf '# Added by pp scripts/setup.sh: user postgres connects over loopback TCP without a password.\n'
-        printf '%s' "$missing"
+        printf '%s\n' "$missing"
         printf '%s\n' "$current"
     } >"$tmp"
     chmod 644 "$tmp"
@@ -289,8 +149,13 @@ pg_trust_loopback() {
     run_start "PostgreSQL (reload)" privileged 60 pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" reload ||
         die "pg_ctlcluster $version $cluster reload failed"
     log "PostgreSQL $version/$cluster: this script added to the top of $hba (and reloaded):"
-    printf '%s' "$missing" | sed 's/^/setup:   /'
+    printf '%s\n' "$missing" | sed 's/^/setup:   /'
 }
+
+# ---------------------------------------------------------------------------------------------
+# One function per service: is it installed, and start it (installing it first when it is
+# missing and apt can). Each start takes the host and port pp_storage reported.
+# ---------------------------------------------------------------------------------------------
 
 postgresql_installed() { command -v pg_ctlcluster >/dev/null 2>&1 && [ -n "$(pg_server_version)" ]; }
 
@@ -360,6 +225,26 @@ start_redis() {
             "run \`redis-server --port $port\` in a terminal to see why it stops"
 }
 
+# service_installed SERVICE: whether the service's server is installed on this machine.
+service_installed() {
+    case $1 in
+        postgresql) postgresql_installed ;;
+        rabbitmq) rabbitmq_installed ;;
+        redis) redis_installed ;;
+        *) die "unknown service from pp_storage check: $1" ;;
+    esac
+}
+
+# start_service SERVICE HOST PORT: installs it first when it is missing (and apt can), starts it.
+start_service() {
+    case $1 in
+        postgresql) start_postgresql "$2" "$3" ;;
+        rabbitmq) start_rabbitmq "$2" "$3" ;;
+        redis) start_redis "$2" "$3" ;;
+        *) die "unknown service from pp_storage check: $1" ;;
+    esac
+}
+
 # ---------------------------------------------------------------------------------------------
 # Where nothing is installed and apt cannot help: Docker Compose, or what to install
 # ---------------------------------------------------------------------------------------------
@@ -424,70 +309,50 @@ install_instructions() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# The tools of other targets
+# Main: what pp_storage check reports, what is started, the summary
 # ---------------------------------------------------------------------------------------------
 
-SCHEMATHESIS_VERSION=4.32.5
-CONTRACT_VENV=.venv-contract
+# What happened to each service, for the summary.
+POSTGRESQL_STATE=
+RABBITMQ_STATE=
+REDIS_STATE=
+DB_STATE=
 
-# The contract fuzzer (`make contract`): schemathesis, pinned, in a project-local virtualenv;
-# nothing is installed outside the project but, on Debian, python3-venv when it is missing.
-ensure_contract_fuzzer() {
-    local installed
-    installed=$("$CONTRACT_VENV/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}' || true)
-    if [ "$installed" = "$SCHEMATHESIS_VERSION" ]; then
-        log "schemathesis $SCHEMATHESIS_VERSION found in $CONTRACT_VENV"
-        return 0
-    fi
-    command -v python3 >/dev/null 2>&1 || ! can_apt || apt_install python3 python3-venv
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-        can_apt || die "python3 with its venv module is needed for make contract (Debian: apt-get install python3-venv)"
-        apt_install python3-venv
-    fi
-    log "installing schemathesis $SCHEMATHESIS_VERSION into $CONTRACT_VENV"
-    rm -rf "$CONTRACT_VENV"
-    with_timeout 120 python3 -m venv "$CONTRACT_VENV" </dev/null || die "python3 -m venv $CONTRACT_VENV failed"
-    with_timeout 900 "$CONTRACT_VENV/bin/pip" install --quiet --disable-pip-version-check \
-        "schemathesis==$SCHEMATHESIS_VERSION" </dev/null ||
-        die "pip install schemathesis==$SCHEMATHESIS_VERSION failed (is the package index reachable?)"
+# set_state SERVICE TEXT
+set_state() {
+    case $1 in
+        postgresql) POSTGRESQL_STATE=$2 ;;
+        rabbitmq) RABBITMQ_STATE=$2 ;;
+        redis) REDIS_STATE=$2 ;;
+        *) die "unknown service from pp_storage check: $1" ;;
+    esac
 }
 
-# The compose file's validator (`make compose-check`): Debian's docker-compose, which checks
-# docker-compose.yml offline, without an engine. Elsewhere it is only suggested.
-ensure_compose_validator() {
-    if command -v docker-compose >/dev/null 2>&1; then
-        log "docker-compose found (validates docker-compose.yml)"
-    elif can_apt; then
-        apt_install docker-compose
-    else
-        log "warning: docker-compose is not installed: make compose-check needs it (Debian: apt-get install docker-compose)"
-    fi
+# state SERVICE: the text set_state recorded.
+state() {
+    case $1 in
+        postgresql) printf '%s' "$POSTGRESQL_STATE" ;;
+        rabbitmq) printf '%s' "$RABBITMQ_STATE" ;;
+        redis) printf '%s' "$REDIS_STATE" ;;
+    esac
 }
 
-# ---------------------------------------------------------------------------------------------
-# Main
-# ---------------------------------------------------------------------------------------------
-
-# set_state SERVICE TEXT / state SERVICE: what happened to each service, for the summary.
-set_state() { printf -v "STATE_$1" '%s' "$2"; }
-state() { local name="STATE_$1"; printf '%s' "${!name:-}"; }
-
-main() {
-    local report rc service host port place reachable url missing="" remote_down=0
-    local compose="" not_installed="" lines=()
-    DB_STATE=
-    ensure_libpq
-    ensure_cargo
-    build_storage
+# check_services: reads `pp_storage check` ("SERVICE HOST PORT PLACE REACHABLE URL" per line):
+# fills SUMMARY (one "SERVICE HOST:PORT (URL)" each) and MISSING (the local ones that do not
+# answer, as SERVICE/HOST/PORT words: a host may be ::1); fails when a remote one does not answer.
+SUMMARY=()
+MISSING=""
+check_services() {
+    local report rc service host port place reachable url remote_down=0
     report=$(storage check) && rc=0 || rc=$?
     [ "$rc" -eq 0 ] || [ "$rc" -eq 3 ] || die "pp_storage check failed: fix the configuration it names"
     while read -r service host port place reachable url; do
-        lines+=("$service $host:$port ($url)")
+        SUMMARY+=("$service $host:$port ($url)")
         case $place:$reachable in
             socket:*) set_state "$service" "Unix socket, not checked" ;;
             local:answers) log "$service answers on $host:$port" && set_state "$service" "already running" ;;
             remote:answers) log "$service answers on $host:$port" && set_state "$service" "remote, answering" ;;
-            local:silent) log "$service does not answer on $host:$port" && missing="$missing $service:$host:$port" ;;
+            local:silent) log "$service does not answer on $host:$port" && MISSING="$MISSING $service/$host/$port" ;;
             *)
                 err "$service does not answer on $host:$port ($url): it is not on this machine, so" \
                     "start it there or point the URL at a reachable server"
@@ -496,13 +361,19 @@ main() {
         esac
     done <<<"$report"
     [ "$remote_down" -eq 0 ] || exit 1
-    for service in $missing; do
-        IFS=: read -r service host port <<<"$service"
-        if "${service}_installed"; then
-            "start_$service" "$host" "$port"
+}
+
+# start_missing: starts each service in MISSING: the installed server, else installed with apt,
+# else all those left with Docker Compose, else says what to install and fails.
+start_missing() {
+    local word service host port compose="" not_installed=""
+    for word in $MISSING; do
+        IFS=/ read -r service host port <<<"$word"
+        if service_installed "$service"; then
+            start_service "$service" "$host" "$port"
             set_state "$service" "started"
         elif can_apt; then
-            "start_$service" "$host" "$port"
+            start_service "$service" "$host" "$port"
             set_state "$service" "installed and started"
         elif docker_engine_ok; then
             compose="$compose $service"
@@ -514,17 +385,25 @@ main() {
     [ -z "$not_installed" ] || install_instructions $not_installed
     # shellcheck disable=SC2086
     [ -z "$compose" ] || start_with_compose $compose
-    migrate
-    ensure_contract_fuzzer
-    ensure_compose_validator
-    # shellcheck source=scripts/setup-browser.sh
-    source scripts/setup-browser.sh && setup_browser ||
-        die "the dashboard's browser tests need Chromium and chromedriver"
+}
+
+print_summary() {
+    local line
     log "summary:"
-    for url in "${lines[@]}"; do
-        log "  $url: $(state "${url%% *}")"
+    for line in "${SUMMARY[@]}"; do
+        log "  $line: $(state "${line%% *}")"
     done
     log "  $DB_STATE"
+}
+
+main() {
+    scripts/install.sh libpq
+    ensure_cargo
+    build_storage
+    check_services
+    start_missing
+    migrate
+    print_summary
 }
 
 main "$@"

@@ -2,7 +2,8 @@
 # Runs the whole test suite (`cargo test --workspace`, extra arguments passed on) and ends with
 # one line that totals every test binary's result: "N passed, N failed, N skipped".
 set -uo pipefail
-cd "$(dirname "$0")/.."
+# No -e: the totals line is printed even when tests fail; a failed cd must still stop it.
+cd "$(dirname "$0")/.." || exit 1
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
