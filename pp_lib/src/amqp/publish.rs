@@ -176,118 +176,138 @@ impl Publisher {
         options: &PublishOptions,
         mut on_confirmed: impl FnMut(&Outgoing),
     ) -> Result<u64, PublishError> {
-        let mut source = messages.into_iter();
-        let mut again: VecDeque<Outgoing> = VecDeque::new();
-        let mut in_flight: VecDeque<(Outgoing, PublisherConfirm)> = VecDeque::new();
-        let window = options.window.max(1);
+        let mut sending = Sending::new(messages.into_iter(), options.window);
         let started = Instant::now();
-        let mut sent: u64 = 0;
-        let mut confirmed: u64 = 0;
-        let mut stopped = false;
         loop {
             if let Err(reason) = self.ensure_connected(&options.reconnect).await {
+                let confirmed = sending.confirmed;
                 return Err(PublishError { confirmed, reason });
             }
-            let Some(session) = self.session.as_ref() else {
-                continue;
-            };
-            let channel = session.channel().clone();
-            let queue = self.broker.topology().queue().to_owned();
-            let mut failure: Option<Error> = None;
-            while !stopped && in_flight.len() < window {
-                if self.shutdown.as_ref().is_some_and(Shutdown::is_requested) {
-                    stopped = true;
-                    break;
-                }
-                let Some(message) = again.pop_front().or_else(|| source.next()) else {
-                    break;
-                };
-                if let Some(rate) = options.rate.filter(|rate| *rate > 0.0) {
-                    // Checked: a rate too slow for the clock waits a century, never panics.
-                    let offset = Duration::try_from_secs_f64(sent as f64 / rate)
-                        .unwrap_or(crate::config::MAX_DURATION_SETTING)
-                        .min(crate::config::MAX_DURATION_SETTING);
-                    let due = tokio::time::sleep_until((started + offset).into());
-                    if let Some(shutdown) = &self.shutdown {
-                        tokio::select! {
-                            () = due => {}
-                            () = shutdown.requested() => {
-                                stopped = true;
-                                break;
-                            }
+            let interrupted = match self.send_window(&mut sending, options, started).await {
+                Err(error) => Interrupted {
+                    error,
+                    unconfirmed: None,
+                },
+                Ok(()) => match sending.oldest() {
+                    None => return Ok(sending.confirmed),
+                    Some((message, confirm)) => {
+                        match self
+                            .confirm(&mut sending, message, confirm, &mut on_confirmed)
+                            .await?
+                        {
+                            None => continue,
+                            Some(interrupted) => interrupted,
                         }
-                    } else {
-                        due.await;
                     }
-                }
-                let published = channel
-                    .basic_publish(
-                        "".into(),
-                        queue.as_str().into(),
-                        BasicPublishOptions::default(),
-                        &message.body,
-                        demand_properties(message.id),
-                    )
-                    .await;
-                match published {
-                    Ok(confirm) => {
-                        sent += 1;
-                        in_flight.push_back((message, confirm));
-                    }
-                    Err(error) => {
-                        again.push_front(message);
-                        failure = Some(Error::broker(error));
-                        break;
-                    }
+                },
+            };
+            // Nothing in flight will be confirmed now: it all goes out again first, in order.
+            self.republished += sending.lost(interrupted.unconfirmed);
+            self.broker.lost(interrupted.error);
+            if let Some(session) = self.session.take() {
+                session.close().await;
+            }
+        }
+    }
+
+    /// Publishes on the current session until the window is full, nothing is left, or publishing
+    /// stops; a message the channel refused goes back to the front.
+    async fn send_window(
+        &self,
+        sending: &mut Sending<impl Iterator<Item = Outgoing>, PublisherConfirm>,
+        options: &PublishOptions,
+        started: Instant,
+    ) -> Result<(), Error> {
+        let Some(session) = self.session.as_ref() else {
+            return Ok(());
+        };
+        let channel = session.channel().clone();
+        let queue = self.broker.topology().queue();
+        while let Some(message) = sending.next() {
+            let on_time = match sending.due(options.rate) {
+                Some(due) => self.wait_until(started + due).await,
+                None => true,
+            };
+            if !on_time || self.shutdown.as_ref().is_some_and(Shutdown::is_requested) {
+                sending.not_published(message);
+                sending.stop();
+                return Ok(());
+            }
+            let published = channel
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    &message.body,
+                    demand_properties(message.id),
+                )
+                .await;
+            match published {
+                Ok(confirm) => sending.published(message, confirm),
+                Err(error) => {
+                    sending.not_published(message);
+                    return Err(Error::broker(error));
                 }
             }
-            if failure.is_none() {
-                let Some((message, confirm)) = in_flight.pop_front() else {
-                    return Ok(confirmed);
-                };
-                let confirmation = match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
-                    Ok(confirmation) => confirmation.map_err(Error::broker),
-                    Err(_) => Err(Error::broker(format!(
-                        "no confirm within {CONFIRM_TIMEOUT:?}"
-                    ))),
-                };
-                match confirmation {
-                    Ok(Confirmation::Ack(_)) => {
-                        confirmed += 1;
-                        on_confirmed(&message);
-                    }
-                    Ok(Confirmation::Nack(_)) => {
-                        log::warn!(
-                            "RabbitMQ refused message {}; publishing it again",
-                            message.id
-                        );
-                        again.push_back(message);
-                        tokio::time::sleep(NACK_PAUSE).await;
-                    }
-                    Ok(Confirmation::NotRequested) => {
-                        // Sessions of a publishing broker are always in confirm mode.
-                        let reason = Error::broker("the channel is not in confirm mode");
-                        return Err(PublishError { confirmed, reason });
-                    }
-                    Err(error) => {
-                        // Published, never confirmed: it goes out again with the rest.
-                        self.republished += 1;
-                        again.push_front(message);
-                        failure = Some(error);
-                    }
-                }
+        }
+        Ok(())
+    }
+
+    /// Waits until `due`; false when shutdown came first.
+    async fn wait_until(&self, due: Instant) -> bool {
+        let due = tokio::time::sleep_until(due.into());
+        match &self.shutdown {
+            Some(shutdown) => tokio::select! {
+                () = due => true,
+                () = shutdown.requested() => false,
+            },
+            None => {
+                due.await;
+                true
             }
-            if let Some(error) = failure {
-                // Nothing in flight will be confirmed now: publish it all again, in order.
-                self.republished += in_flight.len() as u64;
-                while let Some((message, _)) = in_flight.pop_back() {
-                    again.push_front(message);
-                }
-                self.broker.lost(error);
-                if let Some(session) = self.session.take() {
-                    session.close().await;
-                }
+        }
+    }
+
+    /// Waits for the confirm of the oldest message in flight: `None` when it was settled (acked,
+    /// or nacked and queued again), the interruption when the connection failed.
+    async fn confirm(
+        &mut self,
+        sending: &mut Sending<impl Iterator<Item = Outgoing>, PublisherConfirm>,
+        message: Outgoing,
+        confirm: PublisherConfirm,
+        on_confirmed: &mut impl FnMut(&Outgoing),
+    ) -> Result<Option<Interrupted>, PublishError> {
+        let confirmation = match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+            Ok(confirmation) => confirmation.map_err(Error::broker),
+            Err(_) => Err(Error::broker(format!(
+                "no confirm within {CONFIRM_TIMEOUT:?}"
+            ))),
+        };
+        match confirmation {
+            Ok(Confirmation::Ack(_)) => {
+                sending.acked();
+                on_confirmed(&message);
+                Ok(None)
             }
+            Ok(Confirmation::Nack(_)) => {
+                log::warn!(
+                    "RabbitMQ refused message {}; publishing it again",
+                    message.id
+                );
+                sending.nacked(message);
+                tokio::time::sleep(NACK_PAUSE).await;
+                Ok(None)
+            }
+            // Sessions of a publishing broker are always in confirm mode.
+            Ok(Confirmation::NotRequested) => Err(PublishError {
+                confirmed: sending.confirmed,
+                reason: Error::broker("the channel is not in confirm mode"),
+            }),
+            // Published, never confirmed: it goes out again with the rest.
+            Err(error) => Ok(Some(Interrupted {
+                error,
+                unconfirmed: Some(message),
+            })),
         }
     }
 
@@ -296,5 +316,203 @@ impl Publisher {
         if let Some(session) = self.session.take() {
             session.close().await;
         }
+    }
+}
+
+/// Why publishing on a connection stopped: the error, and the message whose confirm it cut off.
+struct Interrupted {
+    error: Error,
+    unconfirmed: Option<Outgoing>,
+}
+
+/// One call of [`Publisher::publish`]: what waits to go out, what is out waiting for its confirm
+/// (with `C`, the handle of that confirm), and how far it got. Its steps are pure, so the order
+/// of a publication is tested without a broker: first out, first confirmed; what a lost
+/// connection left unconfirmed goes out again first, in its order; a nacked message goes to the
+/// back.
+#[derive(Debug)]
+struct Sending<I, C> {
+    source: I,
+    again: VecDeque<Outgoing>,
+    in_flight: VecDeque<(Outgoing, C)>,
+    window: usize,
+    sent: u64,
+    confirmed: u64,
+    stopped: bool,
+}
+
+impl<I: Iterator<Item = Outgoing>, C> Sending<I, C> {
+    fn new(source: I, window: usize) -> Self {
+        Sending {
+            source,
+            again: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            window: window.max(1),
+            sent: 0,
+            confirmed: 0,
+            stopped: false,
+        }
+    }
+
+    /// The next message to publish: one to publish again first, else a new one; none while the
+    /// window is full, once publishing stopped, or when none is left.
+    fn next(&mut self) -> Option<Outgoing> {
+        if self.stopped || self.in_flight.len() >= self.window {
+            return None;
+        }
+        self.again.pop_front().or_else(|| self.source.next())
+    }
+
+    /// When the next message is due, from the start, at `rate` messages a second (`None`: at
+    /// once, there is no rate). Checked: a rate too slow for the clock waits a century, never
+    /// panics.
+    fn due(&self, rate: Option<f64>) -> Option<Duration> {
+        let rate = rate.filter(|rate| *rate > 0.0)?;
+        Some(
+            Duration::try_from_secs_f64(self.sent as f64 / rate)
+                .unwrap_or(crate::config::MAX_DURATION_SETTING)
+                .min(crate::config::MAX_DURATION_SETTING),
+        )
+    }
+
+    fn published(&mut self, message: Outgoing, confirm: C) {
+        self.sent += 1;
+        self.in_flight.push_back((message, confirm));
+    }
+
+    /// `message` was not published: it is the next to go.
+    fn not_published(&mut self, message: Outgoing) {
+        self.again.push_front(message);
+    }
+
+    /// No new message goes out: those in flight are confirmed, and publishing returns.
+    fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// The oldest message in flight, whose confirm comes first; `None` once all are confirmed.
+    fn oldest(&mut self) -> Option<(Outgoing, C)> {
+        self.in_flight.pop_front()
+    }
+
+    fn acked(&mut self) {
+        self.confirmed += 1;
+    }
+
+    /// The broker refused `message`: it goes out again, after the others.
+    fn nacked(&mut self, message: Outgoing) {
+        self.again.push_back(message);
+    }
+
+    /// The connection is gone: `unconfirmed` (the oldest, whose confirm it cut off) and every
+    /// message still in flight go out again first, in their order. How many were published and
+    /// will be published again.
+    fn lost(&mut self, unconfirmed: Option<Outgoing>) -> u64 {
+        let mut again = self.in_flight.len() as u64;
+        while let Some((message, _)) = self.in_flight.pop_back() {
+            self.again.push_front(message);
+        }
+        if let Some(message) = unconfirmed {
+            again += 1;
+            self.again.push_front(message);
+        }
+        again
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(count: u128) -> Vec<Outgoing> {
+        (0..count)
+            .map(|n| Outgoing {
+                id: Uuid::from_u128(n),
+                body: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn id(message: &Outgoing) -> u128 {
+        message.id.as_u128()
+    }
+
+    /// Publishes what `sending` gives until it gives nothing; the ids published.
+    fn publish_all(sending: &mut Sending<std::vec::IntoIter<Outgoing>, ()>) -> Vec<u128> {
+        let mut published = Vec::new();
+        while let Some(message) = sending.next() {
+            published.push(id(&message));
+            sending.published(message, ());
+        }
+        published
+    }
+
+    #[test]
+    fn no_more_than_the_window_is_out_unconfirmed() {
+        let mut sending = Sending::new(messages(10).into_iter(), 4);
+
+        assert_eq!(publish_all(&mut sending), [0, 1, 2, 3]);
+        let (oldest, ()) = sending.oldest().expect("one in flight");
+        sending.acked();
+
+        assert_eq!(id(&oldest), 0);
+        assert_eq!(publish_all(&mut sending), [4]);
+        assert_eq!(sending.confirmed, 1);
+    }
+
+    #[test]
+    fn what_a_lost_connection_left_unconfirmed_goes_again_first_in_order() {
+        let mut sending = Sending::new(messages(8).into_iter(), 4);
+        publish_all(&mut sending);
+        let (oldest, ()) = sending.oldest().expect("in flight");
+
+        let again = sending.lost(Some(oldest));
+
+        assert_eq!(again, 4, "the unconfirmed one and the three behind it");
+        assert_eq!(publish_all(&mut sending), [0, 1, 2, 3]);
+        assert_eq!(sending.sent, 8, "sent twice, counted twice");
+    }
+
+    #[test]
+    fn a_nacked_message_goes_again_behind_the_others_waiting_to_but_before_new_ones() {
+        let mut sending = Sending::new(messages(5).into_iter(), 3);
+        assert_eq!(publish_all(&mut sending), [0, 1, 2]);
+        let (nacked, ()) = sending.oldest().expect("in flight");
+        sending.nacked(nacked);
+        let (cut_off, ()) = sending.oldest().expect("in flight");
+        sending.lost(Some(cut_off));
+
+        let mut order = Vec::new();
+        while let Some(message) = sending.next() {
+            order.push(id(&message));
+            sending.published(message, ());
+            sending.oldest();
+            sending.acked();
+        }
+
+        assert_eq!(order, [1, 2, 0, 3, 4]);
+    }
+
+    #[test]
+    fn once_stopped_nothing_new_goes_out() {
+        let mut sending: Sending<_, ()> = Sending::new(messages(3).into_iter(), 8);
+        let first = sending.next().expect("a message");
+        sending.not_published(first);
+        sending.stop();
+
+        assert!(sending.next().is_none());
+    }
+
+    #[test]
+    fn messages_are_due_at_the_rate_and_a_rate_too_slow_for_the_clock_waits_a_century() {
+        let mut sending = Sending::new(messages(3).into_iter(), 8);
+        publish_all(&mut sending);
+
+        assert_eq!(sending.due(None), None);
+        assert_eq!(sending.due(Some(2.0)), Some(Duration::from_millis(1_500)));
+        assert_eq!(
+            sending.due(Some(1e-300)),
+            Some(crate::config::MAX_DURATION_SETTING)
+        );
     }
 }
