@@ -151,126 +151,178 @@ pub async fn relay(
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) {
-    let new_publisher = || {
-        Publisher::new(Broker::new(
-            config.amqp.url.clone(),
-            Topology::from_config(&config.amqp),
-            "pp_backend_api outbox relay",
-        ))
-    };
-    let mut publisher = Some(new_publisher());
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    let mut publishing = Outage::new(
-        module_path!(),
-        "outbox relay: publishing",
-        "the demands wait in the outbox until it is back",
-    );
     log::info!(
         "outbox relay on: publishing to {} on {}",
         config.amqp.queue,
         config.amqp.url
     );
+    let mut relay = Relay {
+        publisher: None,
+        backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+        publishing: Outage::new(
+            module_path!(),
+            "outbox relay: publishing",
+            "the demands wait in the outbox until it is back",
+        ),
+        pool,
+        config,
+        metrics,
+        shutdown,
+    };
     loop {
         tokio::select! {
             () = wakeup.notified() => {}
-            () = tokio::time::sleep(config.interval) => {}
-            () = shutdown.requested() => break,
+            () = tokio::time::sleep(relay.config.interval) => {}
+            () = relay.shutdown.requested() => break,
         }
-        // Drain: round after round while rounds come back full.
-        while !shutdown.is_requested() {
-            let mut current = publisher.take().unwrap_or_else(new_publisher);
-            // Connect before locking rows, so an outage does not hold them.
-            let connected = current
-                .ensure_connected(&Reconnect::Within(Duration::ZERO))
-                .await;
-            metrics
-                .outbox_broker_connected
-                .set(i64::from(current.is_connected()));
-            if connected.is_err() {
-                publisher = Some(current);
-                shutdown.sleep(backoff.next_delay()).await;
-                break;
-            }
-            // Blocked: claim nothing until the broker reads from this connection again.
-            if let Some(reason) = current.blocked_reason() {
-                publishing.failed(format_args!(
-                    "RabbitMQ blocked the connection ({reason}): claiming nothing until it is \
-                     unblocked"
-                ));
-                metrics.outbox_broker_blocked.set(1);
-                if let Some(flow) = current.flow() {
-                    tokio::select! {
-                        () = flow.unblocked() => {}
-                        () = shutdown.requested() => {}
-                    }
-                }
-                metrics.outbox_broker_blocked.set(0);
-                publisher = Some(current);
-                continue;
-            }
-            let (returned, outcome) =
-                round(pool.clone(), config.batch, config.round_limit, current).await;
-            publisher = returned;
-            let outcome = match outcome {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    if error.is_transient() {
-                        publishing.failed(&error);
-                    } else {
-                        log::error!("outbox relay: {error}");
-                    }
-                    shutdown.sleep(backoff.next_delay()).await;
-                    break;
-                }
-            };
-            let next = next_step(&outcome, config.batch);
-            match outcome {
-                RoundOutcome::Published(published) => {
-                    backoff.reset();
-                    publishing.recovered();
-                    metrics.outbox_published.inc_by(published as u64);
-                }
-                RoundOutcome::CutShort {
-                    confirmed,
-                    returned,
-                    cause,
-                } => {
-                    metrics.outbox_published.inc_by(confirmed as u64);
-                    let why = match cause {
-                        CutShort::TimedOut(limit) => {
-                            format!("RabbitMQ did not confirm within the round limit of {limit:?}")
-                        }
-                        CutShort::Blocked(reason) => {
-                            format!("RabbitMQ blocked the connection ({reason})")
-                        }
-                        CutShort::Failed(error) => error.to_string(),
-                    };
-                    publishing.failed(format_args!(
-                        "{why} ({confirmed} published, {returned} returned)"
-                    ));
-                }
-            }
-            match next {
-                Next::Drain | Next::WaitUnblocked => {}
-                Next::Idle => break,
-                Next::Reconnect => {
-                    if let Some(stuck) = publisher.as_mut() {
-                        stuck.abandon();
-                    }
-                    shutdown.sleep(backoff.next_delay()).await;
-                    break;
-                }
-                Next::BackOff => {
-                    shutdown.sleep(backoff.next_delay()).await;
-                    break;
-                }
-            }
-        }
+        relay.drain().await;
     }
-    if let Some(publisher) = publisher {
+    if let Some(publisher) = relay.publisher.take() {
         publisher.close().await;
     }
     log::info!("outbox relay stopped");
+}
+
+/// The relay between rounds: its publisher (and connection), the backoff after a failure, and
+/// the publishing outage it reports once.
+struct Relay {
+    pool: PgPool,
+    config: RelayConfig,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+    /// `None` after a round panicked: a new one is made.
+    publisher: Option<Publisher>,
+    backoff: Backoff,
+    publishing: Outage,
+}
+
+impl Relay {
+    /// Steps until the outbox is drained, or a step says to wait.
+    async fn drain(&mut self) {
+        while !self.shutdown.is_requested() {
+            match self.step().await {
+                Next::Drain | Next::WaitUnblocked => {}
+                Next::Idle => break,
+                Next::Reconnect => {
+                    if let Some(stuck) = self.publisher.as_mut() {
+                        stuck.abandon();
+                    }
+                    self.shutdown.sleep(self.backoff.next_delay()).await;
+                    break;
+                }
+                Next::BackOff => {
+                    self.shutdown.sleep(self.backoff.next_delay()).await;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// One step: connect (before locking rows, so an outage does not hold them); while the
+    /// broker blocks the connection, wait, claiming nothing; else one round. What comes next.
+    async fn step(&mut self) -> Next {
+        let mut current = self.publisher.take().unwrap_or_else(|| {
+            Publisher::new(Broker::new(
+                self.config.amqp.url.clone(),
+                Topology::from_config(&self.config.amqp),
+                "pp_backend_api outbox relay",
+            ))
+        });
+        let connected = current
+            .ensure_connected(&Reconnect::Within(Duration::ZERO))
+            .await;
+        self.metrics
+            .outbox_broker_connected
+            .set(i64::from(current.is_connected()));
+        if connected.is_err() {
+            self.publisher = Some(current);
+            return Next::BackOff;
+        }
+        if let Some(reason) = current.blocked_reason() {
+            self.wait_unblocked(&current, &reason).await;
+            self.publisher = Some(current);
+            return Next::WaitUnblocked;
+        }
+        let (returned, outcome) = round(
+            self.pool.clone(),
+            self.config.batch,
+            self.config.round_limit,
+            current,
+        )
+        .await;
+        self.publisher = returned;
+        match outcome {
+            Ok(outcome) => {
+                self.count(&outcome);
+                next_step(&outcome, self.config.batch)
+            }
+            Err(error) => {
+                if error.is_transient() {
+                    self.publishing.failed(&error);
+                } else {
+                    log::error!("outbox relay: {error}");
+                }
+                Next::BackOff
+            }
+        }
+    }
+
+    /// Waits, outside any transaction, until the broker reads from `publisher`'s connection
+    /// again (or it ends, or shutdown comes).
+    async fn wait_unblocked(&mut self, publisher: &Publisher, reason: &str) {
+        self.publishing.failed(format_args!(
+            "RabbitMQ blocked the connection ({reason}): claiming nothing until it is unblocked"
+        ));
+        self.metrics.outbox_broker_blocked.set(1);
+        if let Some(flow) = publisher.flow() {
+            tokio::select! {
+                () = flow.unblocked() => {}
+                () = self.shutdown.requested() => {}
+            }
+        }
+        self.metrics.outbox_broker_blocked.set(0);
+    }
+
+    /// Counts what a round published, and reports an outage when it was cut short.
+    fn count(&mut self, outcome: &RoundOutcome) {
+        match outcome {
+            RoundOutcome::Published(published) => {
+                self.backoff.reset();
+                self.publishing.recovered();
+                self.metrics.outbox_published.inc_by(*published as u64);
+            }
+            RoundOutcome::CutShort { confirmed, .. } => {
+                self.metrics.outbox_published.inc_by(*confirmed as u64);
+                self.publishing.failed(outcome);
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for RoundOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoundOutcome::Published(published) => write!(f, "{published} published"),
+            RoundOutcome::CutShort {
+                confirmed,
+                returned,
+                cause,
+            } => write!(f, "{cause} ({confirmed} published, {returned} returned)"),
+        }
+    }
+}
+
+impl std::fmt::Display for CutShort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CutShort::TimedOut(limit) => write!(
+                f,
+                "RabbitMQ did not confirm within the round limit of {limit:?}"
+            ),
+            CutShort::Blocked(reason) => write!(f, "RabbitMQ blocked the connection ({reason})"),
+            CutShort::Failed(error) => write!(f, "{error}"),
+        }
+    }
 }
 
 /// One transaction: claim, publish with confirms, mark the confirmed rows, commit; cut short
@@ -429,6 +481,25 @@ mod tests {
                 "maybe"
             ])
             .is_err()
+        );
+    }
+
+    #[test]
+    fn a_round_cut_short_says_why_and_what_went_back_to_the_outbox() {
+        let blocked = RoundOutcome::CutShort {
+            confirmed: 3,
+            returned: 7,
+            cause: CutShort::Blocked("low on memory".to_owned()),
+        };
+        let timed_out = CutShort::TimedOut(Duration::from_secs(5));
+
+        assert_eq!(
+            blocked.to_string(),
+            "RabbitMQ blocked the connection (low on memory) (3 published, 7 returned)"
+        );
+        assert_eq!(
+            timed_out.to_string(),
+            "RabbitMQ did not confirm within the round limit of 5s"
         );
     }
 }

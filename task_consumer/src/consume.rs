@@ -21,7 +21,7 @@
 //! for itself or another consumer to take again later, and keeps its long backoff for the next.
 //!
 //! Dead letters carry their reason: the message is published to `<queue>.dlq` as it came, with
-//! an `x-pp-reason` header (see [`pp_lib::amqp::dead_letter`]), on the channel it came from (in
+//! an `x-pp-reason` header (see [`pp_lib::amqp::dead_lettering`]), on the channel it came from (in
 //! confirm mode), and acked once that copy is confirmed. If the broker refuses the copy, the
 //! original is rejected without requeue, and RabbitMQ dead-letters it itself (without the
 //! header; the reason is in the log). If the channel fails, nothing more is done: the broker
@@ -182,22 +182,11 @@ pub async fn consume(
     let mut between_sessions = reconnect_backoff();
     // The session of the last connection, kept open until the workers have acked.
     let mut last_session = None;
-    'connections: while let Some(session) = broker.connect(&shutdown).await {
+    while let Some(session) = broker.connect(&shutdown).await {
         let channel = session.channel().clone();
-        let setup = async {
-            channel
-                .basic_qos(config.prefetch, BasicQosOptions::default())
-                .await?;
-            channel
-                .basic_consume(
-                    broker.topology().queue().into(),
-                    consumer_tag.as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-        };
-        let end = match setup.await {
+        let end = match start_consuming(&channel, &config, broker.topology().queue(), &consumer_tag)
+            .await
+        {
             Err(error) => {
                 metrics.consume_setup_failures.inc();
                 broker.lost(format_args!("cannot start consuming: {error}"));
@@ -205,50 +194,17 @@ pub async fn consume(
                 session.close().await;
                 SessionEnd::SetupFailed
             }
-            Ok(mut stream) => {
+            Ok(stream) => {
                 last_session = Some(session);
                 metrics.broker_connected.set(1);
                 let started = Instant::now();
-                loop {
-                    let next = tokio::select! {
-                        next = stream.next() => next,
-                        () = shutdown.requested() => {
-                            cancel(&channel, &consumer_tag).await;
-                            break 'connections;
-                        }
-                    };
-                    match next {
-                        Some(Ok(delivery)) => {
-                            let taken = Taken {
-                                delivery,
-                                channel: channel.clone(),
-                            };
-                            // The workers may be busy (the database down): keep watching for
-                            // shutdown. A delivery dropped here is unacked, so the broker
-                            // delivers it again.
-                            tokio::select! {
-                                sent = deliveries.send(taken) => {
-                                    if sent.is_err() {
-                                        break 'connections;
-                                    }
-                                }
-                                () = shutdown.requested() => {
-                                    cancel(&channel, &consumer_tag).await;
-                                    break 'connections;
-                                }
-                            }
-                        }
-                        Some(Err(error)) => {
-                            broker.lost(error);
-                            break;
-                        }
-                        None => {
-                            broker.lost("the broker ended the consumer");
-                            break;
-                        }
-                    }
-                }
+                let forwarded =
+                    forward(stream, &channel, &deliveries, &shutdown, &consumer_tag).await;
                 metrics.broker_connected.set(0);
+                match forwarded {
+                    Forwarded::Lost(why) => broker.lost(why),
+                    Forwarded::Stopped => break,
+                }
                 SessionEnd::Lost {
                     lasted: started.elapsed(),
                 }
@@ -271,6 +227,73 @@ pub async fn consume(
     }
     if let Some(session) = last_session {
         session.close().await;
+    }
+}
+
+/// `basic.qos` and `basic.consume` on a new session's channel.
+async fn start_consuming(
+    channel: &Channel,
+    config: &ConsumerConfig,
+    queue: &str,
+    consumer_tag: &str,
+) -> Result<lapin::Consumer, lapin::Error> {
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await?;
+    channel
+        .basic_consume(
+            queue.into(),
+            consumer_tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// How a session's deliveries stopped coming.
+enum Forwarded {
+    /// The connection or the consumer was lost, for this reason.
+    Lost(String),
+    /// Shutdown was asked for (the consumer is cancelled), or the workers are gone.
+    Stopped,
+}
+
+/// Hands the session's deliveries to the workers until the session is lost or shutdown comes.
+async fn forward(
+    mut stream: lapin::Consumer,
+    channel: &Channel,
+    deliveries: &mpsc::Sender<Taken>,
+    shutdown: &Shutdown,
+    consumer_tag: &str,
+) -> Forwarded {
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            () = shutdown.requested() => {
+                cancel(channel, consumer_tag).await;
+                return Forwarded::Stopped;
+            }
+        };
+        let delivery = match next {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) => return Forwarded::Lost(error.to_string()),
+            None => return Forwarded::Lost("the broker ended the consumer".to_owned()),
+        };
+        let taken = Taken {
+            delivery,
+            channel: channel.clone(),
+        };
+        // The workers may be busy (the database down): keep watching for shutdown. A delivery
+        // dropped here is unacked, so the broker delivers it again.
+        tokio::select! {
+            sent = deliveries.send(taken) => if sent.is_err() {
+                return Forwarded::Stopped;
+            },
+            () = shutdown.requested() => {
+                cancel(channel, consumer_tag).await;
+                return Forwarded::Stopped;
+            }
+        }
     }
 }
 
@@ -314,69 +337,20 @@ async fn work(receiver: Arc<Mutex<mpsc::Receiver<Taken>>>, shared: Arc<Shared>) 
 
 /// Judges, records and settles one batch.
 async fn process(batch: Vec<Taken>, shared: &Shared, retrying: &mut Retrying) {
-    let mut pending = Vec::with_capacity(batch.len());
-    for taken in batch {
-        let verdict = verdict::judge(
-            &taken.delivery.data,
-            message_id_of(&taken.delivery.properties),
-        );
-        match verdict {
-            Verdict::Demand { id, demand } => {
-                if let DemandId::Fresh(id) = id {
-                    log::warn!(
-                        "message without message_id recorded as demand {id}: its redeliveries \
-                         cannot be recognised"
-                    );
-                }
-                pending.push(Pending {
-                    id: id.id(),
-                    demand,
-                    taken,
-                });
-            }
-            Verdict::Poison { reason } => dead_letter(taken, &reason, shared).await,
-        }
-    }
-    let mut parts = Parts::new(pending);
+    let mut parts = Parts::new(judge_all(batch, shared).await);
     let mut next = parts.next_part();
     while let Some(part) = next.take() {
         if let Some(deadline) = shared.grace_deadline() {
             retrying.stop_by(deadline);
         }
         if retrying.is_past_stop(Instant::now()) {
-            hand_back(
-                part.into_iter().chain(parts.into_rest()),
-                GiveUp::Shutdown,
-                None,
-                shared,
-            )
-            .await;
+            let rest = part.into_iter().chain(parts.into_rest());
+            hand_back(rest, GiveUp::Shutdown, None, shared).await;
             return;
         }
         match attempt(&part, shared, retrying).await {
             BatchOutcome::Recorded(recorded) => {
-                shared.database().recovered();
-                shared
-                    .metrics
-                    .processed
-                    .inc_by(recorded.created.len() as u64);
-                shared.metrics.duplicates.inc_by(recorded.duplicates as u64);
-                shared.metrics.batch_size.observe(part.len() as f64);
-                if recorded.duplicates > 0 {
-                    log::info!(
-                        "{} redelivered demand(s) already recorded: acknowledged without writing",
-                        recorded.duplicates
-                    );
-                }
-                for pending in part {
-                    // Recorded but not acked (the connection dropped) is safe: the redelivery
-                    // will be recognised as a duplicate.
-                    settle(
-                        pending.taken.delivery.acker.ack(BasicAckOptions::default()),
-                        &format!("ack of demand {}", pending.id),
-                    )
-                    .await;
-                }
+                acknowledge(part, recorded.created.len(), recorded.duplicates, shared).await;
                 next = parts.next_part();
             }
             BatchOutcome::RetryLater { error, after } => {
@@ -405,16 +379,61 @@ async fn process(batch: Vec<Taken>, shared: &Shared, retrying: &mut Retrying) {
                 next = parts.next_part();
             }
             BatchOutcome::GaveUp { error, why } => {
-                hand_back(
-                    part.into_iter().chain(parts.into_rest()),
-                    why,
-                    Some(&error),
-                    shared,
-                )
-                .await;
+                let rest = part.into_iter().chain(parts.into_rest());
+                hand_back(rest, why, Some(&error), shared).await;
                 return;
             }
         }
+    }
+}
+
+/// Judges each delivery: the demands are returned to be recorded, poison is dead-lettered now.
+async fn judge_all(batch: Vec<Taken>, shared: &Shared) -> Vec<Pending> {
+    let mut pending = Vec::with_capacity(batch.len());
+    for taken in batch {
+        let verdict = verdict::judge(
+            &taken.delivery.data,
+            message_id_of(&taken.delivery.properties),
+        );
+        match verdict {
+            Verdict::Demand { id, demand } => {
+                if let DemandId::Fresh(id) = id {
+                    log::warn!(
+                        "message without message_id recorded as demand {id}: its redeliveries \
+                         cannot be recognised"
+                    );
+                }
+                pending.push(Pending {
+                    id: id.id(),
+                    demand,
+                    taken,
+                });
+            }
+            Verdict::Poison { reason } => dead_letter(taken, &reason, shared).await,
+        }
+    }
+    pending
+}
+
+/// Acks a part whose transaction committed (`created` new works, `duplicates` already there).
+async fn acknowledge(part: Vec<Pending>, created: usize, duplicates: usize, shared: &Shared) {
+    shared.database().recovered();
+    shared.metrics.processed.inc_by(created as u64);
+    shared.metrics.duplicates.inc_by(duplicates as u64);
+    shared.metrics.batch_size.observe(part.len() as f64);
+    if duplicates > 0 {
+        log::info!(
+            "{duplicates} redelivered demand(s) already recorded: acknowledged without writing"
+        );
+    }
+    for pending in part {
+        // Recorded but not acked (the connection dropped) is safe: the redelivery will be
+        // recognised as a duplicate.
+        settle(
+            pending.taken.delivery.acker.ack(BasicAckOptions::default()),
+            &format!("ack of demand {}", pending.id),
+        )
+        .await;
     }
 }
 
