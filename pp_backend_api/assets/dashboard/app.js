@@ -83,13 +83,6 @@ function formatTime(epochSeconds) {
   return new Date(epochSeconds * 1000).toLocaleString();
 }
 
-function formatWindow(seconds) {
-  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
-  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
-  if (seconds % 60 === 0) return `${seconds / 60} min`;
-  return `${seconds} s`;
-}
-
 function showBanner(text, kind) {
   const banner = $("banner");
   banner.textContent = text;
@@ -246,7 +239,7 @@ function renderOverview(overview) {
   $("sweeper-age").textContent = formatAge(backlogs.sweeper.oldest_age_seconds);
   showFigure($("sweeper-beyond"), backlogs.beyond_sweep_window.count);
   $("sweeper-beyond").className = backlogs.beyond_sweep_window.count.value > 0 ? "warn" : "";
-  $("sweep-window").textContent = `· window ${formatWindow(overview.sweep_window_seconds)}`;
+  $("sweep-window").textContent = `· window ${overview.sweep_window}`;
 }
 
 function setDeadLetterBadge(count) {
@@ -334,11 +327,6 @@ async function enqueue(event) {
 // ---------------------------------------------------------------------------------------------
 // Works
 
-// The origins every work code starts with (the API makes no other). A search without a prefix
-// asks each origin and merges: one search by the empty prefix would make PostgreSQL walk the
-// primary key from the oldest work on a large table, where each origin's prefix range is quick.
-const ORIGINS = ["api-", "consumer-"];
-
 function searchPath(prefix) {
   const search = state.search;
   const query = new URLSearchParams({ work_code: prefix, since: search.since, limit: String(PAGE_SIZE) });
@@ -347,20 +335,12 @@ function searchPath(prefix) {
   return `/work/search?${query}`;
 }
 
-// One page of works in id order, and the after_id of the next page (null on the last).
-async function searchWorks() {
-  const prefixes = state.search.prefix === "" ? ORIGINS : [state.search.prefix];
-  const pages = await Promise.all(prefixes.map((prefix) => api(searchPath(prefix))));
-  const works = pages.flatMap((page) => page.body).sort((a, b) => a.id - b.id);
-  const full = pages.some((page) => page.headers.get("x-next-after-id") !== null);
-  const body = works.slice(0, PAGE_SIZE);
-  const more = works.length > PAGE_SIZE || (full && body.length === PAGE_SIZE);
-  return { body, next: more ? body[body.length - 1].id : null };
-}
-
 async function loadWorks() {
   const path = searchPath(state.search.prefix);
-  const { body, next } = await searchWorks();
+  // One page of works in id order; the API names the next page's after_id when there is one.
+  const { body, headers } = await api(path);
+  const after = headers.get("x-next-after-id");
+  const next = after === null ? null : Number(after);
   // Unchanged results are left as they are: a row under the pointer stays the same row.
   const seen = `${path} ${JSON.stringify(body)}`;
   if (seen === state.shownWorks) return;

@@ -46,6 +46,9 @@ pub struct Overview {
     pub backlogs: Backlogs,
     /// The sweeper's window (`PP_SWEEP_WINDOW`, as this API reads it), in seconds.
     pub sweep_window_seconds: u64,
+    /// The same window as the settings write durations (`6h`, `1h30m`).
+    #[schema(example = "6h")]
+    pub sweep_window: String,
     pub broker: BrokerOverview,
     /// What the dashboard's actions need.
     pub actions: ActionAccess,
@@ -125,6 +128,7 @@ impl OverviewCache {
             throughput: database.throughput,
             backlogs: database.backlogs,
             sweep_window_seconds: sweep_window.as_secs(),
+            sweep_window: pp_lib::config::format_duration(sweep_window),
             broker,
             actions,
         });

@@ -142,6 +142,7 @@ async fn the_overview_shows_counts_backlogs_and_the_queues_depths() {
     );
     assert_eq!(overview["actions"], "loopback_only");
     assert_eq!(overview["sweep_window_seconds"], 6 * 3600);
+    assert_eq!(overview["sweep_window"], "6h");
 }
 
 #[tokio::test]
@@ -169,6 +170,7 @@ async fn api_works_older_than_the_sweep_window_are_counted_apart() {
     assert!(beyond["oldest_age_seconds"].as_i64().unwrap_or(0) >= 3 * 3600 - 1);
     assert_eq!(overview["backlogs"]["sweeper"]["count"]["value"], 1);
     assert_eq!(overview["sweep_window_seconds"], 3600);
+    assert_eq!(overview["sweep_window"], "1h");
 }
 
 #[tokio::test]

@@ -201,6 +201,9 @@ impl SearchPlanning {
 /// prepared statement; those that select a large share of the window are planned with their
 /// values (see [`SearchPlanning`]). Results and order are the same either way.
 pub fn search_works(conn: &mut PgConnection, search: &WorkSearch) -> QueryResult<Vec<Work>> {
+    if search.code_prefix.is_empty() {
+        return search_every_code(search).load(conn);
+    }
     let range = PrefixRange::of(&search.code_prefix);
     match (SearchPlanning::for_prefix(&search.code_prefix), range.upper) {
         (SearchPlanning::Prepared | SearchPlanning::Together, Some(upper)) => {
@@ -369,6 +372,9 @@ pub fn search_statement(search: &WorkSearch) -> (String, SearchPlanning) {
     let range = PrefixRange::of(&search.code_prefix);
     let planning = SearchPlanning::for_prefix(&search.code_prefix);
     let debug = match (planning, range.upper) {
+        _ if search.code_prefix.is_empty() => {
+            diesel::debug_query::<Pg, _>(&search_every_code(search)).to_string()
+        }
         (SearchPlanning::Prepared | SearchPlanning::Together, Some(upper)) => {
             diesel::debug_query::<Pg, _>(&prepared_search(search, range.lower, upper)).to_string()
         }
@@ -432,9 +438,8 @@ fn search_with_values(
     };
     let next = if upper.is_some() { 3 } else { 2 };
     let sql = format!(
-        "select id, work_code, add_up_to, done, created_on, updated_on, result, demand_id \
-         from works where {code_range} and created_on >= ${} and created_on < ${} \
-         and done = any(${}) and id > ${} order by id limit ${}",
+        "select {WORK_COLUMNS} from works where {code_range} and created_on >= ${} \
+         and created_on < ${} and done = any(${}) and id > ${} order by id limit ${}",
         next,
         next + 1,
         next + 2,
@@ -454,6 +459,84 @@ fn search_with_values(
         .bind::<BigInt, _>(search.after_id.unwrap_or(0))
         .bind::<BigInt, _>(search.limit.max(0))
 }
+
+/// The ranges of codes a search by the empty prefix reads one at a time, in order: each
+/// origin's prefix, and the gaps around them (the codes of no origin: pp makes none, but a row
+/// may hold one). Asked for every code at once, PostgreSQL walks the primary key from the oldest
+/// work to reach a recent window (seconds on a large table); asked origin by origin, it reads
+/// each origin's window through an index, as for `api-` (milliseconds).
+pub fn every_code_ranges() -> Vec<(String, Option<String>)> {
+    let mut origins =
+        [WorkOrigin::Api, WorkOrigin::Consumer].map(|origin| PrefixRange::of(origin.code_prefix()));
+    origins.sort_by(|a, b| a.lower.cmp(&b.lower));
+    let mut ranges = Vec::with_capacity(2 * origins.len() + 1);
+    let mut from = String::new();
+    for origin in origins {
+        let Some(upper) = origin.upper else {
+            // An origin's prefix ends in an ASCII character, which has a successor.
+            continue;
+        };
+        ranges.push((from, Some(origin.lower.clone())));
+        ranges.push((origin.lower, Some(upper.clone())));
+        from = upper;
+    }
+    ranges.push((from, None));
+    ranges
+}
+
+/// The search by the empty prefix, as one statement sent unnamed: each range of
+/// [`every_code_ranges`] searched on its own (an index each), then merged in id order. `$1` to
+/// `$5` are the window, the done values, the id to start after and the limit; the ranges'
+/// bounds follow.
+fn search_every_code(
+    search: &WorkSearch,
+) -> diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
+    use diesel::sql_types::{Array, BigInt, Bool, Text, Timestamptz};
+    let ranges = every_code_ranges();
+    let mut next = 6;
+    let branches: Vec<String> = ranges
+        .iter()
+        .map(|(_, upper)| {
+            let code_range = if upper.is_some() {
+                next += 2;
+                format!(
+                    "work_code ~>=~ ${} and work_code ~<~ ${}",
+                    next - 2,
+                    next - 1
+                )
+            } else {
+                next += 1;
+                format!("work_code ~>=~ ${}", next - 1)
+            };
+            format!(
+                "(select {WORK_COLUMNS} from works where {code_range} and created_on >= $1 \
+                 and created_on < $2 and done = any($3) and id > $4 order by id limit $5)"
+            )
+        })
+        .collect();
+    let sql = format!(
+        "select {WORK_COLUMNS} from ({}) as every_code order by id limit $5",
+        branches.join(" union all ")
+    );
+    let mut query = diesel::sql_query(sql)
+        .into_boxed::<Pg>()
+        .bind::<Timestamptz, _>(search.created_since)
+        .bind::<Timestamptz, _>(search.created_before.unwrap_or_else(far_future))
+        .bind::<Array<Bool>, _>(done_values(search))
+        .bind::<BigInt, _>(search.after_id.unwrap_or(0))
+        .bind::<BigInt, _>(search.limit.max(0));
+    for (lower, upper) in ranges {
+        query = query.bind::<Text, _>(lower);
+        if let Some(upper) = upper {
+            query = query.bind::<Text, _>(upper);
+        }
+    }
+    query
+}
+
+/// The columns of a work, in `Work`'s order, for raw statements.
+const WORK_COLUMNS: &str =
+    "id, work_code, add_up_to, done, created_on, updated_on, result, demand_id";
 
 /// A `created_since` that no work predates (0001-01-01, well inside PostgreSQL's range): the
 /// sweeper's window when it is to take pending works whatever their age.
