@@ -14,7 +14,6 @@
 //! ```
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::Connection;
@@ -25,8 +24,6 @@ use pp_lib::db::works::finish_works;
 use pp_lib::db::{PgPool, build_pool, establish};
 use pp_lib::testkit::{eventually, exactly};
 use pp_lib::work::Work;
-use rand::Rng;
-use rand::distr::Alphanumeric;
 use uuid::Uuid;
 
 use crate::{create_database_if_missing, drop_database, run_pending_migrations};
@@ -53,7 +50,7 @@ pub const WAITING_ON_A_LOCK: &str = "select count(*) as n from pg_stat_activity 
 const WRONG_SHOWN: usize = 5;
 
 /// Prefix of every test database's name, so leftovers are easy to recognise.
-pub const TEST_DATABASE_PREFIX: &str = "pp_test_";
+pub const TEST_DATABASE_PREFIX: &str = pp_lib::testkit::TEST_NAME_PREFIX;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -69,7 +66,7 @@ impl TestDatabase {
     /// server cannot be reached: a test without its database must fail, not pass unseen.
     pub fn create() -> TestDatabase {
         let server = server_url();
-        let name = unique_name();
+        let name = pp_lib::testkit::unique_name();
         let url = server.with_path(&name);
         if let Err(error) = create_database_if_missing(&url, CONNECT_TIMEOUT) {
             panic!(
@@ -232,26 +229,6 @@ fn server_url() -> SecretUrl {
     let text = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
     text.parse()
         .unwrap_or_else(|error| panic!("DATABASE_URL is not usable: {error}"))
-}
-
-/// `pp_test_<unix seconds>_<pid>_<counter>_<random>`: unique across threads, processes and runs,
-/// and dated, so a leftover from a killed run shows its age.
-fn unique_name() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    let random: String = rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(6)
-        .map(char::from)
-        .collect();
-    format!(
-        "{TEST_DATABASE_PREFIX}{seconds}_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        random.to_ascii_lowercase()
-    )
 }
 
 /// One number from `sql` (`select … as n`), for assertions; panics naming the statement when it

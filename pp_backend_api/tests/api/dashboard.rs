@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use lapin::BasicProperties;
-use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use pp_backend_api::dashboard::admin::ADMIN_TOKEN_HEADER;
 use pp_backend_api::settings::Settings;
@@ -283,22 +282,10 @@ async fn a_retried_dead_letter_goes_back_to_the_work_queue_and_the_others_keep_t
     );
     let remaining = app.get_json("/dashboard/api/dead-letters").await;
     assert_eq!(keys(&remaining), ["m-0", "m-2"]);
-    let (connection, channel) = queue.open().await;
-    let copy = channel
-        .basic_get(queue.name().into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-        .expect("the retried message is in the work queue");
-    let _ = connection.close(200, "checked".into()).await;
-    assert_eq!(
-        copy.delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.as_str().to_owned()),
-        Some("m-1".to_owned())
-    );
-    assert_eq!(copy.delivery.data, br#"{"add_up_to": -1}"#);
+    let copies = queue.take_all(queue.name()).await;
+    assert_eq!(copies.len(), 1, "the retried message is in the work queue");
+    assert_eq!(copies[0].message_id().as_deref(), Some("m-1"));
+    assert_eq!(copies[0].body, br#"{"add_up_to": -1}"#);
 }
 
 #[tokio::test]
@@ -338,24 +325,12 @@ async fn retry_all_sends_every_dead_letter_back_in_order() {
             .await,
         0
     );
-    let (connection, channel) = queue.open().await;
-    let mut order = Vec::new();
-    while let Some(message) = channel
-        .basic_get(queue.name().into(), BasicGetOptions { no_ack: true })
+    let order: Vec<String> = queue
+        .take_all(queue.name())
         .await
-        .expect("get")
-    {
-        order.push(
-            message
-                .delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.as_str().to_owned())
-                .unwrap_or_default(),
-        );
-    }
-    let _ = connection.close(200, "checked".into()).await;
+        .iter()
+        .map(|message| message.message_id().unwrap_or_default())
+        .collect();
     assert_eq!(order, ["m-0", "m-1", "m-2", "m-3"]);
 }
 

@@ -150,7 +150,11 @@ pub fn judge(facts: &WorkFacts) -> Option<WrongWork> {
 fn judge_done(facts: &WorkFacts, why: &mut Vec<String>) {
     let expected = sum_up_to(facts.add_up_to).ok();
     if facts.result != expected || expected.is_none() {
-        why.push(format!("result {:?}, not {expected:?}", facts.result));
+        why.push(format!(
+            "its result is {}, not {}",
+            shown(facts.result),
+            shown(expected)
+        ));
     }
     let variables = [
         (EventVariable::ComputeStart, facts.starts),
@@ -172,8 +176,9 @@ fn judge_done(facts: &WorkFacts, why: &mut Vec<String>) {
     let result_text = facts.result.map(|result| result.to_string());
     if facts.results == 1 && facts.result_value != result_text {
         why.push(format!(
-            "compute/result says {:?}, the work {:?}",
-            facts.result_value, result_text
+            "its compute/result event says {}, its result is {}",
+            shown(facts.result_value.as_deref()),
+            shown(facts.result)
         ));
     }
     if facts.misfiled > 0 {
@@ -182,6 +187,11 @@ fn judge_done(facts: &WorkFacts, why: &mut Vec<String>) {
             facts.misfiled
         ));
     }
+}
+
+/// A value as the reasons write it: itself, or `none`.
+fn shown(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "none".to_owned(), |value| value.to_string())
 }
 
 #[cfg(test)]
@@ -240,7 +250,7 @@ mod tests {
                     result_value: Some("11".into()),
                     ..done(4, 11)
                 },
-                "result Some(11), not Some(10)",
+                "its result is 11, not 10",
             ),
             (
                 "no events",
@@ -277,7 +287,7 @@ mod tests {
                     result_value: Some("9".into()),
                     ..done(4, 10)
                 },
-                "compute/result says Some(\"9\")",
+                "its compute/result event says 9, its result is 10",
             ),
             (
                 "a misfiled event",

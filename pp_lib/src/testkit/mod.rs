@@ -36,20 +36,28 @@ pub use wait::{
     at_least, eventually, eventually_blocking, eventually_within, exactly, within, within_blocking,
 };
 
-/// A name no other test, process or run uses: `pp_test_<pid>_<counter>_<random>`.
+/// What the name of everything a test makes starts with (databases, queues, Redis prefixes,
+/// broker nodes), so leftovers are easy to recognise.
+pub const TEST_NAME_PREFIX: &str = "pp_test_";
+
+/// A name no other test, process or run uses, and dated, so a leftover of a killed run shows
+/// its age: `pp_test_<unix seconds>_<pid>_<counter>_<random>`, lowercase.
 pub fn unique_name() -> String {
     use rand::Rng;
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let suffix: String = rand::rng()
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let random: String = rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
         .take(6)
         .map(char::from)
         .collect();
     format!(
-        "pp_test_{}_{}_{}",
+        "{TEST_NAME_PREFIX}{seconds}_{}_{}_{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
-        suffix.to_ascii_lowercase()
+        random.to_ascii_lowercase()
     )
 }

@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use uuid::Uuid;
 
-use crate::amqp::dead_letter_queue::{DeadLetter, REASON_HEADER};
+use crate::amqp::dead_letter_queue::{DeadLetter, REASON_HEADER, queue_depth};
 use crate::amqp::dead_lettering::header_text;
 use crate::amqp::{Broker, Outgoing, PublishOptions, Publisher, Reconnect, Topology};
 use crate::config::{AmqpConfig, DEFAULT_AMQP_URL, QueueType, SecretUrl};
@@ -226,19 +225,11 @@ impl TestQueue {
     /// Messages waiting in `queue` (the work queue or the dead-letter queue), ready for delivery.
     pub async fn ready_count(&self, queue: &str) -> u32 {
         let (connection, channel) = self.open().await;
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        let depth = queue_depth(&channel, queue)
             .await
             .unwrap_or_else(|error| panic!("cannot inspect {queue}: {error}"));
         let _ = connection.close(200, "inspected".into()).await;
-        declared.message_count()
+        depth.messages
     }
 
     /// Waits until `queue` holds `expected` ready messages; fails at once if it holds more.

@@ -2,9 +2,6 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-use rand::distr::Alphanumeric;
-
 use crate::config::SecretUrl;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,15 +26,9 @@ pub struct TestRedis {
 
 impl TestRedis {
     pub fn create() -> TestRedis {
-        let url = redis_url();
-        let suffix: String = rand::rng()
-            .sample_iter(&Alphanumeric)
-            .take(10)
-            .map(char::from)
-            .collect();
         let redis = TestRedis {
-            prefix: format!("pp_test_{}", suffix.to_lowercase()),
-            url,
+            prefix: super::unique_name(),
+            url: redis_url(),
         };
         let mut conn = redis.connection();
         let pong: String = redis::cmd("PING")
