@@ -12,9 +12,6 @@ use crate::error::Error;
 use crate::schema::idempotency_keys;
 use crate::work::{NewWork, Work};
 
-/// How long a key is remembered by default.
-pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
 /// Longest lifetime a key may be given.
 pub const MAX_KEY_TTL: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 

@@ -4,11 +4,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use diesel::prelude::*;
-use pp_lib::db::idempotency::{
-    DEFAULT_KEY_TTL, IdempotentCreation, create_work_once, purge_expired_keys,
-};
+use pp_lib::db::idempotency::{IdempotentCreation, create_work_once, purge_expired_keys};
 use pp_lib::work::NewWork;
 use pp_storage::testkit::TestDatabase;
+
+/// How long the tests' keys are remembered: a day, like the API's default.
+const KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 fn work_count(conn: &mut PgConnection) -> i64 {
     pp_lib::schema::works::table
@@ -36,7 +37,7 @@ fn a_retry_with_the_same_request_gets_the_first_work() {
         "k1",
         "add_up_to=4",
         &NewWork::from_api(4),
-        DEFAULT_KEY_TTL,
+        KEY_TTL,
     )
     .expect("first");
     let retry = create_work_once(
@@ -44,7 +45,7 @@ fn a_retry_with_the_same_request_gets_the_first_work() {
         "k1",
         "add_up_to=4",
         &NewWork::from_api(4),
-        DEFAULT_KEY_TTL,
+        KEY_TTL,
     )
     .expect("retry");
 
@@ -64,7 +65,7 @@ fn the_same_key_with_another_request_is_a_conflict() {
         "k2",
         "add_up_to=4",
         &NewWork::from_api(4),
-        DEFAULT_KEY_TTL,
+        KEY_TTL,
     )
     .expect("first");
 
@@ -73,7 +74,7 @@ fn the_same_key_with_another_request_is_a_conflict() {
         "k2",
         "add_up_to=5",
         &NewWork::from_api(5),
-        DEFAULT_KEY_TTL,
+        KEY_TTL,
     )
     .expect("second");
 
@@ -99,7 +100,7 @@ fn an_expired_key_can_be_used_again_and_is_purged() {
         "k3",
         "add_up_to=4",
         &NewWork::from_api(4),
-        DEFAULT_KEY_TTL,
+        KEY_TTL,
     )
     .expect("first");
     create_work_once(
@@ -107,7 +108,7 @@ fn an_expired_key_can_be_used_again_and_is_purged() {
         "k4",
         "add_up_to=4",
         &NewWork::from_api(4),
-        DEFAULT_KEY_TTL,
+        KEY_TTL,
     )
     .expect("other");
     expire_every_key(&mut conn);
@@ -117,7 +118,7 @@ fn an_expired_key_can_be_used_again_and_is_purged() {
         "k3",
         "add_up_to=9",
         &NewWork::from_api(9),
-        DEFAULT_KEY_TTL,
+        KEY_TTL,
     )
     .expect("after expiry");
     assert!(
