@@ -70,8 +70,8 @@ consumer_rate=$(awk -v n="$demands" -v a="$started" -v b="$finished" 'BEGIN {pri
 echo "    $demands done in $(awk -v a="$started" -v b="$finished" 'BEGIN {printf "%.2f", b - a}')s: $consumer_rate demands/s"
 # Every work checked by pp's one integrity check (its sum, its three events): the benchmark
 # counts only work recorded right.
-audit=$(target/release/pp_storage audit) || { printf 'bench: error: works recorded wrong:\n%s\n' "$audit" >&2; exit 1; }
-echo "    $audit"
+verified=$(target/release/pp_storage verify) || { printf 'bench: error: works recorded wrong:\n%s\n' "$verified" >&2; exit 1; }
+echo "    $verified"
 
 say "(c) pgbench: the consumer's transaction for one demand, $workers connections, ${seconds}s"
 pg=$(timeout $((seconds + 30)) pgbench -n -M prepared -c "$workers" -j 2 -T "$seconds" \

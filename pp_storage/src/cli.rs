@@ -7,7 +7,7 @@ use pp_lib::config::{AmqpConfig, DatabaseConfig, RedisConfig, duration_setting};
 
 use crate::services::ServiceKind;
 
-/// Creates, migrates, inspects, audits and resets pp's PostgreSQL database.
+/// Creates, migrates, inspects, verifies and resets pp's PostgreSQL database.
 #[derive(Debug, Parser)]
 #[command(version, propagate_version = true)]
 pub struct Cli {
@@ -31,8 +31,8 @@ pub enum Command {
     /// stop, result with that sum, under its code); a pending one has none and came over HTTP.
     /// Prints the totals and the first wrong works; exits 3 when one is wrong.
     ///
-    /// Example: pp_storage audit
-    Audit,
+    /// Example: pp_storage verify
+    Verify,
     /// Revert every migration and apply them again: ALL DATA IS DELETED.
     ///
     /// Example: pp_storage reset --yes

@@ -12,11 +12,11 @@ use crate::cli::{Cli, Command};
 use crate::services::{self, Line, Reachability, ServiceKind};
 use crate::{DatabaseCreation, create_database_if_missing, database_name};
 
-/// Exit code of `check` when a service does not answer, and of `audit` when a work is wrong.
+/// Exit code of `check` when a service does not answer, and of `verify` when a work is wrong.
 pub const EXIT_FOUND: u8 = 3;
 
-/// Wrong works `audit` lists, at most (it counts them all).
-const AUDIT_EXAMPLES: usize = 20;
+/// Wrong works `verify` lists, at most (it counts them all).
+const VERIFY_EXAMPLES: usize = 20;
 
 /// Runs the command the command line names.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -28,7 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             amqp,
             redis,
         } => return check(config, &services, wait, &amqp, &redis),
-        Command::Audit => return audit(config),
+        Command::Verify => return verify(config),
         Command::Migrate => migrate(config)?,
         Command::Status => status(config)?,
         Command::Reset { yes } => reset(config, yes)?,
@@ -123,18 +123,18 @@ fn reset(config: &DatabaseConfig, yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every work checked against the rules of `pp_lib::db::audit`: a line of totals, then one line
+/// Every work checked against the rules of `pp_lib::db::integrity`: a line of totals, then one line
 /// per wrong work (the first few); exit 3 when one is wrong.
-fn audit(config: &DatabaseConfig) -> anyhow::Result<ExitCode> {
+fn verify(config: &DatabaseConfig) -> anyhow::Result<ExitCode> {
     let name = database_name(&config.url)?;
     let mut conn = establish(&config.url, config.connect_timeout)?;
-    let audit = pp_lib::db::audit::wrong_works(&mut conn, AUDIT_EXAMPLES)
+    let integrity = pp_lib::db::integrity::wrong_works(&mut conn, VERIFY_EXAMPLES)
         .context("failed to read the works")?;
     println!(
         "database {name}: {} work(s) checked, {} wrong",
-        audit.checked, audit.wrong
+        integrity.checked, integrity.wrong
     );
-    for wrong in &audit.examples {
+    for wrong in &integrity.examples {
         println!(
             "  work {} ({}): {}",
             wrong.id,
@@ -142,10 +142,13 @@ fn audit(config: &DatabaseConfig) -> anyhow::Result<ExitCode> {
             wrong.why.join("; ")
         );
     }
-    if audit.wrong > audit.examples.len() as u64 {
-        println!("  … and {} more", audit.wrong - audit.examples.len() as u64);
+    if integrity.wrong > integrity.examples.len() as u64 {
+        println!(
+            "  … and {} more",
+            integrity.wrong - integrity.examples.len() as u64
+        );
     }
-    Ok(if audit.wrong == 0 {
+    Ok(if integrity.wrong == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FOUND)

@@ -1,4 +1,4 @@
-//! `pp_storage`: creates, migrates, inspects, audits and resets pp's PostgreSQL database, and
+//! `pp_storage`: creates, migrates, inspects, verifies and resets pp's PostgreSQL database, and
 //! checks that the services pp runs on answer. What each command does is in
 //! `pp_storage::commands`.
 

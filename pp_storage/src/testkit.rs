@@ -19,7 +19,7 @@ use std::time::Duration;
 use diesel::Connection;
 use diesel::pg::PgConnection;
 use pp_lib::config::{DEFAULT_DATABASE_URL, DatabaseConfig, SecretUrl, load_dotenv};
-use pp_lib::db::audit::{Audit, wrong_works};
+use pp_lib::db::integrity::{Integrity, wrong_works};
 use pp_lib::db::works::finish_works;
 use pp_lib::db::{PgPool, build_pool, establish};
 use pp_lib::testkit::{eventually, exactly};
@@ -134,20 +134,20 @@ impl TestDatabase {
         eventually(&what, async || exactly(self.count(sql), expected)).await;
     }
 
-    /// Every work checked against pp's rules (`pp_lib::db::audit`).
-    pub fn audit(&self) -> Audit {
+    /// Every work checked against pp's rules (`pp_lib::db::integrity`).
+    pub fn integrity(&self) -> Integrity {
         wrong_works(&mut self.connect(), WRONG_SHOWN)
-            .unwrap_or_else(|error| panic!("auditing {}: {error}", self.name))
+            .unwrap_or_else(|error| panic!("checking the works of {}: {error}", self.name))
     }
 
     /// Asserts every work keeps pp's rules: a done one has its sum and its three events, a
     /// pending one none.
     pub fn assert_no_wrong_works(&self) {
-        let audit = self.audit();
+        let integrity = self.integrity();
         assert_eq!(
-            audit.wrong, 0,
+            integrity.wrong, 0,
             "{} of {} works are wrong, e.g. {:?}",
-            audit.wrong, audit.checked, audit.examples
+            integrity.wrong, integrity.checked, integrity.examples
         );
     }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text, Uuid as SqlUuid};
-use pp_lib::db::audit::{Audit as Integrity, wrong_works};
+use pp_lib::db::integrity::{Integrity, wrong_works};
 use uuid::Uuid;
 
 use crate::load::{DemandAnswers, KeyedAnswers};

@@ -24,10 +24,10 @@
 //! In actix-web handlers `actix_web::web::block(move || …)` does the same. Keep the closure
 //! short and free of `.await`; never hold a pooled connection across an await point.
 
-pub mod audit;
 pub mod backlogs;
 pub mod events;
 pub mod idempotency;
+pub mod integrity;
 pub mod outbox;
 pub mod pool;
 pub mod stats;

@@ -1,5 +1,5 @@
 //! The integrity check of what pp recorded: [`wrong_works`] lists every work that breaks one of
-//! the rules below, so a test, the fault run, a benchmark and an operator (`pp_storage audit`)
+//! the rules below, so a test, the fault run, a benchmark and an operator (`pp_storage verify`)
 //! ask the same question the same way.
 //!
 //! The rules, judged by [`judge`] on one work's facts:
@@ -65,9 +65,9 @@ pub struct WrongWork {
     pub why: Vec<String>,
 }
 
-/// What a check found.
+/// What the check found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Audit {
+pub struct Integrity {
     /// Works read.
     pub checked: u64,
     /// Works that break a rule.
@@ -77,8 +77,8 @@ pub struct Audit {
 }
 
 /// Checks every work against the rules; keeps the first `examples` wrong ones in full.
-pub fn wrong_works(conn: &mut PgConnection, examples: usize) -> QueryResult<Audit> {
-    let mut audit = Audit::default();
+pub fn wrong_works(conn: &mut PgConnection, examples: usize) -> QueryResult<Integrity> {
+    let mut found = Integrity::default();
     let mut after = 0_i64;
     loop {
         let batch: Vec<WorkFacts> = diesel::sql_query(FACTS)
@@ -86,14 +86,14 @@ pub fn wrong_works(conn: &mut PgConnection, examples: usize) -> QueryResult<Audi
             .bind::<BigInt, _>(BATCH)
             .load(conn)?;
         let Some(last) = batch.last() else {
-            return Ok(audit);
+            return Ok(found);
         };
         after = last.id;
-        audit.checked += batch.len() as u64;
+        found.checked += batch.len() as u64;
         for wrong in batch.iter().filter_map(judge) {
-            audit.wrong += 1;
-            if audit.examples.len() < examples {
-                audit.examples.push(wrong);
+            found.wrong += 1;
+            if found.examples.len() < examples {
+                found.examples.push(wrong);
             }
         }
     }
