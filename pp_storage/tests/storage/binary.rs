@@ -1,10 +1,11 @@
-//! The `pp_storage` binary run as a user runs it: migrate, status, reset and its refusals.
+//! The `pp_storage` binary run as a user runs it: migrate, status, verify, reset and its
+//! refusals.
 
 use pp_lib::config::SecretUrl;
 use pp_lib::db::works::insert_work;
 use pp_lib::work::NewWork;
 use pp_storage::database_exists;
-use pp_storage::testkit::TestDatabase;
+use pp_storage::testkit::{TestDatabase, finish_work};
 use std::process::{Command, Output};
 
 fn pp_storage(url: &SecretUrl, args: &[&str]) -> Output {
@@ -150,4 +151,42 @@ fn no_flag_value_makes_pp_storage_panic() {
         std::time::Duration::from_secs(1),
         std::time::Duration::from_secs(10),
     );
+}
+
+#[test]
+fn verify_passes_right_works_and_names_a_wrong_one_with_exit_3() {
+    let db = TestDatabase::create();
+    let mut conn = db.connect();
+    let pending = insert_work(&mut conn, &NewWork::from_api(3)).expect("insert");
+    let done = insert_work(&mut conn, &NewWork::from_api(4)).expect("insert");
+    finish_work(&mut conn, &done);
+
+    let right = pp_storage(db.url(), &["verify"]);
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "update events set value = '11' where work_id = {} and variable = 'compute/result'",
+            done.id
+        )),
+        &mut conn,
+    )
+    .expect("tamper with an event");
+    let wrong = pp_storage(db.url(), &["verify"]);
+
+    assert!(right.status.success(), "{}", stderr(&right));
+    assert!(
+        stdout(&right).ends_with("2 work(s) checked, 0 wrong\n"),
+        "{}",
+        stdout(&right)
+    );
+    assert_eq!(wrong.status.code(), Some(3), "{}", stderr(&wrong));
+    let report = stdout(&wrong);
+    assert!(report.contains("2 work(s) checked, 1 wrong"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "work {} ({}): its compute/result event says 11, its result is 10",
+            done.id, done.work_code
+        )),
+        "{report}"
+    );
+    assert!(!report.contains(&pending.work_code), "{report}");
 }
