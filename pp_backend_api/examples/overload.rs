@@ -210,7 +210,9 @@ async fn measure(
     let health = format!("http://127.0.0.1:{port}/healthz");
     within(API_START_LIMIT, async || reqwest::get(&health).await)
         .await
-        .with_context(|| format!("the API did not answer within {API_START_LIMIT:?}"))?;
+        .map_err(|seen| {
+            anyhow::anyhow!("the API did not answer within {API_START_LIMIT:?}: {seen:?}")
+        })?;
     let output = tokio::process::Command::new("wrk")
         .args([
             "-t2",

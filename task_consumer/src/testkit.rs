@@ -24,6 +24,7 @@ use pp_lib::config::{AmqpConfig, CacheConfig, DatabaseConfig, RedisConfig};
 use pp_lib::demand::WorkDemand;
 use pp_lib::shutdown::{Shutdown, ShutdownTrigger};
 use pp_lib::testkit::TestQueue;
+use pp_lib::testkit::wait::finish_in_drop;
 use pp_storage::testkit::TestDatabase;
 
 use crate::Running;
@@ -128,8 +129,14 @@ impl TestConsumer {
 
 impl Drop for TestConsumer {
     fn drop(&mut self) {
+        // A test that ends without stopping its consumer (or panics) stops it here, and lets it
+        // finish (where the runtime allows) before its queue is deleted: a consumer left
+        // running would declare the queue again.
         if let Some(trigger) = self.trigger.take() {
             trigger.trigger();
+        }
+        if let Some(running) = self.running.take() {
+            finish_in_drop(STOP_PATIENCE, running.stopped());
         }
     }
 }

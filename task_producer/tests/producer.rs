@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use pp_lib::config::SecretUrl;
 use pp_lib::testkit::{
-    TcpProxy, TestQueue, at_least, eventually, socket_addr_of, terminate, via, wait_exit,
+    KillOnDrop, TcpProxy, TestQueue, at_least, eventually, socket_addr_of, terminate, via,
+    wait_exit,
 };
 use uuid::Uuid;
 
@@ -129,7 +130,7 @@ async fn run_publishes_on_its_schedule_rides_out_an_outage_and_stops_on_sigterm(
         .args(["run", "--every", "100ms", "--per-tick", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("the producer starts");
+    let mut child = KillOnDrop(command.spawn().expect("the producer starts"));
     wait_for_messages(&queue, 6).await;
     proxy.cut();
     // It tried the broker again, more than once, while it was away.
@@ -145,8 +146,12 @@ async fn run_publishes_on_its_schedule_rides_out_an_outage_and_stops_on_sigterm(
     terminate(&child);
     let status = wait_exit(&mut child, Duration::from_secs(10)).await;
     assert!(status.success(), "SIGTERM exits 0, got {status}");
-    let out = child.wait_with_output().expect("stderr");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(
+        &mut child.stderr.take().expect("stderr is piped"),
+        &mut stderr,
+    )
+    .expect("its stderr");
     let outage_lines = stderr
         .lines()
         .filter(|line| line.contains("RabbitMQ"))
@@ -169,7 +174,7 @@ async fn without_a_command_the_producer_runs_its_schedule() {
         .env("PP_PRODUCER_EVERY", "100ms")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = command.spawn().expect("the producer starts");
+    let mut child = KillOnDrop(command.spawn().expect("the producer starts"));
 
     wait_for_messages(&queue, 3).await;
     terminate(&child);

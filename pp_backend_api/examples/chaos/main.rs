@@ -225,6 +225,7 @@ impl Stage {
         })
         .await
         .map_err(|seen| {
+            let seen = seen.unwrap_or_else(|| "no answer at all".to_owned());
             anyhow::anyhow!("the API did not answer on {url} within {API_START_LIMIT:?}: {seen}")
         })
     }

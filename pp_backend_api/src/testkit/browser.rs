@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
-use pp_lib::testkit::eventually;
+use pp_lib::testkit::process::free_port;
+use pp_lib::testkit::{eventually, unique_name};
 use serde_json::{Value, json};
 
 /// Where Debian installs them (`make test` does, through `scripts/install.sh chromium`).
@@ -70,13 +71,14 @@ impl Browser {
     pub async fn open(window: Window) -> Browser {
         let chromium = find_program(CHROMIUM);
         let chromedriver = find_program(CHROMEDRIVER);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("an HTTP client without TLS or proxy builds");
         let port = free_port();
-        let profile = std::env::temp_dir().join(format!(
-            "pp-browser-{}-{port}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&profile).expect("a profile directory");
+        let profile = std::env::temp_dir().join(unique_name());
+        std::fs::create_dir_all(&profile)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", profile.display()));
         let mut command = Command::new(&chromedriver);
         command
             .arg(format!("--port={port}"))
@@ -88,26 +90,24 @@ impl Browser {
         let driver = command
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {chromedriver}: {error}"));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("an HTTP client");
-        let base = format!("http://127.0.0.1:{port}");
-        eventually(
-            &format!("chromedriver to answer on port {port}"),
-            async || match http.get(format!("{base}/status")).send().await {
-                Ok(response) if response.status().is_success() => Ok(()),
-                Ok(response) => Err(response.status().to_string()),
-                Err(error) => Err(error.to_string()),
-            },
-        )
-        .await;
+        // Made as soon as chromedriver runs, so that dropping it ends chromedriver whatever
+        // fails next.
         let mut browser = Browser {
             http,
             session: String::new(),
             driver,
             profile,
         };
+        let base = format!("http://127.0.0.1:{port}");
+        eventually(
+            &format!("chromedriver to answer on port {port}"),
+            async || match browser.http.get(format!("{base}/status")).send().await {
+                Ok(response) if response.status().is_success() => Ok(()),
+                Ok(response) => Err(response.status().to_string()),
+                Err(error) => Err(error.to_string()),
+            },
+        )
+        .await;
         let args = [
             "--headless".to_owned(),
             "--no-sandbox".to_owned(),
@@ -328,15 +328,4 @@ impl Drop for Browser {
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
-
-fn rand_suffix() -> u64 {
-    rand::random()
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use pp_lib::config::SecretUrl;
 use pp_lib::contract::{DemandAccepted, ErrorBody};
+use pp_lib::testkit::wait::finish_in_drop;
 use pp_lib::testkit::{TestQueue, TestRedis, eventually};
 use pp_lib::work::Work;
 use pp_storage::testkit::TestDatabase;
@@ -36,6 +37,9 @@ use crate::startup::Application;
 /// How often a test's relay looks at the outbox when no demand wakes it: often, so a test never
 /// waits on it.
 pub const TEST_RELAY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Longest a test's server may take to stop when dropped.
+const STOP_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Longest a request of a test's client may take.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -301,13 +305,17 @@ impl TestApp {
         accepted.message_id
     }
 
-    /// The sum of the samples of `/metrics` whose line starts with `name` (every label of a
-    /// metric, or one when `name` includes its labels); 0 when there is none.
+    /// The sum of the samples of the metric `name` in `/metrics` (every label of it; or one
+    /// sample, when `name` includes its labels); 0 when there is none.
     pub async fn metric(&self, name: &str) -> f64 {
         self.get_text("/metrics")
             .await
             .lines()
-            .filter(|line| line.starts_with(name))
+            .filter(|line| {
+                // The name whole: `pp_api_x` is not `pp_api_x_total`.
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']) || name.ends_with('}'))
+            })
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -341,10 +349,13 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        // A test that ends without stopping its server (or panics) stops it here; the task
-        // finishes on the test's runtime, or ends with it.
+        // A test that ends without stopping its server (or panics) stops it here, and lets it
+        // finish (where the runtime allows) before its database, queue and keys are removed.
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            finish_in_drop(STOP_PATIENCE, server);
         }
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use pp_backend_api::testkit::{TestApp, TestSettings};
-use pp_lib::testkit::{eventually, terminate, wait_exit};
+use pp_lib::testkit::{KillOnDrop, eventually, terminate, wait_exit};
 use pp_storage::testkit::{TestDatabase, WAITING_ON_A_LOCK};
 use reqwest::StatusCode;
 
@@ -76,9 +76,9 @@ async fn a_request_in_flight_finishes_before_the_server_stops() {
 
 /// Starts the API binary over `db` on a free port and returns it with its base URL, read from
 /// its "listening on" log line.
-fn spawn_api_binary(db: &TestDatabase) -> (std::process::Child, String) {
+fn spawn_api_binary(db: &TestDatabase) -> (KillOnDrop, String) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pp_backend_api"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pp_backend_api"))
         .env("DATABASE_URL", db.url().expose())
         .env("PP_HTTP_ADDR", "127.0.0.1:0")
         .env("PP_OUTBOX_RELAY", "off")
@@ -88,6 +88,7 @@ fn spawn_api_binary(db: &TestDatabase) -> (std::process::Child, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the API binary starts");
+    let mut child = KillOnDrop(child);
     let stderr = child.stderr.take().expect("piped stderr");
     let (found, address) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -7,18 +7,18 @@
 //! shared node holds), its data, logs and configuration in a directory of its own. Dropping the
 //! value stops the node and removes the directory. A node starts in a few seconds.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::config::SecretUrl;
+use crate::testkit::process::free_port;
 
 /// Where Debian installs them (`make setup` does).
 const RABBITMQ_SERVER: &str = "/usr/sbin/rabbitmq-server";
 const RABBITMQCTL: &str = "/usr/sbin/rabbitmqctl";
 
-/// Seconds `rabbitmqctl wait` gives a node to boot.
-const BOOT_TIMEOUT_SECONDS: &str = "120";
+/// Seconds any `rabbitmqctl` call may take (a boot, a restart, a stop), at most.
+const CTL_TIMEOUT_SECONDS: &str = "120";
 
 /// A running RabbitMQ node of the test's own.
 #[derive(Debug)]
@@ -36,7 +36,8 @@ impl TestBrokerNode {
             assert!(
                 Path::new(program).exists(),
                 "{program} is missing: this test starts a RabbitMQ node of its own from the \
-                 installed rabbitmq-server. Run `make setup` (it installs RabbitMQ)."
+                 installed rabbitmq-server (Debian: apt-get install rabbitmq-server; `make setup` \
+                 installs it where no RabbitMQ runs)."
             );
         }
         let name = format!("{}@localhost", super::unique_name());
@@ -70,12 +71,7 @@ impl TestBrokerNode {
             .output()
             .unwrap_or_else(|error| panic!("cannot run {RABBITMQ_SERVER}: {error}"));
         node.check("rabbitmq-server -detached", &started);
-        node.ctl(&[
-            "wait",
-            &node.pid_file().display().to_string(),
-            "--timeout",
-            BOOT_TIMEOUT_SECONDS,
-        ]);
+        node.ctl(&["wait", &node.pid_file().display().to_string()]);
         node
     }
 
@@ -106,15 +102,26 @@ impl TestBrokerNode {
         self.ctl(&["start_app"]);
     }
 
-    /// Runs `rabbitmqctl -n <node> args`; panics with its output when it fails.
+    /// Runs `rabbitmqctl -n <node> args` within its time bound; panics with its output when it
+    /// fails.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        let output = Command::new(RABBITMQCTL)
-            .args(["-n", &self.name])
-            .args(args)
+        let output = self
+            .ctl_command(args)
             .output()
             .unwrap_or_else(|error| panic!("cannot run {RABBITMQCTL}: {error}"));
         self.check(&format!("rabbitmqctl {}", args.join(" ")), &output);
         output
+    }
+
+    /// `rabbitmqctl -n <node> args`, bounded: its own `--timeout`, and timeout(1) around it.
+    fn ctl_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("timeout");
+        command
+            .arg(CTL_TIMEOUT_SECONDS)
+            .arg(RABBITMQCTL)
+            .args(["-n", &self.name, "--timeout", CTL_TIMEOUT_SECONDS])
+            .args(args);
+        command
     }
 
     fn check(&self, what: &str, output: &Output) {
@@ -136,22 +143,15 @@ impl TestBrokerNode {
 
 impl Drop for TestBrokerNode {
     fn drop(&mut self) {
-        let stopped = Command::new(RABBITMQCTL)
-            .args(["-n", &self.name, "stop"])
-            .output();
+        // Given the pid file, `stop` returns once the node's process is gone, so the directory
+        // is no longer written to.
+        let pid_file = self.pid_file().display().to_string();
+        let stopped = self.ctl_command(&["stop", &pid_file]).output();
         if !stopped.is_ok_and(|output| output.status.success()) {
             eprintln!("warning: could not stop RabbitMQ node {}", self.name);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A port nothing listens on now (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port on 127.0.0.1")
 }
 
 /// Run as root, `rabbitmq-server` drops to the `rabbitmq` user: the node's directory must be

@@ -28,7 +28,7 @@ pub mod redis;
 pub mod wait;
 
 pub use broker_node::TestBrokerNode;
-pub use process::{terminate, wait_exit};
+pub use process::{KillOnDrop, terminate, wait_exit};
 pub use proxy::{TcpProxy, socket_addr_of, via};
 pub use queue::{Taken, TestQueue, amqp_url};
 pub use redis::{TestRedis, redis_url};

@@ -6,6 +6,34 @@ use std::time::Duration;
 
 use crate::testkit::wait::eventually_within;
 
+/// A child process that is killed, and reaped, when dropped while it still runs: a test that
+/// fails never leaves a binary of pp running. It reads as the `Child` it holds.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Sends SIGTERM to a child process (what `kill` and process managers send).
 pub fn terminate(child: &Child) {
     let status = std::process::Command::new("kill")
@@ -76,9 +104,15 @@ pub fn assert_one_line_error(output: &Output, program: &str, text: &str) {
     assert_eq!(stdout(output), "", "nothing on stdout");
 }
 
-/// An address nothing listens on: a port of 127.0.0.1 bound, then released.
+/// An address nothing listens on: a port of 127.0.0.1 bound, then released (for a server to
+/// start on, or a client to be refused by).
 pub fn closed_port() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port on 127.0.0.1")
+}
+
+/// The port of [`closed_port`].
+pub fn free_port() -> u16 {
+    closed_port().port()
 }

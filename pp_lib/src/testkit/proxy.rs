@@ -165,23 +165,14 @@ pub fn via(url: &SecretUrl, addr: SocketAddr) -> SecretUrl {
 /// The host and port `url` points at.
 pub fn socket_addr_of(url: &SecretUrl, default_port: u16) -> SocketAddr {
     use std::net::ToSocketAddrs;
-    let text = url.expose();
-    let authority_start = text.find("://").map_or(0, |i| i + 3);
-    let rest = &text[authority_start..];
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let host_port = authority
-        .rfind('@')
-        .map_or(authority, |at| &authority[at + 1..]);
-    let with_port = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:{default_port}")
-    };
-    with_port
+    let (host, port) = url
+        .host_and_port(default_port)
+        .unwrap_or_else(|reason| panic!("{url}: {reason}"));
+    (host.as_str(), port)
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .unwrap_or_else(|| panic!("cannot resolve {with_port}"))
+        .unwrap_or_else(|| panic!("cannot resolve {host}:{port}"))
 }
 
 #[cfg(test)]
@@ -206,5 +197,10 @@ mod tests {
             "postgres://127.0.0.1:4000/db?x=1"
         );
         assert_eq!(socket_addr_of(&bare, 5432).port(), 5432);
+        let v6: SecretUrl = "redis://[::1]/0".parse().expect("a URL");
+        assert_eq!(
+            socket_addr_of(&v6, 6379),
+            "[::1]:6379".parse().expect("addr")
+        );
     }
 }

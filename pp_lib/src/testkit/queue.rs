@@ -19,6 +19,9 @@ use crate::testkit::wait::{at_least, eventually};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest the deletion of a test's queues may take: a test never hangs in its cleanup.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The broker the tests use: `AMQP_URL`, else the default.
 pub fn amqp_url() -> SecretUrl {
     let _ = crate::config::load_dotenv();
@@ -280,7 +283,10 @@ impl Drop for TestQueue {
                 .enable_all()
                 .build()
                 .map_err(|error| error.to_string())?;
-            runtime.block_on(delete_queues(url, queues))
+            let deleting = tokio::time::timeout(CLEANUP_TIMEOUT, delete_queues(url, queues));
+            runtime
+                .block_on(deleting)
+                .map_err(|_| format!("RabbitMQ did not answer within {CLEANUP_TIMEOUT:?}"))?
         })
         .join();
         match deleted {

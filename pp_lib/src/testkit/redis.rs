@@ -58,19 +58,31 @@ impl TestRedis {
 
     /// A blocking connection, for a test to look at the keys itself.
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url.expose())
-            .and_then(|client| client.get_connection_with_timeout(CONNECT_TIMEOUT))
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot connect to Redis at {}: {error}. Start it with `make setup`.",
-                    self.url
-                )
-            })
+        self.try_connection().unwrap_or_else(|error| {
+            panic!(
+                "cannot connect to Redis at {}: {error}. Start it with `make setup`.",
+                self.url
+            )
+        })
+    }
+
+    fn try_connection(&self) -> redis::RedisResult<redis::Connection> {
+        let client = redis::Client::open(self.url.expose())?;
+        let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        // No call may hang a test, nor its cleanup.
+        conn.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+        conn.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+        Ok(conn)
     }
 
     /// This test's keys.
     pub fn keys(&self) -> Vec<String> {
-        let mut conn = self.connection();
+        self.try_keys()
+            .unwrap_or_else(|error| panic!("listing the test's Redis keys: {error}"))
+    }
+
+    fn try_keys(&self) -> redis::RedisResult<Vec<String>> {
+        let mut conn = self.try_connection()?;
         let keys: redis::Iter<'_, String> = redis::cmd("SCAN")
             .cursor_arg(0)
             .arg("MATCH")
@@ -78,21 +90,30 @@ impl TestRedis {
             .arg("COUNT")
             .arg(1000)
             .clone()
-            .iter(&mut conn)
-            .expect("SCAN runs");
-        keys.filter_map(Result::ok).collect()
+            .iter(&mut conn)?;
+        Ok(keys.filter_map(Result::ok).collect())
+    }
+
+    /// Deletes this test's keys.
+    fn delete_keys(&self) -> redis::RedisResult<()> {
+        let keys = self.try_keys()?;
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(&keys)
+                .query::<u64>(&mut self.try_connection()?)?;
+        }
+        Ok(())
     }
 }
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
-        let keys = self.keys();
-        if keys.is_empty() {
-            return;
-        }
-        let mut conn = self.connection();
-        if let Err(error) = redis::cmd("DEL").arg(&keys).query::<u64>(&mut conn) {
-            eprintln!("warning: deleting the test's Redis keys failed: {error}");
+        // Never a panic here: a test that stopped Redis (or the fault run) is dropped too.
+        if let Err(error) = self.delete_keys() {
+            eprintln!(
+                "warning: could not delete the keys {}:* in Redis: {error}",
+                self.prefix
+            );
         }
     }
 }

@@ -4,8 +4,9 @@
 //! policy for every test: the first asks come quickly (a few milliseconds apart, so a fast answer
 //! is seen at once), then they slow down to [`LONGEST_TICK`], and after the patience
 //! ([`PATIENCE`] unless the test says otherwise) the test fails, naming what it waited for and
-//! what the probe saw last. `PP_TEST_PATIENCE` (a duration, e.g. `3m`) stretches every patience
-//! at once on a machine slower than usual.
+//! what the probe saw last. A probe that does not answer at all is not waited for past the
+//! patience either. `PP_TEST_PATIENCE` (a duration, e.g. `3m`) stretches every test's patience
+//! at once on a machine slower than usual; the tools' waits ([`within`]) keep theirs.
 //!
 //! "Nothing happened" is never shown by waiting: a test waits for a positive signal that comes
 //! after the moment it cares about (a counter that moved, a later message that arrived), then
@@ -37,39 +38,48 @@ pub async fn eventually_within<T, E: Debug>(
     what: &str,
     probe: impl AsyncFnMut() -> Result<T, E>,
 ) -> T {
+    let patience = scaled(patience);
     match within(patience, probe).await {
         Ok(value) => value,
         Err(seen) => panic!("{}", spent(patience, what, &seen)),
     }
 }
 
-/// Asks `probe`, with the same pauses, until it answers `Ok` or `patience` is spent; then the
-/// last `Err`. For a tool or a test that reports a failure instead of panicking.
+/// Asks `probe`, with the same pauses, until it answers `Ok` or `patience` is spent; then what
+/// it saw last: its last `Err`, or `None` when it did not answer at all within the patience. For
+/// a tool, or a test that reports a failure instead of panicking.
 pub async fn within<T, E>(
     patience: Duration,
     mut probe: impl AsyncFnMut() -> Result<T, E>,
-) -> Result<T, E> {
+) -> Result<T, Option<E>> {
     let mut waiting = Waiting::new(patience);
+    let mut seen = None;
     loop {
-        match probe().await {
-            Ok(value) => return Ok(value),
-            Err(seen) => match waiting.next_tick() {
-                Some(tick) => tokio::time::sleep(tick).await,
-                None => return Err(seen),
-            },
+        // A probe that hangs is given what is left of the patience, and no more.
+        let left = waiting.left().unwrap_or_default();
+        match tokio::time::timeout(left, probe()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(this)) => seen = Some(this),
+            Err(_) => return Err(seen),
+        }
+        match waiting.next_tick() {
+            Some(tick) => tokio::time::sleep(tick).await,
+            None => return Err(seen),
         }
     }
 }
 
 /// [`eventually`] for a test without an async runtime: the pauses block the thread.
 pub fn eventually_blocking<T, E: Debug>(what: &str, probe: impl FnMut() -> Result<T, E>) -> T {
-    match within_blocking(PATIENCE, probe) {
+    let patience = scaled(PATIENCE);
+    match within_blocking(patience, probe) {
         Ok(value) => value,
-        Err(seen) => panic!("{}", spent(PATIENCE, what, &seen)),
+        Err(seen) => panic!("{}", spent(patience, what, &Some(seen))),
     }
 }
 
-/// [`within`] without an async runtime: the pauses block the thread.
+/// [`within`] without an async runtime: the pauses block the thread. A probe that blocks is
+/// not cut short (no thread can be): give it bounded calls.
 pub fn within_blocking<T, E>(
     patience: Duration,
     mut probe: impl FnMut() -> Result<T, E>,
@@ -83,6 +93,24 @@ pub fn within_blocking<T, E>(
                 None => return Err(seen),
             },
         }
+    }
+}
+
+/// Lets `finishing` (a server stopping, a consumer draining) end, for at most `patience`, from a
+/// `Drop`: where the runtime has other threads to run it on meanwhile. On a single-threaded
+/// runtime, or outside any, nothing can be waited for from a `Drop`; it returns false then, and
+/// when the patience ran out.
+pub fn finish_in_drop(patience: Duration, finishing: impl Future) -> bool {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| {
+                handle
+                    .block_on(tokio::time::timeout(patience, finishing))
+                    .is_ok()
+            })
+        }
+        _ => false,
     }
 }
 
@@ -116,26 +144,36 @@ impl Waiting {
     fn new(patience: Duration) -> Self {
         Waiting {
             started: Instant::now(),
-            patience: patience.mul_f64(patience_scale()),
+            patience,
             tick: FIRST_TICK,
         }
     }
 
+    /// What is left of the patience, or `None` once it is spent.
+    fn left(&self) -> Option<Duration> {
+        self.patience.checked_sub(self.started.elapsed())
+    }
+
     /// The pause before the next ask, or `None` once the patience is spent.
     fn next_tick(&mut self) -> Option<Duration> {
-        let left = self.patience.checked_sub(self.started.elapsed())?;
+        let left = self.left()?;
         let tick = self.tick;
         self.tick = (self.tick * 2).min(LONGEST_TICK);
         Some(tick.min(left))
     }
 }
 
-/// What a test that waited in vain says.
-fn spent(patience: Duration, what: &str, seen: &dyn Debug) -> String {
-    format!(
-        "waited {:.1?} for {what}; the last probe saw {seen:?}",
-        patience.mul_f64(patience_scale())
-    )
+/// What a test that waited in vain says: what the probe saw last, or that it never answered.
+fn spent<E: Debug>(patience: Duration, what: &str, seen: &Option<E>) -> String {
+    match seen {
+        Some(seen) => format!("waited {patience:.1?} for {what}; the last probe saw {seen:?}"),
+        None => format!("waited {patience:.1?} for {what}; the probe never answered"),
+    }
+}
+
+/// A test's patience, stretched by `PP_TEST_PATIENCE`.
+fn scaled(patience: Duration) -> Duration {
+    patience.mul_f64(patience_scale())
 }
 
 /// `PP_TEST_PATIENCE` over [`PATIENCE`]: how much longer than usual every wait may be (1 when it
@@ -174,8 +212,10 @@ mod tests {
         });
         assert_eq!(seen, Err(1));
         assert!(
-            spent(PATIENCE, "the answer", &41).ends_with("for the answer; the last probe saw 41")
+            spent(PATIENCE, "the answer", &Some(41))
+                .ends_with("for the answer; the last probe saw 41")
         );
+        assert!(spent::<u8>(PATIENCE, "the answer", &None).ends_with("the probe never answered"));
     }
 
     #[test]
@@ -187,6 +227,18 @@ mod tests {
         });
         assert_eq!((answer, asked), (3, 3));
         assert_eq!(exactly(2, 3), Err(2));
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_never_answers_is_given_the_patience_and_no_more() {
+        let started = Instant::now();
+        let hung = within(Duration::from_millis(50), async || {
+            std::future::pending::<Result<(), u8>>().await
+        })
+        .await;
+
+        assert_eq!(hung, Err(None));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]

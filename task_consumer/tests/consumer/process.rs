@@ -1,10 +1,10 @@
 //! The real binary: killed with SIGKILL mid-stream, then restarted; stopped with SIGTERM; run
 //! without a command (it consumes, as `run` does); and `sweep --all-pending`.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pp_lib::testkit::{at_least, eventually, terminate, wait_exit};
+use pp_lib::testkit::{KillOnDrop, at_least, eventually, terminate, wait_exit};
 use pp_storage::testkit::{DONE_API_WORKS, DONE_DEMANDS, PENDING_API_WORKS};
 use task_consumer::testkit::{TestServices, demands};
 
@@ -21,8 +21,8 @@ fn consumer_command(services: &TestServices) -> Command {
     command
 }
 
-fn spawn_consumer(services: &TestServices) -> Child {
-    consumer_command(services)
+fn spawn_consumer(services: &TestServices) -> KillOnDrop {
+    let child = consumer_command(services)
         .args([
             "run",
             "--metrics-addr",
@@ -37,7 +37,8 @@ fn spawn_consumer(services: &TestServices) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("the consumer binary starts")
+        .expect("the consumer binary starts");
+    KillOnDrop(child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,12 +99,14 @@ async fn sigterm_finishes_and_acks_in_flight_work_and_exits_0() {
 async fn without_a_command_the_binary_consumes_as_run_does() {
     let services = TestServices::create().await;
     let ids = services.queue.publish_demands(&demands(50)).await;
-    let mut consumer = consumer_command(&services)
-        .env("PP_CONSUMER_METRICS_ADDR", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the consumer binary starts");
+    let mut consumer = KillOnDrop(
+        consumer_command(&services)
+            .env("PP_CONSUMER_METRICS_ADDR", "off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the consumer binary starts"),
+    );
 
     services.db.eventually_count(DONE_DEMANDS, 50).await;
     terminate(&consumer);
@@ -156,6 +159,7 @@ async fn sweep_all_pending_finishes_works_of_any_age_and_says_how_many() {
     );
     assert_eq!(services.db.count(PENDING_API_WORKS), 0);
     assert_eq!(services.db.count(DONE_API_WORKS), 25);
+    services.db.assert_no_wrong_works();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
