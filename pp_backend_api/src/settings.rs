@@ -105,4 +105,25 @@ mod tests {
     fn verify_cli() {
         Settings::command().debug_assert();
     }
+
+    #[test]
+    fn local_settings_are_the_flags_defaults_on_a_free_port_without_a_relay() {
+        let database = DatabaseConfig::for_url("postgres://h/db".parse().expect("a URL"));
+
+        let local = Settings::local(database);
+
+        assert_eq!(local.http.addr.port(), 0);
+        assert!(!local.relay.enabled);
+        assert_eq!(local.deadline, Duration::from_secs(2));
+        assert_eq!(local.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(local.idempotency_ttl, Duration::from_secs(24 * 3_600));
+        assert_eq!(local.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(
+            local.dashboard.sweep_window.duration,
+            Duration::from_secs(6 * 3_600)
+        );
+        assert_eq!(local.retention.outbox, Duration::from_secs(24 * 3_600));
+        assert!(local.rate_limit.quota().is_none());
+        assert_eq!(local.redis.url, None);
+    }
 }

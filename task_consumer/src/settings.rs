@@ -158,7 +158,7 @@ pub struct SweepSettings {
     /// Sweep every pending API-created work, whatever its age (the window is ignored).
     #[arg(long = "all-pending")]
     pub all_pending: bool,
-    /// The window to sweep (ignored with --all-pending).
+    // The window to sweep (ignored with --all-pending): PP_SWEEP_WINDOW, as for `run`.
     #[command(flatten)]
     pub window: SweepWindow,
     /// Most works claimed per transaction.
@@ -195,6 +195,25 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn each_groups_defaults_are_its_flags() {
+        let consumer: ConsumerConfig = pp_lib::config::defaults();
+        let sweeper: SweeperConfig = pp_lib::config::defaults();
+        let run: Settings = pp_lib::config::defaults();
+
+        assert_eq!(
+            (consumer.prefetch, consumer.batch_size, consumer.workers),
+            (512, 128, 4)
+        );
+        assert_eq!(consumer.retry_for, Duration::from_secs(300));
+        assert_eq!(sweeper.every, Duration::from_secs(5));
+        assert_eq!(sweeper.batch, 100);
+        assert_eq!(
+            run.metrics_addr,
+            MetricsAddr(Some("127.0.0.1:9187".parse().expect("an address")))
+        );
     }
 
     #[test]

@@ -34,11 +34,12 @@ async fn unbatched_queries_leave_connections_to_the_rest_and_wait_no_longer_than
     let started = Instant::now();
     let events: Vec<_> = (0..8)
         .map(|_| {
-            tokio::spawn(
-                app.client
-                    .get(app.url(&format!("/work/{}/events", work.id)))
-                    .send(),
-            )
+            let request = app
+                .client
+                .get(app.url(&format!("/work/{}/events", work.id)))
+                .send();
+            // Each answer with how long it took.
+            tokio::spawn(async move { (request.await, started.elapsed()) })
         })
         .collect();
     // The two connections unbatched queries may take are both held, waiting on the lock.
@@ -66,11 +67,14 @@ async fn unbatched_queries_leave_connections_to_the_rest_and_wait_no_longer_than
     assert!(lookup_done < deadline * 4, "{lookup_done:?}");
     let mut served = 0;
     let mut shed = 0;
-    for response in events {
-        let response = response.expect("the request task").expect("an answer");
+    for answer in events {
+        let (response, took) = answer.expect("the request task");
+        let response = response.expect("an answer");
         match response.status() {
             StatusCode::OK => served += 1,
             StatusCode::SERVICE_UNAVAILABLE => {
+                // Shed at the deadline, not when the lock went.
+                assert!(took < deadline * 3, "shed after {took:?}");
                 assert_eq!(response.headers()["retry-after"], "1");
                 let body: Value = response.json().await.expect("JSON");
                 assert_eq!(body["http_code"], 503, "{body}");

@@ -57,12 +57,16 @@ pub fn load_dotenv() -> Result<(), Error> {
 /// holds: clap parses the group from an empty command line with its variables ignored. Every
 /// group's `Default` is this, so no default is written twice.
 pub fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
-    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None));
-    let matches = command
+    let matches = defaults_command::<T>()
         .try_get_matches_from(["defaults"])
         .unwrap_or_else(|error| panic!("a settings group has a flag without a default: {error}"));
     T::from_arg_matches(&matches)
         .unwrap_or_else(|error| panic!("a settings group's defaults do not parse: {error}"))
+}
+
+/// The command [`defaults`] parses: the group's flags, none of them reading a variable.
+fn defaults_command<T: clap::Args>() -> clap::Command {
+    T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None))
 }
 
 #[cfg(test)]
@@ -123,6 +127,34 @@ mod tests {
         assert_eq!(
             cli.sweep.duration,
             std::time::Duration::from_secs(6 * 3_600)
+        );
+    }
+
+    #[test]
+    fn every_groups_defaults_parse_and_read_no_variable() {
+        fn check<T: clap::Args + clap::FromArgMatches>() {
+            let command = defaults_command::<T>();
+            let reading: Vec<_> = command
+                .get_arguments()
+                .filter(|arg| arg.get_env().is_some())
+                .map(|arg| arg.get_id().to_string())
+                .collect();
+            assert!(reading.is_empty(), "{reading:?} would read the environment");
+            let _: T = defaults();
+        }
+        check::<DatabaseConfig>();
+        check::<AmqpConfig>();
+        check::<RedisConfig>();
+        check::<CacheConfig>();
+        check::<HttpConfig>();
+        check::<ApiClientConfig>();
+        check::<SweepWindow>();
+        // The full command line reads them all: the defaults' command is what turned them off.
+        use clap::CommandFactory;
+        assert!(
+            Cli::command()
+                .get_arguments()
+                .any(|arg| arg.get_env().is_some())
         );
     }
 

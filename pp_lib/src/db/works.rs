@@ -168,10 +168,12 @@ impl SearchPlanning {
     /// keeps one code in 62 or fewer of that origin: few enough that the prefix index, the plan
     /// every plan mode gives, is the right one; three characters past it (or a prefix no code
     /// can start with), it is a handful of rows, cheap enough to run beside others in one
-    /// statement without holding them up. A shorter prefix (`api-`, `c`, the empty one)
-    /// selects a whole origin, up to all of the window: the best plan then walks the primary key
-    /// and stops at `limit`, and only a plan made with the values knows it; a generic plan
-    /// would read and sort every match (measured five times slower at half the window).
+    /// statement without holding them up. A shorter prefix (`api-`, `c`) selects a whole
+    /// origin, up to all of the window: the best plan then walks the primary key and stops at
+    /// `limit`, or reads a short window through its index, and only a plan made with the values
+    /// knows which; a generic plan would read and sort every match (measured five times slower
+    /// at half the window). The empty prefix is searched origin by origin
+    /// ([`every_code_ranges`]), each range planned with its values.
     pub fn for_prefix(prefix: &str) -> Self {
         let origins = [WorkOrigin::Api, WorkOrigin::Consumer].map(WorkOrigin::code_prefix);
         let within_an_origin_prefix = origins.iter().any(|origin| origin.starts_with(prefix));
@@ -788,6 +790,27 @@ pub fn finish_works(conn: &mut PgConnection, pending: &[Work]) -> Result<Vec<Wor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ranges_of_every_code_are_in_order_touch_and_hold_each_origin_whole() {
+        let ranges = every_code_ranges();
+
+        assert_eq!(ranges.first().map(|(lower, _)| lower.as_str()), Some(""));
+        assert_eq!(ranges.last().map(|(_, upper)| upper.is_none()), Some(true));
+        for pair in ranges.windows(2) {
+            let (lower, upper) = (&pair[0], &pair[1]);
+            assert!(lower.0 < upper.0, "{pair:?} in order");
+            assert_eq!(lower.1.as_ref(), Some(&upper.0), "{pair:?} touch");
+        }
+        for origin in [WorkOrigin::Api, WorkOrigin::Consumer] {
+            let whole = PrefixRange::of(origin.code_prefix());
+            assert!(
+                ranges.contains(&(whole.lower.clone(), whole.upper.clone())),
+                "{whole:?} is one range"
+            );
+        }
+    }
+
     use proptest::prelude::*;
 
     #[test]

@@ -244,18 +244,27 @@ async fn a_refused_basic_consume_is_asked_again_with_backoff_not_in_a_hot_loop()
     let started = Instant::now();
     let consumer = TestConsumer::start(services.settings()).await;
     let metrics = consumer.metrics.clone();
+    let refused = async |count: u64| {
+        eventually(&format!("{count} refused basic.consume"), async || {
+            at_least(metrics.consume_setup_failures.get(), count)
+        })
+        .await;
+        started.elapsed()
+    };
 
-    eventually("four refused basic.consume", async || {
-        at_least(metrics.consume_setup_failures.get(), 4)
-    })
-    .await;
-    let took = started.elapsed();
+    let second = refused(2).await;
+    let fifth = refused(5).await;
 
-    // Waits of 0.2, 0.4 and 0.8 s (±20 %) come between the four: a hot loop would make them at
-    // once.
+    // Waits of 0.2, 0.4, 0.8 and 1.6 s (±20 %) come between the five: a hot loop would make them
+    // at once, a fixed pause would make the last three come as quickly as the first two.
     assert!(
-        took >= Duration::from_millis(1_120),
-        "four refused attempts in {took:?}"
+        fifth >= Duration::from_millis(2_400),
+        "five refused attempts in {fifth:?}"
+    );
+    assert!(
+        fifth - second >= Duration::from_millis(1_900),
+        "the 3rd to 5th attempts came {:?} after the 2nd: the waits do not grow",
+        fifth - second
     );
     drop(exclusive);
     let _ = holder.close(200, "released".into()).await;

@@ -69,6 +69,7 @@ async fn works_older_than_the_window_are_counted_and_left_pending() {
         2,
         "left for the operator"
     );
+    services.db.assert_no_wrong_works();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
