@@ -190,7 +190,7 @@ struct Relay {
     config: RelayConfig,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
-    /// `None` after a round panicked: a new one is made.
+    /// `None` before the first step, and after a round panicked: a new one is made then.
     publisher: Option<Publisher>,
     backoff: Backoff,
     publishing: Outage,
@@ -253,7 +253,7 @@ impl Relay {
         self.publisher = returned;
         match outcome {
             Ok(outcome) => {
-                self.count(&outcome);
+                self.record(&outcome);
                 next_step(&outcome, self.config.batch)
             }
             Err(error) => {
@@ -283,8 +283,9 @@ impl Relay {
         self.metrics.outbox_broker_blocked.set(0);
     }
 
-    /// Counts what a round published, and reports an outage when it was cut short.
-    fn count(&mut self, outcome: &RoundOutcome) {
+    /// Records what a round did: what it published (counted), and the outage it ended or
+    /// reported (with the backoff reset after a round that published everything).
+    fn record(&mut self, outcome: &RoundOutcome) {
         match outcome {
             RoundOutcome::Published(published) => {
                 self.backoff.reset();

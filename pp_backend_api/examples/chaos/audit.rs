@@ -5,7 +5,7 @@
 //! Two steps: [`read`] takes what the database holds into memory ([`Recorded`]), and [`judge`],
 //! a pure function, checks it against what the clients were told ([`Sent`]). Whether each work
 //! is recorded right (its sum, its three events) is pp's one integrity check,
-//! `pp_lib::db::audit::wrong_works`, the one every test runs too.
+//! `pp_lib::db::integrity::wrong_works`, the one every test runs too.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 

@@ -188,7 +188,7 @@ impl Publisher {
                     error,
                     unconfirmed: None,
                 },
-                Ok(()) => match sending.oldest() {
+                Ok(()) => match sending.take_oldest() {
                     None => return Ok(sending.confirmed),
                     Some((message, confirm)) => {
                         match self
@@ -391,7 +391,7 @@ impl<I: Iterator<Item = Outgoing>, C> Sending<I, C> {
     }
 
     /// The oldest message in flight, whose confirm comes first; `None` once all are confirmed.
-    fn oldest(&mut self) -> Option<(Outgoing, C)> {
+    fn take_oldest(&mut self) -> Option<(Outgoing, C)> {
         self.in_flight.pop_front()
     }
 
@@ -452,7 +452,7 @@ mod tests {
         let mut sending = Sending::new(messages(10).into_iter(), 4);
 
         assert_eq!(publish_all(&mut sending), [0, 1, 2, 3]);
-        let (oldest, ()) = sending.oldest().expect("one in flight");
+        let (oldest, ()) = sending.take_oldest().expect("one in flight");
         sending.acked();
 
         assert_eq!(id(&oldest), 0);
@@ -464,7 +464,7 @@ mod tests {
     fn what_a_lost_connection_left_unconfirmed_goes_again_first_in_order() {
         let mut sending = Sending::new(messages(8).into_iter(), 4);
         publish_all(&mut sending);
-        let (oldest, ()) = sending.oldest().expect("in flight");
+        let (oldest, ()) = sending.take_oldest().expect("in flight");
 
         let again = sending.lost(Some(oldest));
 
@@ -477,16 +477,16 @@ mod tests {
     fn a_nacked_message_goes_again_behind_the_others_waiting_to_but_before_new_ones() {
         let mut sending = Sending::new(messages(5).into_iter(), 3);
         assert_eq!(publish_all(&mut sending), [0, 1, 2]);
-        let (nacked, ()) = sending.oldest().expect("in flight");
+        let (nacked, ()) = sending.take_oldest().expect("in flight");
         sending.nacked(nacked);
-        let (cut_off, ()) = sending.oldest().expect("in flight");
+        let (cut_off, ()) = sending.take_oldest().expect("in flight");
         sending.lost(Some(cut_off));
 
         let mut order = Vec::new();
         while let Some(message) = sending.next() {
             order.push(id(&message));
             sending.published(message, ());
-            sending.oldest();
+            sending.take_oldest();
             sending.acked();
         }
 
