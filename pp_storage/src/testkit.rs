@@ -188,12 +188,16 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        // `with (force)` closes the sessions pools of the test may still hold.
+        // `with (force)` closes the sessions pools of the test may still hold. A database left
+        // behind fails the test (a passing test's warnings are never seen), unless it is
+        // failing already.
         if let Err(error) = drop_database(&self.url, CONNECT_TIMEOUT) {
-            eprintln!(
-                "warning: could not drop test database {}: {error}",
-                self.name
-            );
+            let what = format!("test database {}: {error}", self.name);
+            if std::thread::panicking() {
+                eprintln!("warning: left behind {what}");
+            } else {
+                panic!("left behind {what}");
+            }
         }
     }
 }

@@ -283,19 +283,29 @@ impl Drop for TestQueue {
                 .enable_all()
                 .build()
                 .map_err(|error| error.to_string())?;
-            let deleting = tokio::time::timeout(CLEANUP_TIMEOUT, delete_queues(url, queues));
+            // The timer is made inside the runtime: it needs one.
             runtime
-                .block_on(deleting)
+                .block_on(async {
+                    tokio::time::timeout(CLEANUP_TIMEOUT, delete_queues(url, queues)).await
+                })
                 .map_err(|_| format!("RabbitMQ did not answer within {CLEANUP_TIMEOUT:?}"))?
         })
         .join();
         match deleted {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                eprintln!("warning: cannot delete test queue {}: {error}", self.name())
-            }
-            Err(_) => eprintln!("warning: deleting test queue {} panicked", self.name()),
+            Ok(Err(error)) => left_behind(&format!("test queue {}: {error}", self.name())),
+            Err(_) => left_behind(&format!("test queue {}: its deletion panicked", self.name())),
         }
+    }
+}
+
+/// A test's queue could not be deleted: the test fails (a passing test's warnings are never
+/// seen), unless it is failing already.
+fn left_behind(what: &str) {
+    if std::thread::panicking() {
+        eprintln!("warning: left behind {what}");
+    } else {
+        panic!("left behind {what}");
     }
 }
 

@@ -7,6 +7,7 @@ mod idempotency;
 mod outbox;
 mod pool;
 mod sweeper;
+mod testkit;
 mod works;
 
 use chrono::{DateTime, Utc};
