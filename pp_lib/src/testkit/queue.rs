@@ -294,7 +294,10 @@ impl Drop for TestQueue {
         match deleted {
             Ok(Ok(())) => {}
             Ok(Err(error)) => left_behind(&format!("test queue {}: {error}", self.name())),
-            Err(_) => left_behind(&format!("test queue {}: its deletion panicked", self.name())),
+            Err(_) => left_behind(&format!(
+                "test queue {}: its deletion panicked",
+                self.name()
+            )),
         }
     }
 }
