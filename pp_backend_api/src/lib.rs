@@ -5,6 +5,8 @@
 //! - [`settings`]: the command line and environment of the server.
 //! - [`startup`]: [`startup::Application`] binds, builds the app and runs it until stopped.
 //! - [`routes`]: one module per resource (`work`, `demand`, `health`, `metrics`, `docs`).
+//! - [`auth`]: who may do what (`PP_AUTH`): API keys, dashboard logins, the admin token, the
+//!   guard on every route, cross-site refusals and the audit trail.
 //! - [`dashboard`]: the dashboard at `GET /`: the page, its JSON endpoints, its broker access
 //!   and who may act from it.
 //! - [`error`]: [`error::ApiError`], the one error type of the handlers, and the JSON error body
@@ -31,6 +33,7 @@
 //! The wire contract (the bodies, the answers, the error body, the search parameters, the
 //! not-found rule) is pp_lib's [`contract`](pp_lib::contract), shared with the clients.
 
+pub mod auth;
 pub mod dashboard;
 pub mod db_lanes;
 pub mod error;

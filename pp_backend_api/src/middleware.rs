@@ -2,12 +2,17 @@
 //!
 //! 1. [`observe`]: honours a sane `x-request-id` or makes one and echoes it back, counts and
 //!    times the request by route, method and status, and writes the access log line.
-//! 2. [`json_errors`]: the errors actix-web answers by itself (413, a malformed query, …) get
+//! 2. [`security_headers`]: `nosniff`, no referrer, no framing on every answer, and no caching
+//!    of the dashboard's JSON.
+//! 3. [`json_errors`]: the errors actix-web answers by itself (413, a malformed query, …) get
 //!    the same JSON body as ours.
 //!
 //! and, on each resource (inside the router, where the route is known):
 //!
-//! 3. [`catch_panics`]: a handler that panics answers a logged 500 JSON; the worker lives on.
+//! 4. [`crate::auth::guard::guard`]: refuses cross-site changes, finds who is asking, and lets
+//!    them through when the route allows them (401, 403, 429 otherwise);
+//! 5. [`crate::rate_limit::limit_rate`]: the client's quota;
+//! 6. [`catch_panics`]: a handler that panics answers a logged 500 JSON; the worker lives on.
 //!
 //! The route's label is read after routing, when actix-web finds it by the resource that served
 //! the request; before routing it could only be found by matching the path against every
@@ -95,6 +100,34 @@ pub async fn observe(
     }
     let mut response = outcome?;
     response.headers_mut().insert(REQUEST_ID, id);
+    Ok(response)
+}
+
+/// Puts the headers every answer carries: `X-Content-Type-Options: nosniff` (a browser takes
+/// a body for what its type says, never a guess), `Referrer-Policy: no-referrer` (no address of
+/// this API leaks to another site), `X-Frame-Options: DENY` (no page frames it; the dashboard's
+/// Content-Security-Policy says `frame-ancestors 'none'` too); and `Cache-Control: no-store` on
+/// the dashboard's JSON, which is per person and changes every second, where the handler has not
+/// said otherwise.
+pub async fn security_headers(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let dashboard_json = request.path().starts_with("/dashboard/api/");
+    let mut response = next.call(request).await?;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if dashboard_json && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     Ok(response)
 }
 
@@ -191,15 +224,18 @@ impl ResponseError for HandlerPanicked {
 }
 
 /// Gives every 4xx and 5xx answer without a JSON body (those actix-web makes itself: payload too
-/// large, a query it cannot parse, …) the JSON error body, keeping its status and message.
+/// large, a query it cannot parse, …) the JSON error body, keeping its status and message. An
+/// HTML page is kept: it is the login form, saying why a login failed, to a browser.
 pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(|response: ServiceResponse<B>| {
-        let is_json = response
+        let is_ours = response
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("application/json"));
-        if is_json {
+            .is_some_and(|value| {
+                value.starts_with("application/json") || value.starts_with("text/html")
+            });
+        if is_ours {
             return Ok(ErrorHandlerResponse::Response(
                 response.map_into_left_body(),
             ));

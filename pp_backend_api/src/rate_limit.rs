@@ -1,9 +1,10 @@
 //! Per-client rate limits on the routes that write (and, when asked, on the ones that read),
 //! enforced together by every replica through Redis (see `pp_lib::cache::rate_limit`).
 //!
-//! A client is its `X-Api-Key` when it sends one, else its address: the peer's, or — only when
-//! the peer is one of `PP_TRUSTED_PROXY` — the nearest address in `X-Forwarded-For` that is not
-//! a trusted proxy. Every answer of a limited route carries the IETF draft's `RateLimit-Policy`
+//! A client is who the guard found (an API key, a dashboard account, the admin token: see
+//! [`crate::auth`]), else its address: the peer's, or — only when the peer is one of
+//! `PP_TRUSTED_PROXY` — the nearest address in `X-Forwarded-For` that is not a trusted proxy.
+//! A header a client makes up cannot name it: a new made-up name would be a new quota. Every answer of a limited route carries the IETF draft's `RateLimit-Policy`
 //! and `RateLimit` headers; a refused request gets 429 with `Retry-After`. When Redis cannot
 //! answer, the request is let through (fail open) and counted.
 
@@ -15,23 +16,20 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, web};
+use actix_web::{Error, HttpMessage, web};
 use pp_lib::cache::{Decision, Quota, RateLimiter, Redis, Verdict};
 use pp_lib::config::Rate;
 
+use crate::auth::Identity;
 use crate::error::{ErrorBody, ErrorResponse};
 use crate::state::AppState;
 
-/// The header that names a client.
-pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 /// The IETF draft's header stating the quota policy.
 pub const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// The IETF draft's header stating what is left of the quota.
 pub const RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// The policy's name in both headers.
 const POLICY_NAME: &str = "pp";
-/// Longest `X-Api-Key` taken as a client's name; a longer one is ignored (the address counts).
-const MAX_API_KEY_LEN: usize = 255;
 
 /// The rate limit settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -146,11 +144,17 @@ pub async fn limit_rate(
     let Some(limits) = limits.filter(|limits| limits.applies_to(traffic)) else {
         return next.call(request).await;
     };
-    let client = client_identity(
-        request.headers(),
-        request.peer_addr().map(|peer| peer.ip()),
-        &limits.trusted_proxies,
-    );
+    let identity = request
+        .extensions()
+        .get::<Identity>()
+        .and_then(Identity::rate_key);
+    let client = identity.unwrap_or_else(|| {
+        client_address(
+            request.headers(),
+            request.peer_addr().map(|peer| peer.ip()),
+            &limits.trusted_proxies,
+        )
+    });
     let verdict = limits.limiter.check(&client).await;
     let metrics = request
         .app_data::<web::Data<AppState>>()
@@ -207,28 +211,28 @@ fn whole_seconds(duration: std::time::Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-/// Who is asking, as a Redis key part: `key:<uuid>` (the API key, hashed, so keys are never
-/// stored as sent) or `ip:<address>`.
-pub fn client_identity(
+/// The client's address, as a Redis key part: `ip:<address>`.
+pub fn client_address(
     headers: &HeaderMap,
     peer: Option<IpAddr>,
     trusted_proxies: &[IpAddr],
 ) -> String {
-    if let Some(key) = headers
-        .get(&API_KEY)
-        .map(HeaderValue::as_bytes)
-        .filter(|key| !key.is_empty() && key.len() <= MAX_API_KEY_LEN)
-    {
-        return format!(
-            "key:{}",
-            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key)
-        );
+    match client_ip(headers, peer, trusted_proxies) {
+        Some(ip) => format!("ip:{ip}"),
+        None => "ip:unknown".to_owned(),
     }
-    let Some(peer) = peer else {
-        return "ip:unknown".to_owned();
-    };
+}
+
+/// The client's address: the peer's, or — only when the peer is a trusted proxy — the nearest
+/// address in `X-Forwarded-For` that is not a trusted proxy.
+pub fn client_ip(
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    trusted_proxies: &[IpAddr],
+) -> Option<IpAddr> {
+    let peer = peer?;
     if !trusted_proxies.contains(&peer) {
-        return format!("ip:{peer}");
+        return Some(peer);
     }
     // The proxies append, so the nearest untrusted hop is the last one not ours.
     let forwarded = headers
@@ -243,7 +247,7 @@ pub fn client_identity(
         .find(|hop| !trusted_proxies.contains(hop))
         .copied()
         .unwrap_or(peer);
-    format!("ip:{client}")
+    Some(client)
 }
 
 /// A shared handle, for the app state.
@@ -269,38 +273,34 @@ mod tests {
     }
 
     #[test]
-    fn an_api_key_names_the_client_and_is_not_stored_as_sent() {
-        let identity = client_identity(
-            &headers(&[("x-api-key", "secret")]),
+    fn a_made_up_api_key_names_no_client() {
+        let made_up = client_address(
+            &headers(&[("x-api-key", "anything")]),
             Some(ip("10.0.0.1")),
             &[],
         );
-        assert!(identity.starts_with("key:"), "{identity}");
-        assert!(!identity.contains("secret"));
-        let other = client_identity(
-            &headers(&[("x-api-key", "secret")]),
-            Some(ip("10.0.0.2")),
-            &[],
+        assert_eq!(
+            made_up, "ip:10.0.0.1",
+            "a header the client chose is not a quota"
         );
-        assert_eq!(identity, other, "the same key from anywhere is one client");
     }
 
     #[test]
     fn forwarded_addresses_count_only_from_trusted_proxies() {
         let forwarded = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.9")]);
         assert_eq!(
-            client_identity(&forwarded, Some(ip("192.0.2.1")), &[]),
+            client_address(&forwarded, Some(ip("192.0.2.1")), &[]),
             "ip:192.0.2.1",
             "an untrusted peer cannot name another client"
         );
         let proxies = [ip("10.0.0.9"), ip("10.0.0.1")];
         assert_eq!(
-            client_identity(&forwarded, Some(ip("10.0.0.1")), &proxies),
+            client_address(&forwarded, Some(ip("10.0.0.1")), &proxies),
             "ip:203.0.113.7",
             "the nearest hop that is not a trusted proxy"
         );
         assert_eq!(
-            client_identity(&headers(&[]), Some(ip("10.0.0.1")), &proxies),
+            client_address(&headers(&[]), Some(ip("10.0.0.1")), &proxies),
             "ip:10.0.0.1",
             "a trusted proxy that forwards nothing is the client"
         );

@@ -8,6 +8,7 @@ use pp_lib::config::{
     positive_duration_setting,
 };
 
+use crate::auth::AuthConfig;
 use crate::dashboard::DashboardConfig;
 use crate::janitor::RetentionConfig;
 use crate::rate_limit::RateLimitConfig;
@@ -78,6 +79,8 @@ pub struct Settings {
     pub rate_limit: RateLimitConfig,
     #[command(flatten)]
     pub dashboard: DashboardConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
 }
 
 impl Settings {

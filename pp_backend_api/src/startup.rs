@@ -15,10 +15,13 @@ use pp_lib::cache::{Redis, WorkCache};
 use pp_lib::db::{PgPool, build_pool_lazy};
 use pp_lib::shutdown::Shutdown;
 
+use crate::auth::directory::{self, KeyDirectory};
+use crate::auth::guard::Auth;
+use crate::auth::{AuthSetting, Mode};
 use crate::dashboard::Dashboard;
 use crate::janitor::{self, RetentionConfig};
 use crate::metrics::Metrics;
-use crate::middleware::{json_errors, observe};
+use crate::middleware::{json_errors, observe, security_headers};
 use crate::rate_limit::RateLimits;
 use crate::relay::{self, RelayConfig};
 use crate::routes;
@@ -35,6 +38,7 @@ pub struct Application {
     pool: PgPool,
     relay: Option<RelayTask>,
     retention: RetentionConfig,
+    directory: Arc<KeyDirectory>,
 }
 
 /// What the outbox relay needs to start with the server.
@@ -96,16 +100,38 @@ impl Application {
         if relay.is_none() {
             log::info!("outbox relay off: accepted demands wait for another relay");
         }
-        let dashboard = web::Data::new(Dashboard::new(&settings.dashboard, &settings.relay.amqp));
+        let mode = Mode::resolve(settings.auth.setting, address);
+        match (settings.auth.setting, mode) {
+            (AuthSetting::Off, _) if !address.ip().is_loopback() => log::warn!(
+                "PP_AUTH=off on {address}, which is not loopback: anyone who reaches this port \
+                 may create works and demands, and act from the dashboard if PP_ADMIN_TOKEN is \
+                 known"
+            ),
+            (_, mode) => log::info!("PP_AUTH: {}", mode.as_str()),
+        }
+        let auth = web::Data::new(Auth::new(
+            mode,
+            &settings.auth,
+            settings.dashboard.admin_token.clone(),
+            settings.rate_limit.trusted_proxies.clone(),
+        ));
+        let directory = auth.directory.clone();
+        let dashboard = web::Data::new(Dashboard::new(
+            &settings.dashboard,
+            &settings.relay.amqp,
+            mode,
+        ));
         let max_body = settings.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(dashboard.clone())
+                .app_data(auth.clone())
                 .app_data(web::PayloadConfig::new(max_body as usize))
-                .configure(routes::configure)
+                .configure(|cfg| routes::configure(cfg, mode))
                 .default_service(web::to(routes::not_found))
                 .wrap(json_errors())
+                .wrap(from_fn(security_headers))
                 .wrap(from_fn(observe))
         })
         .workers(usize::from(settings.workers.max(1)))
@@ -127,6 +153,7 @@ impl Application {
             pool,
             relay,
             retention: settings.retention,
+            directory,
         })
     }
 
@@ -146,6 +173,11 @@ impl Application {
         let handle = self.server.handle();
         let purge = tokio::spawn(janitor::run(self.pool.clone(), self.retention));
         let (stop_relay, relay_shutdown) = Shutdown::new();
+        let keys = tokio::spawn(directory::keep_fresh(
+            self.directory,
+            self.pool.clone(),
+            relay_shutdown.clone(),
+        ));
         let relay = self.relay.map(|task| {
             tokio::spawn(relay::relay(
                 self.pool.clone(),
@@ -167,8 +199,15 @@ impl Application {
             }
         };
         purge.abort();
-        // The relay finishes its round (and its transaction) before the process goes.
+        // The relay finishes its round (and its transaction) before the process goes, and the
+        // keys' last uses are written.
         stop_relay.trigger();
+        if tokio::time::timeout(RELAY_STOP_TIMEOUT, keys)
+            .await
+            .is_err()
+        {
+            log::warn!("the API keys' last uses were not written in {RELAY_STOP_TIMEOUT:?}");
+        }
         if let Some(relay) = relay
             && tokio::time::timeout(RELAY_STOP_TIMEOUT, relay)
                 .await

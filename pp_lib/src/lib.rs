@@ -6,6 +6,8 @@
 //!   queue carry them (timestamps as epoch seconds).
 //! - [`contract`]: the HTTP API's wire contract — bodies, answers, search parameters, the
 //!   not-found rule — shared by the API and its clients.
+//! - [`auth`]: identities and what each may do: API keys' tokens and scopes, accounts' roles and
+//!   passwords, session tokens.
 //! - [`compute`]: the work itself, `1 + 2 + … + n`, in closed form and checked.
 //! - [`config`]: typed settings read from flags, then the environment, then a `.env` file.
 //! - [`error`]: the one error type of the library, and the policy every crate follows.
@@ -21,6 +23,7 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod auth;
 #[cfg(feature = "cache")]
 pub mod cache;
 pub mod compute;

@@ -53,4 +53,60 @@ diesel::table! {
 
 diesel::joinable!(idempotency_keys -> works (work_id));
 
-diesel::allow_tables_to_appear_in_same_query!(works, events, demand_outbox, idempotency_keys);
+diesel::table! {
+    api_keys (id) {
+        id -> Int8,
+        name -> Text,
+        token_hash -> Bytea,
+        scopes -> Array<Text>,
+        created_on -> Timestamptz,
+        expires_on -> Nullable<Timestamptz>,
+        revoked_on -> Nullable<Timestamptz>,
+        last_used_on -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    accounts (id) {
+        id -> Int8,
+        name -> Text,
+        role -> Text,
+        password_hash -> Text,
+        created_on -> Timestamptz,
+        password_changed_on -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sessions (token_hash) {
+        token_hash -> Bytea,
+        account_id -> Int8,
+        created_on -> Timestamptz,
+        expires_on -> Timestamptz,
+    }
+}
+
+diesel::joinable!(sessions -> accounts (account_id));
+
+diesel::table! {
+    audit_events (id) {
+        id -> Int8,
+        at -> Timestamptz,
+        actor -> Text,
+        action -> Text,
+        object -> Text,
+        source -> Text,
+        outcome -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    works,
+    events,
+    demand_outbox,
+    idempotency_keys,
+    api_keys,
+    accounts,
+    sessions,
+    audit_events
+);

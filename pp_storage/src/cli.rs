@@ -3,11 +3,15 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use pp_lib::config::{AmqpConfig, DatabaseConfig, RedisConfig, duration_setting};
+use pp_lib::auth::{Role, Scopes, check_name};
+use pp_lib::config::{
+    AmqpConfig, DatabaseConfig, RedisConfig, duration_setting, positive_duration_setting,
+};
 
 use crate::services::ServiceKind;
 
-/// Creates, migrates, inspects, verifies and resets pp's PostgreSQL database.
+/// Creates, migrates, inspects, verifies and resets pp's PostgreSQL database, and manages who
+/// may use pp: API keys, dashboard accounts, the audit trail.
 #[derive(Debug, Parser)]
 #[command(version, propagate_version = true)]
 pub struct Cli {
@@ -33,6 +37,30 @@ pub enum Command {
     ///
     /// Example: pp_storage verify
     Verify,
+    /// Manage the API keys: create one (its token is printed once, on the last line), list them
+    /// (never a secret), revoke one.
+    ///
+    /// Example: pp_storage keys create --name ci --scopes read,write --expires 90d
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage the dashboard's accounts: add one (the password is asked for at a terminal, or read
+    /// as one line from stdin), list, remove, change a password (which logs the account out).
+    ///
+    /// Example: pp_storage users add ada --role operator
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Show the audit trail, newest first: every dashboard action, key and account change and
+    /// failed login — when, who, what, on what, from where, and how it ended.
+    ///
+    /// Example: pp_storage audit --since 7d --limit 20
+    Audit {
+        /// Events of this long ago at most (e.g. 24h, 30d).
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = duration_setting)]
+        since: Duration,
+        /// Most events shown.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        limit: i64,
+    },
     /// Revert every migration and apply them again: ALL DATA IS DELETED.
     ///
     /// Example: pp_storage reset --yes
@@ -59,6 +87,63 @@ pub enum Command {
         #[command(flatten)]
         redis: RedisConfig,
     },
+}
+
+/// `pp_storage keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a key; its token is printed once, on the last line of the output.
+    ///
+    /// Example: pp_storage keys create --name ci --scopes read,write --expires 90d
+    Create {
+        /// The key's name: 1 to 64 letters, digits, `.`, `_`, `@` or `-`.
+        #[arg(long, value_parser = parse_name)]
+        name: String,
+        /// What it may do: read, write, operate, comma-separated.
+        #[arg(long)]
+        scopes: Scopes,
+        /// How long it lasts (e.g. 90d) [default: until revoked].
+        #[arg(long, value_name = "DURATION", value_parser = positive_duration_setting)]
+        expires: Option<Duration>,
+    },
+    /// List the keys: name, scopes, when made, when it expires, last used, state.
+    List,
+    /// Revoke a key: it authenticates no one from now on (the API notices within seconds).
+    Revoke {
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
+}
+
+/// `pp_storage users …`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add an account (its password is asked for, or read from stdin).
+    ///
+    /// Example: echo 'a long passphrase' | pp_storage users add ada --role viewer
+    Add {
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// viewer (sees everything) or operator (also acts).
+        #[arg(long, value_enum)]
+        role: Role,
+    },
+    /// List the accounts: name, role, when added, when the password last changed.
+    List,
+    /// Remove an account; its sessions end with it.
+    Remove {
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
+    /// Change an account's password (asked for, or read from stdin); its sessions end.
+    Passwd {
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
+}
+
+fn parse_name(text: &str) -> Result<String, String> {
+    check_name(text).map(str::to_owned)
 }
 
 #[cfg(test)]

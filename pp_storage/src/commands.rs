@@ -29,11 +29,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             redis,
         } => return check(config, &services, wait, &amqp, &redis),
         Command::Verify => return verify(config),
+        Command::Keys(command) => crate::identities::keys(&mut connect(config)?, command)?,
+        Command::Users(command) => crate::identities::users(&mut connect(config)?, command)?,
+        Command::Audit { since, limit } => {
+            crate::identities::show_audit(&mut connect(config)?, since, limit)?
+        }
         Command::Migrate => migrate(config)?,
         Command::Status => status(config)?,
         Command::Reset { yes } => reset(config, yes)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A connection to the configured database, which must exist and be migrated.
+fn connect(config: &DatabaseConfig) -> anyhow::Result<diesel::PgConnection> {
+    let name = database_name(&config.url)?;
+    establish(&config.url, config.connect_timeout).with_context(|| {
+        format!("failed to open database {name} (run `pp_storage migrate` or `make setup` first)")
+    })
 }
 
 /// One line per service; exit 3 when one is silent.

@@ -3,7 +3,8 @@
 //! - [`MIGRATIONS`]: the SQL under `migrations/`, compiled in, so a deployed binary needs no files.
 //! - [`create_database_if_missing`], [`run_pending_migrations`], [`migration_status`],
 //!   [`reset`]: what the `pp_storage` binary's commands do, callable from other binaries and tests.
-//! - [`cli`]: the `pp_storage` binary's command line; [`commands`]: what each command does.
+//! - [`cli`]: the `pp_storage` binary's command line; [`commands`]: what each command does;
+//!   [`identities`]: the keys, accounts and audit trail commands.
 //! - [`services`]: where PostgreSQL, RabbitMQ and Redis are configured, and whether they
 //!   answer (`pp_storage check`, which `make setup` runs).
 //! - `testkit` (feature `testkit`): a freshly migrated database per test, dropped afterwards.
@@ -20,6 +21,7 @@ use pp_lib::db::establish;
 
 pub mod cli;
 pub mod commands;
+pub mod identities;
 pub mod services;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -81,6 +81,9 @@ pub enum ActionAccess {
     Token,
     /// No token is configured: actions are allowed from this machine only.
     LoopbackOnly,
+    /// `PP_AUTH` is on: actions need the `operate` scope (an operator's login, a key with the
+    /// scope, or the admin token).
+    Scope,
 }
 
 /// Why an action was refused.

@@ -9,7 +9,8 @@
 //! - [`overview`]: the first page's figures, computed at most once a second and shared by every
 //!   tab that polls.
 //! - [`broker`]: the dashboard's connection to RabbitMQ (depths, dead letters).
-//! - [`admin`]: who may act (`PP_ADMIN_TOKEN`); reading needs nothing.
+//! - [`admin`]: who may act while `PP_AUTH` is off (`PP_ADMIN_TOKEN`, or this machine); with
+//!   identities on, [`crate::auth`] decides.
 //!
 //! The page polls (every 2 s, paused while its tab is hidden or by its pause button) rather than
 //! holding a server-sent event stream: each poll is one cheap, cacheable request that any proxy
@@ -28,11 +29,12 @@ use pp_lib::amqp::dead_letter_queue::DeadLetterPage;
 use pp_lib::config::{AmqpConfig, SweepWindow};
 use tokio::sync::Mutex;
 
-use crate::dashboard::admin::{ActionPolicy, AdminToken};
+use crate::auth::Mode;
+use crate::dashboard::admin::{ActionAccess, ActionPolicy, AdminToken};
 use crate::dashboard::broker::DashboardBroker;
 use crate::dashboard::overview::OverviewCache;
 
-pub use routes::{DashboardDoc, configure};
+pub use routes::{DashboardDoc, routes};
 
 /// The dashboard's settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -59,6 +61,9 @@ const BROWSE_FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// What the dashboard's handlers share (beside the API's `AppState`).
 pub struct Dashboard {
+    /// How the API asks for identities: with `off`, actions follow [`ActionPolicy`]; else the
+    /// guard asks for the `operate` scope.
+    pub mode: Mode,
     pub policy: ActionPolicy,
     pub sweep_window: Duration,
     pub broker: DashboardBroker,
@@ -69,13 +74,22 @@ pub struct Dashboard {
 
 impl Dashboard {
     /// The dashboard over the queue `amqp` names.
-    pub fn new(config: &DashboardConfig, amqp: &AmqpConfig) -> Self {
+    pub fn new(config: &DashboardConfig, amqp: &AmqpConfig, mode: Mode) -> Self {
         Dashboard {
+            mode,
             policy: ActionPolicy::new(config.admin_token.clone()),
             sweep_window: config.sweep_window.duration,
             broker: DashboardBroker::new(amqp),
             overview: OverviewCache::default(),
             browsed: Mutex::new(None),
+        }
+    }
+
+    /// What the actions need, as the page is told.
+    pub fn actions(&self) -> ActionAccess {
+        match self.mode {
+            Mode::Off => self.policy.access(),
+            Mode::Writes | Mode::All => ActionAccess::Scope,
         }
     }
 

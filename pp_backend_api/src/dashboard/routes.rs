@@ -7,21 +7,25 @@
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use diesel::Connection;
 use pp_lib::amqp::dead_letter_queue::{DeadLetterAction, DeadLetterPage, Settled};
+use pp_lib::auth::Scope;
 use pp_lib::contract::CreateWork;
+use pp_lib::db::audit_trail::{self, AuditEvent, Outcome};
 use pp_lib::db::outbox::insert_demands;
 use pp_lib::demand::WorkDemand;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::auth::guard::{Auth, identity_of};
+use crate::auth::{Access, AuditLine, Identity, Mode, audit, login};
 use crate::dashboard::Dashboard;
 use crate::dashboard::admin::Refusal;
 use crate::dashboard::assets;
 use crate::dashboard::overview::Overview;
 use crate::error::{ApiError, ErrorBody, ErrorResponse, RETRY_AFTER_SECONDS};
-use crate::rate_limit::Traffic;
-use crate::routes::only;
+use crate::routes::{Served, served};
 use crate::state::AppState;
 
 /// Most demands one request may enqueue.
@@ -32,58 +36,128 @@ pub const MAX_DEAD_LETTERS: usize = 500;
 /// Most dead letters one "retry all" sends back (press it again for more).
 pub const RETRY_ALL_LIMIT: usize = 10_000;
 
-/// Registers the page and its endpoints.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    use Traffic::{Read, Unlimited, Write};
-    cfg.service(only("/", Method::GET, Unlimited, web::to(assets::index)))
-        .service(only(
-            assets::SCRIPT_PATH,
-            Method::GET,
-            Unlimited,
-            web::to(assets::script),
-        ))
-        .service(only(
-            assets::STYLE_PATH,
-            Method::GET,
-            Unlimited,
-            web::to(assets::style),
-        ))
-        .service(only(
+/// The page, the login, and the endpoints behind them.
+pub fn routes() -> Vec<Served> {
+    use Access::{Open, Operate, Read};
+    use Method as M;
+    vec![
+        served("/", M::GET, Open, web::to(assets::index)),
+        served(assets::SCRIPT_PATH, M::GET, Open, web::to(assets::script)),
+        served(assets::STYLE_PATH, M::GET, Open, web::to(assets::style)),
+        served(login::LOGIN_PAGE, M::GET, Open, web::to(login::login_page)),
+        served(login::LOGIN_PATH, M::POST, Open, web::to(login::log_in)),
+        served(login::LOGOUT_PATH, M::POST, Open, web::to(login::log_out)),
+        served(
+            login::SESSION_PATH,
+            M::GET,
+            Read,
+            web::to(login::read_session),
+        ),
+        served(
             "/dashboard/api/overview",
-            Method::GET,
+            M::GET,
             Read,
             web::to(read_overview),
-        ))
-        .service(only(
+        ),
+        served(
             "/dashboard/api/dead-letters",
-            Method::GET,
+            M::GET,
             Read,
             web::to(list_dead_letters),
-        ))
-        .service(only(
+        ),
+        served(
+            "/dashboard/api/audit",
+            M::GET,
+            Operate,
+            web::to(read_audit_trail),
+        ),
+        served(
             "/dashboard/api/dead-letters/retry-all",
-            Method::POST,
-            Write,
+            M::POST,
+            Operate,
             web::to(retry_all_dead_letters),
-        ))
-        .service(only(
+        ),
+        served(
             "/dashboard/api/dead-letters/{key}/retry",
-            Method::POST,
-            Write,
+            M::POST,
+            Operate,
             web::to(retry_dead_letter),
-        ))
-        .service(only(
+        ),
+        served(
             "/dashboard/api/dead-letters/{key}/discard",
-            Method::POST,
-            Write,
+            M::POST,
+            Operate,
             web::to(discard_dead_letter),
-        ))
-        .service(only(
+        ),
+        served(
             "/dashboard/api/demands",
-            Method::POST,
-            Write,
+            M::POST,
+            Operate,
             web::to(enqueue_demands),
-        ));
+        ),
+    ]
+}
+
+/// What an action needs: the API's state, who may act, and the dashboard.
+pub struct Services {
+    state: web::Data<AppState>,
+    auth: web::Data<Auth>,
+    dashboard: web::Data<Dashboard>,
+}
+
+impl FromRequest for Services {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        fn data<T: 'static>(request: &HttpRequest) -> Result<web::Data<T>, actix_web::Error> {
+            request.app_data::<web::Data<T>>().cloned().ok_or_else(|| {
+                actix_web::error::ErrorInternalServerError("the app is built without its state")
+            })
+        }
+        std::future::ready((|| {
+            Ok(Services {
+                state: data(request)?,
+                auth: data(request)?,
+                dashboard: data(request)?,
+            })
+        })())
+    }
+}
+
+/// Who acts, when they may. With `PP_AUTH` `writes` or `all` the guard has already let only an
+/// identity with the `operate` scope through; with `off`, such an identity may act too, and
+/// anyone else as the [`ActionPolicy`] says (the admin token, or this machine).
+///
+/// [`ActionPolicy`]: crate::dashboard::admin::ActionPolicy
+fn acting(request: &HttpRequest, dashboard: &Dashboard) -> Result<Identity, DashboardError> {
+    let identity = identity_of(request);
+    if dashboard.mode != Mode::Off || identity.scopes().contains(Scope::Operate) {
+        return Ok(identity);
+    }
+    dashboard
+        .policy
+        .authorize(request)
+        .map_err(DashboardError::Refused)?;
+    Ok(identity)
+}
+
+/// The audit line of `identity`'s `action` on `object`, ended `outcome`.
+fn audit_line(
+    request: &HttpRequest,
+    auth: &Auth,
+    identity: &Identity,
+    action: &'static str,
+    object: String,
+    outcome: Outcome,
+) -> AuditLine {
+    AuditLine {
+        actor: identity.actor(),
+        action,
+        object,
+        source: auth.client(request),
+        outcome,
+    }
 }
 
 /// How the dashboard's endpoints fail, beside the API's own errors.
@@ -160,7 +234,7 @@ pub async fn read_overview(
             &state,
             &dashboard.broker,
             dashboard.sweep_window,
-            dashboard.policy.access(),
+            dashboard.actions(),
         )
         .await?;
     Ok(HttpResponse::Ok()
@@ -222,6 +296,90 @@ pub async fn list_dead_letters(
         .json(page))
 }
 
+/// Most audit events one page shows, and by default.
+pub const MAX_AUDIT_EVENTS: i64 = 500;
+pub const DEFAULT_AUDIT_EVENTS: i64 = 100;
+
+/// Query of the audit trail.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Most events shown, newest first (default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
+    /// Only events older than this one (its id): the next page.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    before: Option<String>,
+}
+
+/// A page of the audit trail.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub events: Vec<AuditEvent>,
+}
+
+/// The audit trail, newest first: who did what, on which object, from where, when, and how it
+/// ended — every dashboard action, key and account change, login, logout and failed login.
+#[utoipa::path(
+    get,
+    path = "/dashboard/api/audit",
+    tag = "dashboard",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "The latest events", body = AuditPage),
+        (status = 400, description = "limit or before out of range", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = crate::routes::TooManyRequests),
+        (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+    )
+)]
+pub async fn read_audit_trail(
+    request: HttpRequest,
+    services: Services,
+) -> Result<HttpResponse, DashboardError> {
+    let Services {
+        state, dashboard, ..
+    } = services;
+    acting(&request, &dashboard)?;
+    let query = web::Query::<AuditQuery>::from_query(request.query_string())
+        .map_err(|error| ApiError::BadRequest(format!("malformed query: {error}")))?
+        .into_inner();
+    let limit = whole_in(query.limit.as_deref(), "limit", 1..=MAX_AUDIT_EVENTS)?
+        .unwrap_or(DEFAULT_AUDIT_EVENTS);
+    let before = whole_in(query.before.as_deref(), "before", 1..=i64::MAX)?;
+    let events = state
+        .run_db(move |conn| Ok(audit_trail::latest(conn, None, limit, before)?))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(AuditPage { events }))
+}
+
+/// The whole number `text` is, when given, if `range` holds it.
+fn whole_in(
+    text: Option<&str>,
+    name: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Option<i64>, ApiError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    text.parse::<i64>()
+        .ok()
+        .filter(|value| range.contains(value))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{name} must be a whole number from {} to {}, got {text:?}",
+                range.start(),
+                range.end()
+            ))
+        })
+}
+
 /// What an action on one dead letter did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetterSettled {
@@ -259,12 +417,12 @@ pub struct DeadLetterSettled {
 pub async fn retry_dead_letter(
     request: HttpRequest,
     path: web::Path<String>,
-    dashboard: web::Data<Dashboard>,
+    services: Services,
 ) -> Result<HttpResponse, DashboardError> {
     settle(
         request,
         path.into_inner(),
-        dashboard,
+        services,
         DeadLetterAction::Retry,
     )
     .await
@@ -293,12 +451,12 @@ pub async fn retry_dead_letter(
 pub async fn discard_dead_letter(
     request: HttpRequest,
     path: web::Path<String>,
-    dashboard: web::Data<Dashboard>,
+    services: Services,
 ) -> Result<HttpResponse, DashboardError> {
     settle(
         request,
         path.into_inner(),
-        dashboard,
+        services,
         DeadLetterAction::Discard,
     )
     .await
@@ -307,15 +465,27 @@ pub async fn discard_dead_letter(
 async fn settle(
     request: HttpRequest,
     key: String,
-    dashboard: web::Data<Dashboard>,
+    services: Services,
     action: DeadLetterAction,
 ) -> Result<HttpResponse, DashboardError> {
-    dashboard
-        .policy
-        .authorize(&request)
-        .map_err(DashboardError::Refused)?;
+    let Services {
+        state,
+        auth,
+        dashboard,
+    } = services;
+    let identity = acting(&request, &dashboard)?;
     let settled = dashboard.broker.settle(&key, action).await;
     dashboard.forget_browse().await;
+    let verb = match action {
+        DeadLetterAction::Retry => "dead_letter.retry",
+        DeadLetterAction::Discard => "dead_letter.discard",
+    };
+    let ended = match &settled {
+        Ok(Settled::Retried | Settled::Discarded) => Outcome::Done,
+        Ok(Settled::NotFound) | Err(_) => Outcome::Failed,
+    };
+    let line = audit_line(&request, &auth, &identity, verb, key.clone(), ended);
+    audit(&state, line).await;
     let outcome = match settled.map_err(DashboardError::BrokerUnavailable)? {
         Settled::Retried => "retried",
         Settled::Discarded => "discarded",
@@ -323,7 +493,10 @@ async fn settle(
             return Err(ApiError::NotFound(format!("no dead letter has the key {key:?}")).into());
         }
     };
-    log::info!("dashboard: dead letter {key} {outcome}");
+    log::info!(
+        "dashboard: dead letter {key} {outcome} by {}",
+        identity.actor()
+    );
     Ok(HttpResponse::Ok().json(DeadLetterSettled {
         key,
         outcome: outcome.to_owned(),
@@ -360,16 +533,34 @@ pub struct DeadLettersRetried {
 )]
 pub async fn retry_all_dead_letters(
     request: HttpRequest,
-    dashboard: web::Data<Dashboard>,
+    services: Services,
 ) -> Result<HttpResponse, DashboardError> {
-    dashboard
-        .policy
-        .authorize(&request)
-        .map_err(DashboardError::Refused)?;
+    let Services {
+        state,
+        auth,
+        dashboard,
+    } = services;
+    let identity = acting(&request, &dashboard)?;
     let retried = dashboard.broker.retry_all(RETRY_ALL_LIMIT).await;
     dashboard.forget_browse().await;
+    let (object, ended) = match &retried {
+        Ok(count) => (format!("{count} dead letters"), Outcome::Done),
+        Err(reason) => (reason.clone(), Outcome::Failed),
+    };
+    let line = audit_line(
+        &request,
+        &auth,
+        &identity,
+        "dead_letter.retry_all",
+        object,
+        ended,
+    );
+    audit(&state, line).await;
     let retried = retried.map_err(DashboardError::BrokerUnavailable)?;
-    log::info!("dashboard: {retried} dead letter(s) sent back to the work queue");
+    log::info!(
+        "dashboard: {retried} dead letter(s) sent back to the work queue by {}",
+        identity.actor()
+    );
     Ok(HttpResponse::Ok().json(DeadLettersRetried { retried }))
 }
 
@@ -421,20 +612,40 @@ pub struct DemandsEnqueued {
 pub async fn enqueue_demands(
     request: HttpRequest,
     body: web::Bytes,
-    state: web::Data<AppState>,
-    dashboard: web::Data<Dashboard>,
+    services: Services,
 ) -> Result<HttpResponse, DashboardError> {
-    dashboard
-        .policy
-        .authorize(&request)
-        .map_err(DashboardError::Refused)?;
+    let Services {
+        state,
+        auth,
+        dashboard,
+    } = services;
+    let identity = acting(&request, &dashboard)?;
     let (count, add_up_to) = parse_enqueue(&body)?;
     let demands: Vec<(Uuid, WorkDemand)> = (0..count)
         .map(|_| (Uuid::new_v4(), add_up_to.unwrap_or_else(WorkDemand::random)))
         .collect();
     let message_ids: Vec<Uuid> = demands.iter().map(|(id, _)| *id).collect();
+    let object = match add_up_to {
+        Some(demand) => format!("{count} adding up to {}", demand.add_up_to()),
+        None => format!("{count} adding up to random numbers"),
+    };
+    let line = audit_line(
+        &request,
+        &auth,
+        &identity,
+        "demands.enqueue",
+        object,
+        Outcome::Done,
+    );
+    // The demands and the line that says who enqueued them are committed together.
     let accepted = state
-        .run_db(move |conn| Ok(insert_demands(conn, &demands)?))
+        .run_db(move |conn| {
+            Ok(conn.transaction(|conn| {
+                let accepted = insert_demands(conn, &demands)?;
+                line.record(conn)?;
+                diesel::QueryResult::Ok(accepted)
+            })?)
+        })
         .await?;
     state.outbox_wakeup.notify_one();
     Ok(HttpResponse::Accepted().json(DemandsEnqueued {
@@ -495,8 +706,12 @@ pub struct Forbidden(#[to_schema] ErrorBody);
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(
+        login::log_in,
+        login::log_out,
+        login::read_session,
         read_overview,
         list_dead_letters,
+        read_audit_trail,
         retry_dead_letter,
         discard_dead_letter,
         retry_all_dead_letters,
@@ -511,6 +726,10 @@ pub struct Forbidden(#[to_schema] ErrorBody);
             EnqueueDemands,
             DemandsEnqueued,
             ErrorBody,
+            login::Login,
+            login::SessionInfo,
+            AuditPage,
+            AuditEvent,
         ),
         responses(Unauthorized, Forbidden),
     ),

@@ -20,9 +20,6 @@ use crate::state::AppState;
     path = "/work/demand",
     tag = "work",
     request_body(content = Option<CreateWork>, content_type = "application/json"),
-    params(
-        ("X-Api-Key" = Option<String>, Header, description = "Names the client for rate limiting (else its address counts). Not checked: it is no credential."),
-    ),
     responses(
         (status = 202, description = "Accepted: it will be published with this message id", body = DemandAccepted,
          headers(

@@ -6,6 +6,10 @@ use actix_web::{HttpResponse, http::header, web};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use actix_web::http::Method;
+use serde_json::{Value, json};
+
+use crate::auth::{Access, Mode};
 use crate::error::ErrorBody;
 use crate::routes::{demand, health, metrics, stats, work};
 
@@ -112,13 +116,13 @@ impl utoipa::Modify for WorkLinks {
     }
 }
 
-/// Registers the document, Swagger UI, and `/docs` → `/docs/`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    let document = web::Bytes::from(openapi_json());
+/// Registers `document`, Swagger UI, and `/docs` → `/docs/`.
+pub fn configure(cfg: &mut web::ServiceConfig, document: String) {
+    let document = web::Bytes::from(document);
     cfg.service(crate::routes::only(
         OPENAPI_PATH,
-        actix_web::http::Method::GET,
-        crate::rate_limit::Traffic::Unlimited,
+        Method::GET,
+        Access::Read,
         web::to(move || {
             let document = document.clone();
             async move {
@@ -139,36 +143,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(SwaggerUi::new("/docs/{_:.*}").config(utoipa_swagger_ui::Config::new([OPENAPI_PATH])));
 }
 
-/// The OpenAPI document as served. utoipa 5.5 writes a link's fields in snake case
-/// (`operation_id`), where OpenAPI names them in camel case (`operationId`); they are renamed
-/// here, so tools that follow links find their target.
-pub fn openapi_json() -> String {
+/// The OpenAPI document as served by an API in `mode`, whose routes have the `accesses` given
+/// (the table the guard is given). Each operation that needs an identity in this mode names the
+/// schemes that give one, with the scope it needs, and answers 401, 403 and 429 as the guard
+/// does; one that takes an identity without needing it lists "none" among its schemes.
+///
+/// utoipa 5.5 writes a link's fields in snake case (`operation_id`), where OpenAPI names them in
+/// camel case (`operationId`); they are renamed here, so tools that follow links find their
+/// target.
+pub fn openapi_json(mode: Mode, accesses: &[(&'static str, Method, Access)]) -> String {
     let mut api = ApiDoc::openapi();
     api.merge(crate::dashboard::DashboardDoc::openapi());
     let mut document = serde_json::to_value(api)
         .expect("the OpenAPI document is plain data and always serialises");
-    if let Some(paths) = document
-        .get_mut("paths")
-        .and_then(serde_json::Value::as_object_mut)
-    {
+    declare_security(&mut document, mode, accesses);
+    if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
         let responses = paths
             .values_mut()
-            .filter_map(serde_json::Value::as_object_mut)
+            .filter_map(Value::as_object_mut)
             .flat_map(|item| item.values_mut())
             .filter_map(|operation| operation.get_mut("responses"))
-            .filter_map(serde_json::Value::as_object_mut)
+            .filter_map(Value::as_object_mut)
             .flat_map(|responses| responses.values_mut());
         for response in responses {
-            let Some(links) = response
-                .get_mut("links")
-                .and_then(serde_json::Value::as_object_mut)
-            else {
+            let Some(links) = response.get_mut("links").and_then(Value::as_object_mut) else {
                 continue;
             };
-            for link in links
-                .values_mut()
-                .filter_map(serde_json::Value::as_object_mut)
-            {
+            for link in links.values_mut().filter_map(Value::as_object_mut) {
                 for (snake, camel) in [
                     ("operation_id", "operationId"),
                     ("operation_ref", "operationRef"),
@@ -182,4 +183,127 @@ pub fn openapi_json() -> String {
         }
     }
     document.to_string()
+}
+
+/// The schemes that give an identity, as OpenAPI security schemes.
+fn security_schemes() -> Value {
+    json!({
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "ppk_… (pp_storage keys create)",
+            "description": "An API key: Authorization: Bearer <token>"
+        },
+        "api_key": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Api-Key",
+            "description": "The same API key, in X-Api-Key"
+        },
+        "session": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": crate::auth::credentials::SESSION_COOKIE,
+            "description": "A dashboard login (POST /dashboard/api/login)"
+        },
+        "admin_token": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-PP-Admin-Token",
+            "description": "PP_ADMIN_TOKEN, the break-glass operator"
+        }
+    })
+}
+
+/// Declares the schemes, and on each operation what `mode` asks of it.
+fn declare_security(document: &mut Value, mode: Mode, accesses: &[(&'static str, Method, Access)]) {
+    let Some(components) = document
+        .get_mut("components")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let schemes = components
+        .entry("securitySchemes")
+        .or_insert_with(|| json!({}));
+    if let (Some(schemes), Value::Object(ours)) = (schemes.as_object_mut(), security_schemes()) {
+        schemes.extend(ours);
+    }
+    let responses = components.entry("responses").or_insert_with(|| json!({}));
+    if let Some(responses) = responses.as_object_mut() {
+        responses.insert(
+            "NeedsIdentity".to_owned(),
+            json!({
+                "description": "No identity, or credentials that authenticate no one (unknown, \
+                                revoked or expired key, ended session)",
+                "headers": {"WWW-Authenticate": {
+                    "description": "Bearer realm=\"pp\"[, error=\"invalid_token\"]",
+                    "schema": {"type": "string"}
+                }},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+            }),
+        );
+        responses.insert(
+            "NotAllowed".to_owned(),
+            json!({
+                "description": "The identity lacks the scope (error=\"insufficient_scope\"), or \
+                                a change was asked from another site",
+                "headers": {"WWW-Authenticate": {
+                    "description": "Bearer realm=\"pp\", error=\"insufficient_scope\", scope=\"…\"",
+                    "schema": {"type": "string"}
+                }},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+            }),
+        );
+    }
+    for (path, method, access) in accesses {
+        let Some(operation) = document
+            .pointer_mut(&format!(
+                "/paths/{}/{}",
+                path.replace('~', "~0").replace('/', "~1"),
+                method.as_str().to_lowercase()
+            ))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let responses = operation.entry("responses").or_insert_with(|| json!({}));
+        if *method != Method::GET
+            && let Some(responses) = responses.as_object_mut()
+        {
+            // Every change is refused from another site, in every mode.
+            responses
+                .entry("403")
+                .or_insert_with(|| json!({"$ref": "#/components/responses/NotAllowed"}));
+        }
+        if mode == Mode::Off || *access == Access::Open {
+            continue;
+        }
+        let scopes = access.needs(mode).map(|scope| vec![scope.as_str()]);
+        let mut security = Vec::new();
+        if scopes.is_none() {
+            security.push(json!({}));
+        }
+        let scope = scopes.unwrap_or_default();
+        security.extend([
+            json!({"bearer": scope}),
+            json!({"api_key": scope}),
+            json!({"session": []}),
+            json!({"admin_token": []}),
+        ]);
+        operation.insert("security".to_owned(), Value::Array(security));
+        let responses = operation.entry("responses").or_insert_with(|| json!({}));
+        if let Some(responses) = responses.as_object_mut() {
+            for (status, name) in [
+                ("401", "NeedsIdentity"),
+                ("403", "NotAllowed"),
+                ("429", "TooManyRequests"),
+            ] {
+                responses.insert(
+                    status.to_owned(),
+                    json!({"$ref": format!("#/components/responses/{name}")}),
+                );
+            }
+        }
+    }
 }

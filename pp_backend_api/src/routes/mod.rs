@@ -14,81 +14,93 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, Route, web};
 
+use crate::auth::guard::guard;
+use crate::auth::{Access, Mode};
 use crate::error::{ErrorBody, ErrorResponse};
 use crate::middleware::{RouteLabel, catch_panics};
-use crate::rate_limit::{Traffic, limit_rate};
+use crate::rate_limit::limit_rate;
 
-/// Registers every route. Order matters where patterns overlap: `/work/search` and
-/// `/work/demand` come before `/work/{id}`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    use Traffic::{Read, Unlimited, Write};
-    cfg.service(only(
-        "/work",
-        Method::POST,
-        Write,
-        web::to(work::create_work),
-    ))
-    .service(only(
-        "/work/search",
-        Method::GET,
-        Read,
-        web::to(work::search_works),
-    ))
-    .service(only(
-        "/work/demand",
-        Method::POST,
-        Write,
-        web::to(demand::create_demand),
-    ))
-    .service(only(
-        "/work/{id}",
-        Method::GET,
-        Read,
-        web::to(work::get_work),
-    ))
-    .service(only(
-        "/work/{id}/events",
-        Method::GET,
-        Read,
-        web::to(work::list_work_events),
-    ))
-    .service(only(
-        "/stats",
-        Method::GET,
-        Read,
-        web::to(stats::read_work_stats),
-    ))
-    .service(only(
-        "/healthz",
-        Method::GET,
-        Unlimited,
-        web::to(health::healthz),
-    ))
-    .service(only(
-        "/readyz",
-        Method::GET,
-        Unlimited,
-        web::to(health::readyz),
-    ))
-    .service(only(
-        "/metrics",
-        Method::GET,
-        Unlimited,
-        web::to(metrics::metrics),
-    ));
-    docs::configure(cfg);
-    crate::dashboard::configure(cfg);
+/// One route: its path, its method, who may use it, and its handler.
+pub struct Served {
+    pub path: &'static str,
+    pub method: Method,
+    pub access: Access,
+    pub route: Route,
+}
+
+/// Shorthand for a [`Served`].
+pub fn served(path: &'static str, method: Method, access: Access, route: Route) -> Served {
+    Served {
+        path,
+        method,
+        access,
+        route,
+    }
+}
+
+/// The API's own routes, in the order they are matched: `/work/search` and `/work/demand` come
+/// before `/work/{id}`.
+fn api_routes() -> Vec<Served> {
+    use Access::{Open, Read, Write};
+    vec![
+        served("/work", Method::POST, Write, web::to(work::create_work)),
+        served(
+            "/work/search",
+            Method::GET,
+            Read,
+            web::to(work::search_works),
+        ),
+        served(
+            "/work/demand",
+            Method::POST,
+            Write,
+            web::to(demand::create_demand),
+        ),
+        served("/work/{id}", Method::GET, Read, web::to(work::get_work)),
+        served(
+            "/work/{id}/events",
+            Method::GET,
+            Read,
+            web::to(work::list_work_events),
+        ),
+        served("/stats", Method::GET, Read, web::to(stats::read_work_stats)),
+        served("/healthz", Method::GET, Open, web::to(health::healthz)),
+        served("/readyz", Method::GET, Open, web::to(health::readyz)),
+        served("/metrics", Method::GET, Open, web::to(metrics::metrics)),
+    ]
+}
+
+/// Registers every route, the dashboard's too, and the OpenAPI document, which says what
+/// `mode` asks of each route (from the same table the guard is given).
+pub fn configure(cfg: &mut web::ServiceConfig, mode: Mode) {
+    let mut table = api_routes();
+    table.extend(crate::dashboard::routes());
+    let accesses: Vec<(&'static str, Method, Access)> = table
+        .iter()
+        .map(|served| (served.path, served.method.clone(), served.access))
+        .collect();
+    for served in table {
+        cfg.service(only(
+            served.path,
+            served.method,
+            served.access,
+            served.route,
+        ));
+    }
+    docs::configure(cfg, docs::openapi_json(mode, &accesses));
 }
 
 /// A resource that serves `route` for `method` and answers 405, with the `Allow` header RFC 9110
-/// asks for, to every other method. Its handler's panics are answered 500 ([`catch_panics`]),
-/// and its requests count against the rate limits their `traffic` is subject to.
+/// asks for, to every other method. Its requests pass the [`guard`] (who may, given `access`),
+/// then count against the rate limits the access is subject to, and its handler's panics are
+/// answered 500 ([`catch_panics`]).
 pub fn only(
     path: &'static str,
     method: Method,
-    traffic: Traffic,
+    access: Access,
     route: Route,
 ) -> impl HttpServiceFactory + use<> {
+    let traffic = access.traffic();
     let allow =
         HeaderValue::from_str(method.as_str()).expect("a method name is a valid header value");
     web::resource(path)
@@ -100,6 +112,9 @@ pub fn only(
         .wrap(from_fn(catch_panics))
         .wrap(from_fn(move |request, next: Next<BoxBody>| {
             limit_rate(traffic, request, next)
+        }))
+        .wrap(from_fn(move |request, next: Next<BoxBody>| {
+            guard(access, request, next)
         }))
 }
 

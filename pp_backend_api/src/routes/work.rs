@@ -32,7 +32,6 @@ pub const NEXT_AFTER_ID: HeaderName = HeaderName::from_static("x-next-after-id")
     request_body(content = Option<CreateWork>, content_type = "application/json"),
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key with the same add_up_to returns the first result (keys are kept 24 h). 1 to 255 printable ASCII characters, no spaces.", min_length = 1, max_length = 255, pattern = r"^[!-~]{1,255}$"),
-        ("X-Api-Key" = Option<String>, Header, description = "Names the client for rate limiting (else its address counts). Not checked: it is no credential."),
     ),
     responses(
         (status = 200, description = "The work, as stored", body = Work,

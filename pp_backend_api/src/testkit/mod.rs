@@ -14,8 +14,10 @@
 //! ```
 //!
 //! - [`browser`]: headless Chromium over WebDriver, for the dashboard's tests and screenshots.
+//! - [`identities`]: keys, accounts and logins, and requests that carry them.
 
 pub mod browser;
+pub mod identities;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +32,7 @@ use reqwest::{Response, StatusCode};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::auth::AuthSetting;
 use crate::relay::RelayConfig;
 use crate::settings::Settings;
 use crate::startup::Application;
@@ -99,6 +102,11 @@ impl TestSettings {
     pub fn redis(mut self) -> Self {
         self.redis = true;
         self
+    }
+
+    /// `PP_AUTH` as given (a test's server listens on loopback, where `auto` is `off`).
+    pub fn auth(self, setting: AuthSetting) -> Self {
+        self.with(move |settings| settings.auth.setting = setting)
     }
 
     /// Any other setting, changed once the database, queue and Redis are known.

@@ -1,6 +1,7 @@
 //! The API over real HTTP, against a real PostgreSQL: each test runs its own server on a random
 //! port over its own freshly migrated database (`pp_backend_api::testkit::TestApp`).
 
+mod auth;
 mod concurrency;
 mod dashboard;
 mod db_lanes;

@@ -91,15 +91,13 @@ async fn two_servers_sharing_redis_enforce_one_limit_with_the_drafts_headers() {
     first.eventually_cache("ok").await;
     second.eventually_cache("ok").await;
 
-    let post = |app: &TestApp, key: &'static str| {
-        app.client
-            .post(app.url("/work"))
-            .header("x-api-key", key)
-            .send()
-    };
+    // Each key is a client of its own, on either server; a made-up X-Api-Key is no client.
+    let client_a = first.create_key("client-a", "write");
+    let client_b = first.create_key("client-b", "write");
+    let post = |app: &TestApp, key: &str| app.client.post(app.url("/work")).bearer_auth(key).send();
     let mut remaining = Vec::new();
     for app in [&first, &second, &first] {
-        let response = post(app, "client-a").await.expect("POST /work");
+        let response = post(app, &client_a).await.expect("POST /work");
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["ratelimit-policy"], "\"pp\";q=3;w=10800");
         remaining.push(
@@ -117,7 +115,7 @@ async fn two_servers_sharing_redis_enforce_one_limit_with_the_drafts_headers() {
             "\"pp\";r=0;t=10800"
         ]
     );
-    let refused = post(&second, "client-a").await.expect("POST /work");
+    let refused = post(&second, &client_a).await.expect("POST /work");
     let retry_after: u64 = refused.headers()["retry-after"]
         .to_str()
         .expect("text")
@@ -129,7 +127,7 @@ async fn two_servers_sharing_redis_enforce_one_limit_with_the_drafts_headers() {
     assert!(message.contains("rate limit"), "{message}");
 
     // Another client has its own quota; reads are not limited unless asked.
-    let other = post(&first, "client-b").await.expect("POST /work");
+    let other = post(&first, &client_b).await.expect("POST /work");
     assert_eq!(other.status(), StatusCode::OK);
     let read = first.get("/stats").await;
     assert_eq!(read.status(), StatusCode::OK);

@@ -24,9 +24,11 @@
 //! In actix-web handlers `actix_web::web::block(move || …)` does the same. Keep the closure
 //! short and free of `.await`; never hold a pooled connection across an await point.
 
+pub mod audit_trail;
 pub mod backlogs;
 pub mod events;
 pub mod idempotency;
+pub mod identities;
 pub mod integrity;
 pub mod outbox;
 pub mod pool;

@@ -2,4 +2,5 @@
 //! the `pp_storage` binary as a user runs it.
 
 mod binary;
+mod identities;
 mod migrations;
