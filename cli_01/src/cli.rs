@@ -55,6 +55,7 @@ Examples:
         .hide_env_values(true)
         .value_parser(parse_api_url)
         .help("Base URL of the pp API (--via http), e.g. http://127.0.0.1:3000")),
+    mut_arg("api_key", |arg| arg.global(true)),
     mut_arg("database_url", |arg| arg
         .global(true)
         .value_name("URL")
@@ -238,6 +239,7 @@ impl Cli {
     pub fn target(&self) -> Target<'_> {
         Target {
             api_url: &self.api.url,
+            api_key: self.api.key.as_ref(),
             timeout: self.timeout,
             database: &self.database,
             sweep_window: self.sweep_window.duration,

@@ -47,6 +47,9 @@ pub enum Error {
     /// The API answered 2xx with a body that is not what the route documents.
     #[error("unexpected answer from the API: {0}")]
     BadAnswer(String),
+    /// The API key cannot be sent (its text is never shown).
+    #[error("the API key (--api-key, PP_API_KEY) must be printable ASCII without spaces")]
+    BadApiKey,
     /// The HTTP exchange failed in a way that is not about reaching the server.
     #[error("HTTP request failed: {0}")]
     Http(String),
@@ -64,6 +67,7 @@ impl Error {
             Error::NotFound(_) => EXIT_NOT_FOUND,
             Error::Database(pp_lib::Error::NotFound { .. }) => EXIT_NOT_FOUND,
             Error::ApiUnreachable { .. } | Error::ApiUnavailable { .. } => EXIT_UNREACHABLE,
+            Error::BadApiKey => EXIT_USAGE,
             Error::Database(pp_lib::Error::Connect { .. } | pp_lib::Error::Pool(_)) => {
                 EXIT_UNREACHABLE
             }

@@ -1,5 +1,6 @@
-//! The janitor: deletes the rows pp keeps only for a while — expired `Idempotency-Key`s and
-//! outbox demands published longer ago than the retention — so neither table grows forever.
+//! The janitor: deletes the rows pp keeps only for a while — expired `Idempotency-Key`s, outbox
+//! demands published longer ago than their retention, expired dashboard sessions and audit
+//! events older than theirs — so no table grows forever.
 //!
 //! Every round deletes in batches of [`PURGE_BATCH`] rows (one short transaction each, so a large
 //! backlog never holds many locks at once) until a batch comes back short: whatever the rate at
@@ -26,6 +27,11 @@ pub struct RetentionConfig {
     #[arg(long = "outbox-retention", env = "PP_OUTBOX_RETENTION", default_value = "24h",
           value_parser = duration_setting)]
     pub outbox: Duration,
+    /// How long the audit trail keeps an event (who did what from the dashboard or the command
+    /// line, logins) before it is deleted.
+    #[arg(long = "audit-retention", env = "PP_AUDIT_RETENTION", default_value = "90d",
+          value_parser = duration_setting)]
+    pub audit: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -39,6 +45,8 @@ impl Default for RetentionConfig {
 pub struct Purged {
     pub idempotency_keys: usize,
     pub published_demands: usize,
+    pub sessions: usize,
+    pub audit_events: usize,
 }
 
 /// Runs a round every `config.every`, until the task is dropped.
@@ -48,14 +56,19 @@ pub async fn run(pool: PgPool, config: RetentionConfig) {
     loop {
         ticks.tick().await;
         let pool = pool.clone();
-        let round = tokio::task::spawn_blocking(move || purge_round(&pool, config.outbox)).await;
+        let retention = config.clone();
+        let round = tokio::task::spawn_blocking(move || purge_round(&pool, &retention)).await;
         match round {
             Ok(Ok(purged)) if purged == Purged::default() => {}
             Ok(Ok(purged)) => log::info!(
-                "deleted {} expired idempotency keys and {} demands published over {:?} ago",
+                "deleted {} expired idempotency keys, {} demands published over {:?} ago, \
+                 {} expired sessions and {} audit events over {:?} old",
                 purged.idempotency_keys,
                 purged.published_demands,
-                config.outbox
+                config.outbox,
+                purged.sessions,
+                purged.audit_events,
+                config.audit
             ),
             Ok(Err(error)) => log::warn!("cannot delete expired rows: {error}"),
             Err(error) => log::error!("the retention round did not finish: {error}"),
@@ -63,9 +76,10 @@ pub async fn run(pool: PgPool, config: RetentionConfig) {
     }
 }
 
-/// One round: every expired key and every demand published more than `outbox_retention` ago,
-/// batch after batch until none is left.
-pub fn purge_round(pool: &PgPool, outbox_retention: Duration) -> Result<Purged, pp_lib::Error> {
+/// One round: every expired key, every demand published longer ago than its retention, every
+/// expired session, every audit event older than its retention, batch after batch until none is
+/// left.
+pub fn purge_round(pool: &PgPool, config: &RetentionConfig) -> Result<Purged, pp_lib::Error> {
     let idempotency_keys = purge_until_short(|| {
         with_connection(pool, |conn| {
             Ok(pp_lib::db::idempotency::purge_expired_keys(
@@ -74,11 +88,7 @@ pub fn purge_round(pool: &PgPool, outbox_retention: Duration) -> Result<Purged, 
             )?)
         })
     })?;
-    // A retention too long for the clock keeps everything.
-    let before = chrono::Duration::from_std(outbox_retention)
-        .ok()
-        .and_then(|retention| Utc::now().checked_sub_signed(retention));
-    let published_demands = match before {
+    let published_demands = match older_than(config.outbox) {
         Some(before) => purge_until_short(|| {
             with_connection(pool, |conn| {
                 Ok(pp_lib::db::outbox::purge_published(
@@ -90,10 +100,39 @@ pub fn purge_round(pool: &PgPool, outbox_retention: Duration) -> Result<Purged, 
         })?,
         None => 0,
     };
+    let sessions = purge_until_short(|| {
+        with_connection(pool, |conn| {
+            Ok(pp_lib::db::identities::purge_expired_sessions(
+                conn,
+                PURGE_BATCH,
+            )?)
+        })
+    })?;
+    let audit_events = match older_than(config.audit) {
+        Some(before) => purge_until_short(|| {
+            with_connection(pool, |conn| {
+                Ok(pp_lib::db::audit_trail::purge_before(
+                    conn,
+                    before,
+                    PURGE_BATCH,
+                )?)
+            })
+        })?,
+        None => 0,
+    };
     Ok(Purged {
         idempotency_keys,
         published_demands,
+        sessions,
+        audit_events,
     })
+}
+
+/// The instant `retention` ago; `None` for a retention too long for the clock (keep everything).
+fn older_than(retention: Duration) -> Option<chrono::DateTime<Utc>> {
+    chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|retention| Utc::now().checked_sub_signed(retention))
 }
 
 fn purge_until_short(

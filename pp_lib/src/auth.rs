@@ -228,6 +228,16 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A secret given to a client (`--api-key`): taken as it is, checked where it is sent, so no
+/// error message ever repeats it.
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(text.to_owned()))
+    }
+}
+
 /// A new API key's token.
 pub fn new_api_token() -> Secret {
     let random: [u8; TOKEN_RANDOM_BYTES] = rand::rng().random();

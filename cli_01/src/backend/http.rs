@@ -8,12 +8,14 @@
 
 use std::time::Duration;
 
+use pp_lib::auth::Secret;
 use pp_lib::contract::search::SearchQuery;
 use pp_lib::contract::{CreateWork, DemandAccepted, ErrorBody};
 use pp_lib::db::stats::Stats;
 use pp_lib::error::redact_secrets;
 use pp_lib::event::Event;
 use pp_lib::work::Work;
+use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -30,14 +32,26 @@ pub struct HttpBackend {
 }
 
 impl HttpBackend {
-    /// A client for the API at `base_url` whose every request ends within `timeout`.
-    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, Error> {
+    /// A client for the API at `base_url` whose every request ends within `timeout` and carries
+    /// `api_key`, when given, as `Authorization: Bearer`.
+    pub fn new(base_url: &str, api_key: Option<&Secret>, timeout: Duration) -> Result<Self, Error> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = api_key {
+            let token = key.expose();
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .ok()
+                .filter(|_| !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()))
+                .ok_or(Error::BadApiKey)?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|error| Error::Http(format!("cannot start the HTTP runtime: {error}")))?;
         let client = reqwest::Client::builder()
             .user_agent(concat!("cli_01/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
@@ -103,6 +117,10 @@ impl HttpBackend {
         );
         match status {
             StatusCode::NOT_FOUND => Error::NotFound(message),
+            StatusCode::UNAUTHORIZED => Error::Api {
+                status: status.as_u16(),
+                message: format!("{message} (cli_01 sends the key of --api-key or PP_API_KEY)"),
+            },
             StatusCode::SERVICE_UNAVAILABLE => Error::ApiUnavailable {
                 url: redact_secrets(&self.base_url),
                 message,
@@ -177,7 +195,7 @@ mod tests {
     use super::*;
 
     fn backend() -> HttpBackend {
-        HttpBackend::new("http://u:hunter2@127.0.0.1:9", Duration::from_secs(1))
+        HttpBackend::new("http://u:hunter2@127.0.0.1:9", None, Duration::from_secs(1))
             .expect("a client builds")
     }
 

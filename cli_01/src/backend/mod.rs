@@ -9,6 +9,7 @@ pub mod http;
 use std::time::Duration;
 
 use clap::ValueEnum;
+use pp_lib::auth::Secret;
 use pp_lib::config::DatabaseConfig;
 use pp_lib::contract::DemandAccepted;
 use pp_lib::contract::search::SearchQuery;
@@ -48,6 +49,8 @@ pub trait Backend {
 pub struct Target<'a> {
     /// The API's base URL, checked (for [`Via::Http`]).
     pub api_url: &'a str,
+    /// The API key to send (for [`Via::Http`]).
+    pub api_key: Option<&'a Secret>,
     /// Longest an HTTP call may take, connecting included.
     pub timeout: Duration,
     /// PostgreSQL (for [`Via::Db`]).
@@ -59,7 +62,11 @@ pub struct Target<'a> {
 /// The backend `via` names, ready to ask: the HTTP client built, or the database connected.
 pub fn connect(via: Via, target: Target<'_>) -> Result<Box<dyn Backend>, Error> {
     Ok(match via {
-        Via::Http => Box::new(http::HttpBackend::new(target.api_url, target.timeout)?),
+        Via::Http => Box::new(http::HttpBackend::new(
+            target.api_url,
+            target.api_key,
+            target.timeout,
+        )?),
         Via::Db => Box::new(db::DbBackend::connect(
             target.database,
             target.sweep_window,

@@ -51,12 +51,20 @@ pub async fn run_cli_async(args: Vec<String>) -> Output {
         .expect("the cli_01 task")
 }
 
-/// Runs cli_01 with `args`, in an environment that names no API and no database of its own.
+/// Runs cli_01 with `args`, in an environment that names no API, no key and no database of its
+/// own.
 pub fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    run_cli_with(args, &[])
+}
+
+/// [`run_cli`] with these environment variables set.
+pub fn run_cli_with<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cli_01"))
         .args(args)
         .env_remove("PP_API_URL")
+        .env_remove("PP_API_KEY")
         .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
         .output()
         .expect("the cli_01 binary runs")
 }

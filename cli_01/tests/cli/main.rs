@@ -8,4 +8,5 @@ mod answers;
 mod drive;
 mod failures;
 mod helpers;
+mod keys;
 mod usage;

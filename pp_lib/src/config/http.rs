@@ -15,10 +15,21 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
 }
 
-/// Where clients find the API.
+/// Where clients find the API, and the key they show it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiClientConfig {
     /// Base URL of the pp API.
     #[arg(id = "api_url", long = "api-url", env = "PP_API_URL", default_value = DEFAULT_API_URL)]
     pub url: String,
+    /// API key sent as `Authorization: Bearer <token>` (from `pp_storage keys create`); needed
+    /// where the API asks for one (PP_AUTH). Prefer the environment variable: a flag shows in
+    /// the process list.
+    #[arg(
+        id = "api_key",
+        long = "api-key",
+        env = "PP_API_KEY",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub key: Option<crate::auth::Secret>,
 }

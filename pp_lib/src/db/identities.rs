@@ -251,7 +251,12 @@ pub fn delete_session(conn: &mut PgConnection, token_hash: &[u8]) -> QueryResult
         .map(|deleted| deleted > 0)
 }
 
-/// Deletes the sessions that expired; how many.
-pub fn purge_expired_sessions(conn: &mut PgConnection) -> QueryResult<usize> {
-    diesel::delete(sessions::table.filter(sessions::expires_on.le(diesel::dsl::now))).execute(conn)
+/// Deletes up to `batch` sessions that expired; how many.
+pub fn purge_expired_sessions(conn: &mut PgConnection, batch: i64) -> QueryResult<usize> {
+    diesel::sql_query(
+        "delete from sessions where token_hash in \
+         (select token_hash from sessions where expires_on <= now() limit $1)",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(batch)
+    .execute(conn)
 }
