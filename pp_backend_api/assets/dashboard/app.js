@@ -1,13 +1,19 @@
-// pp dashboard: one page, four views (#/, #/works, #/works/ID, #/dead-letters), no dependency.
+// pp dashboard: one page, five views (#/, #/works, #/works/ID, #/dead-letters, #/audit), no
+// dependency.
 //
-// Live by polling: the current view refreshes every 2 s (dead letters every 5 s) while the tab
-// is visible and the page is not paused. Everything shown comes from the API's JSON; text is
-// always set with textContent, never parsed as HTML.
+// Live by polling: the current view refreshes every 2 s (dead letters and the audit trail every
+// 5 s) while the tab is visible and the page is not paused. Everything shown comes from the
+// API's JSON; text is always set with textContent, never parsed as HTML.
+//
+// Who is asking comes from /dashboard/api/session: the action buttons and the audit trail are
+// shown only to whoever may use them (the server refuses the others anyway), and a page that is
+// refused for want of a login goes to /login.
 "use strict";
 
 const REFRESH_MS = 2000;
 const DEAD_LETTER_REFRESH_MS = 5000;
 const PAGE_SIZE = 50;
+const AUDIT_PAGE_SIZE = 100;
 const TOKEN_KEY = "pp-admin-token";
 const THEME_KEY = "pp-theme";
 
@@ -22,6 +28,9 @@ const state = {
   updatedAt: null,
   lastOverview: null,
   actions: "loopback_only",
+  session: null,
+  audit: { before: null, pages: [], next: null },
+  shownAudit: null,
   search: { prefix: "", done: "", since: "1h", afterId: null, pages: [] },
   workId: null,
   lastDeadLetters: 0,
@@ -117,9 +126,44 @@ async function api(path, options) {
   }
   if (!response.ok) {
     const message = body && body.message ? body.message : `${response.status} ${response.statusText}`;
+    if (response.status === 401 && needsLogin()) {
+      location.assign("/login");
+    }
     throw Object.assign(new Error(message), { status: response.status });
   }
   return { body, headers: response.headers };
+}
+
+// A refusal for want of an identity is answered by logging in, unless the API takes the admin
+// token instead (PP_AUTH off, PP_ADMIN_TOKEN set).
+function needsLogin() {
+  return state.session !== null && state.session.mode !== "off";
+}
+
+// Who is asking, and what the page may offer them.
+async function loadSession() {
+  const { body } = await api("/dashboard/api/session");
+  state.session = body;
+  const account = body.actor.startsWith("account:") ? body.actor.slice("account:".length) : null;
+  $("who").hidden = account === null;
+  $("who").textContent = account === null ? "" : `${account} · ${body.role}`;
+  $("logout").hidden = account === null;
+  $("login").hidden = account !== null || body.mode === "off";
+  applyAccess();
+}
+
+// Whether the action buttons are offered: to whoever may act, and, with the admin token, to
+// anyone (who is then asked for it).
+function mayAct() {
+  const session = state.session;
+  if (session === null) return false;
+  return session.can_act || (session.mode === "off" && state.actions === "token");
+}
+
+function applyAccess() {
+  const allowed = mayAct();
+  for (const node of document.querySelectorAll("[data-act]")) node.hidden = !allowed;
+  $("nav-audit").hidden = !allowed;
 }
 
 // An action: POST, and on 401 ask for the token (after saying why it was refused).
@@ -130,7 +174,7 @@ async function act(path, body) {
     return answer.body;
   } catch (error) {
     showBanner(`Refused: ${error.message}`);
-    if (error.status === 401) askForToken();
+    if (error.status === 401 && !needsLogin()) askForToken();
     throw error;
   }
 }
@@ -166,7 +210,8 @@ function schedule() {
     setLive("paused");
     return;
   }
-  const every = state.view === "dead-letters" ? DEAD_LETTER_REFRESH_MS : REFRESH_MS;
+  const slow = state.view === "dead-letters" || state.view === "audit";
+  const every = slow ? DEAD_LETTER_REFRESH_MS : REFRESH_MS;
   state.timer = setTimeout(refresh, every);
 }
 
@@ -179,6 +224,7 @@ async function refresh() {
     else if (state.view === "works") await loadWorks();
     else if (state.view === "work") await loadWork();
     else if (state.view === "dead-letters") await loadDeadLetters();
+    else if (state.view === "audit") await loadAudit();
     state.updatedAt = Date.now();
     showUpdated();
     if (!state.paused && document.visibilityState !== "hidden") setLive("live");
@@ -198,6 +244,7 @@ async function loadOverview() {
   const { body } = await api("/dashboard/api/overview");
   state.lastOverview = body;
   state.actions = body.actions;
+  applyAccess();
   renderOverview(body);
   hideBanner();
 }
@@ -443,6 +490,8 @@ async function loadDeadLetters() {
 function renderLetter(letter) {
   const retry = el("button", { type: "button", class: "primary", text: "Retry", "data-action": "retry" });
   const discard = el("button", { type: "button", class: "danger", text: "Discard", "data-action": "discard" });
+  const actions = el("span", { class: "actions", "data-act": "" }, retry, discard);
+  actions.hidden = !mayAct();
   const key = encodeURIComponent(letter.key);
   retry.addEventListener("click", async () => {
     retry.disabled = true;
@@ -469,7 +518,7 @@ function renderLetter(letter) {
       "div",
       { class: "letter-head" },
       el("span", { class: "letter-id", text: letter.message_id ? `message_id ${letter.message_id}` : "no message_id" }),
-      el("span", { class: "actions" }, retry, discard),
+      actions,
     ),
     letter.reason ? el("p", { class: "reason", text: letter.reason }) : null,
     el("pre", { text: letter.body + (letter.body_truncated ? `\n… (${formatCount(letter.body_bytes)} bytes in all)` : "") }),
@@ -514,6 +563,40 @@ function confirmTwice(button, armedText, action) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Audit trail
+
+async function loadAudit() {
+  const audit = state.audit;
+  const query = new URLSearchParams({ limit: String(AUDIT_PAGE_SIZE) });
+  if (audit.before !== null) query.set("before", String(audit.before));
+  const { body } = await api(`/dashboard/api/audit?${query}`);
+  const seen = `${query} ${JSON.stringify(body)}`;
+  if (seen === state.shownAudit) return;
+  state.shownAudit = seen;
+  const events = body.events;
+  $("audit-rows").replaceChildren(
+    ...events.map((event) =>
+      el(
+        "tr",
+        { "data-id": String(event.id) },
+        el("td", { class: "col-created", text: formatTime(event.at) }),
+        el("td", { class: "code", text: event.actor }),
+        el("td", { text: event.action }),
+        el("td", { class: "code", text: event.object || "–" }),
+        el("td", { class: "code", text: event.source || "–" }),
+        el("td", { class: `outcome-${event.outcome}`, text: event.outcome }),
+      ),
+    ),
+  );
+  $("audit-empty").hidden = events.length > 0;
+  audit.next = events.length === AUDIT_PAGE_SIZE ? events[events.length - 1].id : null;
+  $("audit-older").disabled = audit.next === null;
+  $("audit-first").disabled = audit.before === null;
+  $("audit-info").textContent = `Page ${audit.pages.length + 1} · ${events.length} event(s)`;
+  hideBanner();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Navigation, theme, pause
 
 function route() {
@@ -526,10 +609,12 @@ function route() {
     state.view = "works";
   } else if (hash.startsWith("#/dead-letters")) {
     state.view = "dead-letters";
+  } else if (hash.startsWith("#/audit")) {
+    state.view = "audit";
   } else {
     state.view = "overview";
   }
-  for (const view of ["overview", "works", "work", "dead-letters"]) {
+  for (const view of ["overview", "works", "work", "dead-letters", "audit"]) {
     $(`view-${view}`).hidden = view !== state.view;
   }
   const nav = state.view === "work" ? "works" : state.view;
@@ -591,9 +676,27 @@ function start() {
     if (token) sessionStorage.setItem(TOKEN_KEY, token);
   });
   $("token-cancel").addEventListener("click", () => $("token-dialog").close());
+  $("audit-older").addEventListener("click", () => {
+    state.audit.pages.push(state.audit.before);
+    state.audit.before = state.audit.next;
+    refresh();
+  });
+  $("audit-first").addEventListener("click", () => {
+    state.audit.before = null;
+    state.audit.pages = [];
+    refresh();
+  });
   window.addEventListener("hashchange", route);
   setInterval(showUpdated, 1000);
-  route();
+  // Who is asking decides what is shown; a page that cannot say (the API down) still starts,
+  // offering nothing, and learns it at the next load.
+  loadSession()
+    .catch((error) => {
+      // Only PP_AUTH=all refuses this page's first question: it needs a login.
+      if (error.status === 401) location.assign("/login");
+      else showBanner(error.message);
+    })
+    .finally(route);
 }
 
 document.addEventListener("DOMContentLoaded", start);

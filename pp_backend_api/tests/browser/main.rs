@@ -4,3 +4,4 @@
 //! assert what a person sees.
 
 mod dashboard;
+mod logins;
