@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Checks that the API does exactly what its OpenAPI document says: a release API on a database of
-# its own, and schemathesis (pinned, in the project's .venv-contract, which `make contract`
-# installs with scripts/install.sh schemathesis) running every check against
-# /api-docs/openapi.json. Exits non-zero on any failure.
+# its own with every route behind an identity (PP_AUTH=all), and schemathesis (pinned, in the
+# project's .venv-contract, which `make contract` installs with scripts/install.sh schemathesis)
+# running every check against /api-docs/openapi.json with an API key of every scope — among
+# them ignored_auth, which asks each operation without the key and with a wrong one and expects
+# it refused. Exits non-zero on any failure.
 #
 # Environment: DATABASE_URL (the server; the database used is pp_contract_<pid>, dropped after),
 # PP_CONTRACT_PORT (default 3394), PP_CONTRACT_SECONDS (bound on the fuzzer's run, default 900).
@@ -37,14 +39,24 @@ trap cleanup EXIT
 say "creating $database"
 psql "${server_url%/*}/postgres" -qAt -c "create database $database" >/dev/null
 DATABASE_URL=$contract_url target/release/pp_storage migrate >/dev/null
+key=$(DATABASE_URL=$contract_url target/release/pp_storage keys create --name contract \
+    --scopes read,write,operate | tail -n 1)
 
 # No relay for this run: the outbox keeps the demands, which is all the contract is about. The
 # dashboard's dead-letter actions get a queue of their own: the fuzzer retries and discards.
+# Failed authentications are let through unthrottled: the fuzzer fails them on purpose, by the
+# thousand, and must see 401s (the throttle has tests of its own).
 RUST_LOG=warn DATABASE_URL=$contract_url PP_HTTP_ADDR=127.0.0.1:$port PP_OUTBOX_RELAY=off PP_QUEUE=$database \
-    target/release/pp_backend_api &
+    PP_AUTH=all PP_AUTH_FAILURES=1000000/s target/release/pp_backend_api &
 api_pid=$!
 scripts/wait-for-api.sh "$port" contract
 
-say "schemathesis $("$schemathesis" --version | awk '{print $NF}') against http://127.0.0.1:$port/api-docs/openapi.json"
+# The document too is behind the key: it is read once, with it, and given to the fuzzer as a file.
+document=$(mktemp --suffix=.json)
+trap 'cleanup; rm -f "$document"' EXIT
+curl -fsS -H "Authorization: Bearer $key" "http://127.0.0.1:$port/api-docs/openapi.json" -o "$document"
+
+say "schemathesis $("$schemathesis" --version | awk '{print $NF}') against http://127.0.0.1:$port, by its /api-docs/openapi.json"
 timeout "$limit" "$schemathesis" --config-file scripts/contract/schemathesis.toml run \
-    "http://127.0.0.1:$port/api-docs/openapi.json" --checks all --no-color "$@"
+    "$document" --url "http://127.0.0.1:$port" --checks all --no-color \
+    --header "Authorization: Bearer $key" "$@"
