@@ -4,8 +4,10 @@
 //! own (the testkits' `TestApp` and `TestConsumer`, as the browser tests do), drives traffic
 //! through them for a while (demands enqueued at a rate that rises and falls, works created over
 //! HTTP for the sweeper, a few messages the consumer must dead-letter), then has headless
-//! Chromium photograph each page: the overview in light and dark at laptop and phone width, the
-//! works search, a work's page and the dead letters. Every figure in them is real.
+//! Chromium photograph each page: the login page, then, logged in as an operator, the overview
+//! in light and dark at laptop and phone width, the works search, a work's page, the dead letters
+//! and the audit trail. The API asks for identities (`PP_AUTH=writes`): the traffic carries a
+//! key, the browsers log in. Every figure in them is real.
 //!
 //! Usage: `screenshots [DIRECTORY] [--seconds N]` (PNGs to `docs/` by default; `--seconds`, or
 //! `PP_SCREENSHOT_SECONDS`, is how long traffic runs first: 10 to 3600, default 120).
@@ -16,8 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use lapin::BasicProperties;
+use pp_backend_api::auth::AuthSetting;
 use pp_backend_api::testkit::browser::{Browser, LAPTOP, PHONE};
+use pp_backend_api::testkit::identities::TEST_PASSWORD;
 use pp_backend_api::testkit::{TestApp, TestSettings};
+use pp_lib::auth::Role;
 use serde_json::json;
 use task_consumer::testkit::{TestConsumer, test_settings};
 
@@ -47,7 +52,9 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.directory)
         .with_context(|| format!("failed to create {}", args.directory.display()))?;
 
-    let app = TestApp::spawn(TestSettings::new().relaying()).await;
+    let app = TestApp::spawn(TestSettings::new().relaying().auth(AuthSetting::Writes)).await;
+    let key = app.create_key("traffic", "read,write,operate");
+    app.add_account("ada", Role::Operator).await;
     let consumer = TestConsumer::start(test_settings(app.db.config(), app.queue().config())).await;
     for body in POISON {
         let properties = BasicProperties::default()
@@ -59,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
         "screenshots: {} s of traffic through {}",
         args.seconds, app.address
     );
-    drive_traffic(&app, Duration::from_secs(args.seconds)).await?;
+    drive_traffic(&app, &key, Duration::from_secs(args.seconds)).await?;
 
     let laptop = Browser::open(LAPTOP).await;
     let phone = Browser::open(PHONE).await;
@@ -67,6 +74,8 @@ async fn main() -> anyhow::Result<()> {
         app: &app,
         directory: &args.directory,
     };
+    shots.log_in(&laptop, true).await?;
+    shots.log_in(&phone, false).await?;
     shots.overviews(&laptop, &phone).await?;
     shots.works(&laptop).await?;
     shots
@@ -81,6 +90,10 @@ async fn main() -> anyhow::Result<()> {
     shots
         .save(&phone, "dashboard-dead-letters-phone-dark.png")
         .await?;
+    shots.page(&laptop, "light", "#/audit", "#audit-rows").await;
+    shots
+        .save(&laptop, "dashboard-audit-laptop-light.png")
+        .await?;
     laptop.close().await;
     phone.close().await;
     consumer.stop().await;
@@ -88,8 +101,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// For `duration`: demands enqueued every 250 ms at a rate that rises and falls, and a work
-/// created over HTTP each second for the sweeper.
-async fn drive_traffic(app: &TestApp, duration: Duration) -> anyhow::Result<()> {
+/// created over HTTP each second for the sweeper, each with `key`.
+async fn drive_traffic(app: &TestApp, key: &str, duration: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_millis(250));
     let mut tick = 0_u64;
@@ -101,6 +114,7 @@ async fn drive_traffic(app: &TestApp, duration: Duration) -> anyhow::Result<()> 
             .max(1.0);
         app.client
             .post(app.url("/dashboard/api/demands"))
+            .bearer_auth(key)
             .json(&json!({ "count": count }))
             .send()
             .await
@@ -108,6 +122,7 @@ async fn drive_traffic(app: &TestApp, duration: Duration) -> anyhow::Result<()> 
         if tick.is_multiple_of(4) {
             app.client
                 .post(app.url("/work"))
+                .bearer_auth(key)
                 .send()
                 .await
                 .context("failed to create a work")?;
@@ -124,6 +139,27 @@ struct Shots<'a> {
 }
 
 impl Shots<'_> {
+    /// Logs the operator in through the login page (photographed first, when `photograph`).
+    async fn log_in(&self, browser: &Browser, photograph: bool) -> anyhow::Result<()> {
+        browser.goto(&self.app.url("/login")).await;
+        browser
+            .wait_for_text("form h1", |text| text == "Log in")
+            .await;
+        if photograph {
+            self.save(browser, "dashboard-login-laptop-light.png")
+                .await?;
+        }
+        browser.type_into("input[name=name]", "ada").await;
+        browser
+            .type_into("input[name=password]", TEST_PASSWORD)
+            .await;
+        browser.click("form button[type=submit]").await;
+        browser
+            .wait_for_text("#who", |text| text == "ada · operator")
+            .await;
+        Ok(())
+    }
+
     /// The overview, light and dark, at laptop and phone width.
     async fn overviews(&self, laptop: &Browser, phone: &Browser) -> anyhow::Result<()> {
         for theme in ["light", "dark"] {

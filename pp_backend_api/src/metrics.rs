@@ -34,6 +34,41 @@ pub struct Metrics {
     pub rate_limited: IntCounter,
     /// Requests let through unchecked because Redis did not answer.
     pub rate_limit_failed_open: IntCounter,
+    /// Requests the guard or the login refused, by reason.
+    auth_refusals: IntCounterVec,
+}
+
+/// Why the guard or the login refused a request, as the metric's label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// No identity where one is needed.
+    Missing,
+    /// Credentials that authenticate no one.
+    Invalid,
+    /// An identity without the scope.
+    InsufficientScope,
+    /// A change asked from another site.
+    CrossSite,
+    /// Too many failed authentications from the address.
+    Throttled,
+    /// A wrong name or password.
+    LoginFailed,
+    /// Too many failed logins from the address or for the name.
+    LoginThrottled,
+}
+
+impl AuthRefusal {
+    fn label(self) -> &'static str {
+        match self {
+            AuthRefusal::Missing => "missing",
+            AuthRefusal::Invalid => "invalid",
+            AuthRefusal::InsufficientScope => "insufficient_scope",
+            AuthRefusal::CrossSite => "cross_site",
+            AuthRefusal::Throttled => "throttled",
+            AuthRefusal::LoginFailed => "login_failed",
+            AuthRefusal::LoginThrottled => "login_throttled",
+        }
+    }
 }
 
 impl Metrics {
@@ -89,6 +124,15 @@ impl Metrics {
         )?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(rate_limit_failed_open.clone()))?;
+        let auth_refusals = IntCounterVec::new(
+            Opts::new(
+                "auth_refusals_total",
+                "Requests refused for who asked: missing, invalid, insufficient_scope, \
+                 cross_site, throttled, login_failed, login_throttled",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(auth_refusals.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -102,7 +146,15 @@ impl Metrics {
             redis,
             rate_limited,
             rate_limit_failed_open,
+            auth_refusals,
         })
+    }
+
+    /// Counts one refusal for who asked.
+    pub fn refused(&self, reason: AuthRefusal) {
+        self.auth_refusals
+            .with_label_values(&[reason.label()])
+            .inc();
     }
 
     /// Counts one answered request.

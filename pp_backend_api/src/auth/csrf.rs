@@ -10,11 +10,16 @@ use actix_web::http::header::{self, HeaderMap, HeaderName};
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
+/// Whether `method` only reads (RFC 9110's safe methods): such a request changes nothing.
+pub fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 /// Whether a request with `method` and `headers` may change something: a safe method always; an
 /// unsafe one unless a browser says it comes from another site. `host` is where the request was
 /// sent (its `Host`), to compare an `Origin` with.
 pub fn same_origin(method: &Method, headers: &HeaderMap, host: &str) -> Result<(), String> {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    if is_safe(method) {
         return Ok(());
     }
     if let Some(site) = headers.get(SEC_FETCH_SITE) {

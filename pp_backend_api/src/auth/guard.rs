@@ -45,6 +45,7 @@ use super::throttle::Throttle;
 use super::{Access, AuditLine, AuthConfig, Denial, Identity, Mode, audit, authorize, csrf};
 use crate::dashboard::admin::AdminToken;
 use crate::error::{ApiError, ErrorBody, ErrorResponse};
+use crate::metrics::AuthRefusal;
 use crate::rate_limit::client_ip;
 use crate::state::AppState;
 
@@ -132,9 +133,20 @@ pub async fn guard(
     let Some(auth) = request.app_data::<web::Data<Auth>>().cloned() else {
         return next.call(request).await;
     };
-    let host = request.connection_info().host().to_owned();
-    if let Err(reason) = csrf::same_origin(request.method(), request.headers(), &host) {
-        return Ok(request.into_response(refusal(&Refused::CrossSite(reason))));
+    let metrics = request
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let refuse = |request: ServiceRequest, refused: Refused| {
+        if let (Some(metrics), Some(reason)) = (&metrics, refused.counted()) {
+            metrics.refused(reason);
+        }
+        Ok(request.into_response(refusal(&refused)))
+    };
+    if !csrf::is_safe(request.method()) {
+        let host = request.connection_info().host().to_owned();
+        if let Err(reason) = csrf::same_origin(request.method(), request.headers(), &host) {
+            return refuse(request, Refused::CrossSite(reason));
+        }
     }
     if access == Access::Open {
         return next.call(request).await;
@@ -144,7 +156,7 @@ pub async fn guard(
     };
     let identity = match identify(&auth, &state, request.request()).await {
         Ok(identity) => identity,
-        Err(refused) => return Ok(request.into_response(refusal(&refused))),
+        Err(refused) => return refuse(request, refused),
     };
     let needed = access.needs(auth.mode);
     let identity = match identity {
@@ -153,14 +165,14 @@ pub async fn guard(
         Found::Nobody(Ended::Session) if needed.is_none() => Identity::Anonymous,
         Found::Nobody(ended) => {
             let refused = Refused::Denied(Denial::Invalid(ended.reason().to_owned()));
-            return Ok(request.into_response(refusal(&refused)));
+            return refuse(request, refused);
         }
     };
     if let Err(denial) = authorize(needed, &identity) {
         if access == Access::Operate && identity != Identity::Anonymous {
             audit_refusal(&state, &auth, request.request(), &identity).await;
         }
-        return Ok(request.into_response(refusal(&Refused::Denied(denial))));
+        return refuse(request, Refused::Denied(denial));
     }
     request.extensions_mut().insert(identity);
     next.call(request).await
@@ -206,6 +218,21 @@ enum Refused {
     /// Too many failed authentications from this address: 429 for this long.
     Throttled(Duration),
     Unavailable(ApiError),
+}
+
+impl Refused {
+    /// How the metrics count it; `None` when it is no refusal of who asked (the database did
+    /// not answer: a 503, counted with the requests).
+    fn counted(&self) -> Option<AuthRefusal> {
+        Some(match self {
+            Refused::Denied(Denial::Missing(_)) => AuthRefusal::Missing,
+            Refused::Denied(Denial::Invalid(_)) => AuthRefusal::Invalid,
+            Refused::Denied(Denial::InsufficientScope(_)) => AuthRefusal::InsufficientScope,
+            Refused::CrossSite(_) => AuthRefusal::CrossSite,
+            Refused::Throttled(_) => AuthRefusal::Throttled,
+            Refused::Unavailable(_) => return None,
+        })
+    }
 }
 
 /// Who the credentials `request` presents name.

@@ -33,6 +33,7 @@ use super::guard::{Auth, identity_of};
 use super::{AuditLine, Identity, Mode, audit};
 use crate::dashboard::Dashboard;
 use crate::error::{ApiError, ErrorBody, ErrorResponse};
+use crate::metrics::AuthRefusal;
 use crate::state::AppState;
 
 pub const LOGIN_PAGE: &str = "/login";
@@ -192,8 +193,12 @@ pub async fn log_in(
             }
             no_store(response)
         }
-        Err(Failure::Wrong) => answer(form, StatusCode::UNAUTHORIZED, "wrong name or password"),
+        Err(Failure::Wrong) => {
+            state.metrics.refused(AuthRefusal::LoginFailed);
+            answer(form, StatusCode::UNAUTHORIZED, "wrong name or password")
+        }
         Err(Failure::Throttled(seconds)) => {
+            state.metrics.refused(AuthRefusal::LoginThrottled);
             let mut response = answer(
                 form,
                 StatusCode::TOO_MANY_REQUESTS,
