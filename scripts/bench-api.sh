@@ -13,7 +13,9 @@
 #
 # Then, with Redis (REDIS_URL, default the local one; keys under their own prefix, deleted at the
 # end): GET by id on a warmed cache beside pgbench's select by primary key, and POST with a rate
-# limit that is never reached beside POST without one (the limiter's cost).
+# limit that is never reached beside POST without one (the limiter's cost). Last, identities'
+# cost: GET by id and POST on an API with PP_AUTH=all, each request carrying an API key, beside
+# the same on the API that asks nothing, in turn.
 #
 # Needs wrk and pgbench: `make bench-api` installs them (scripts/install.sh wrk pgbench).
 #
@@ -61,10 +63,11 @@ SQL
 api_pid=
 cached_pid=
 limited_pid=
+guarded_pid=
 redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
 redis_prefix="pp_bench_$$"
 cleanup() {
-    for pid in $api_pid $cached_pid $limited_pid; do
+    for pid in $api_pid $cached_pid $limited_pid $guarded_pid; do
         kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
     done
     psql "${server_url%/*}/postgres" -qAt -c "drop database if exists pp_bench with (force)" >/dev/null 2>&1 || true
@@ -80,12 +83,14 @@ RUST_LOG=warn DATABASE_URL=$bench_url PP_DB_POOL_SIZE=$pool PP_HTTP_ADDR=127.0.0
 api_pid=$!
 scripts/wait-for-api.sh "$port" bench
 
-# run_wrk SCRIPT PATH: prints "rps p99_ms"
+# run_wrk SCRIPT PATH [PORT [HEADER]]: prints "rps p99_ms"
 run_wrk() {
-    local script=$1 path=$2 at=${3:-$port} out
+    local script=$1 path=$2 at=${3:-$port} header=${4:-} out
+    local headers=()
+    [ -z "$header" ] || headers=(-H "$header")
     out=$(cd scripts/bench && cat report.lua "$script" > /tmp/pp_bench_wrk.lua && \
         timeout $((seconds + 30)) wrk -t2 -c"$wrk_connections" -d"${seconds}s" --timeout 5s \
-            -s /tmp/pp_bench_wrk.lua "http://127.0.0.1:$at$path")
+            "${headers[@]}" -s /tmp/pp_bench_wrk.lua "http://127.0.0.1:$at$path")
     local line
     line=$(grep '^RESULT' <<<"$out")
     local errors=${line##*errors=}
@@ -189,6 +194,22 @@ read -r plain_rps _ <<<"$(run_wrk post_work.lua /work)"
 read -r limited_rps limited_p99 <<<"$(run_wrk post_work.lua /work "$((port + 2))")"
 printf '%-36s %12.0f %8sms %14.0f %10s %8s %8s\n' "POST /work, rate limited" "$limited_rps" "$limited_p99" "$plain_rps" "(no limit)" \
     "$(awk -v a="$limited_rps" -v b="$plain_rps" 'BEGIN {printf "%.0f%%", 100 * a / b}')" ">=85%"
+
+# Identities' cost: every request of the guarded API carries a key, found in the API's memory
+# (no query), and must have its scope; the plain API asks nothing (PP_AUTH off on loopback).
+key=$(DATABASE_URL=$bench_url target/release/pp_storage keys create --name bench \
+    --scopes read,write | tail -n 1)
+RUST_LOG=warn DATABASE_URL=$bench_url PP_DB_POOL_SIZE=$pool PP_HTTP_ADDR=127.0.0.1:$((port + 3)) \
+    PP_OUTBOX_RELAY=off PP_AUTH=all target/release/pp_backend_api &
+guarded_pid=$!
+scripts/wait-for-api.sh "$((port + 3))" bench
+for route in "GET /work/{id}:get_work.lua:/work/1" "POST /work:post_work.lua:/work"; do
+    IFS=: read -r name script path <<<"$route"
+    read -r plain_rps _ <<<"$(run_wrk "$script" "$path")"
+    read -r guarded_rps guarded_p99 <<<"$(run_wrk "$script" "$path" "$((port + 3))" "Authorization: Bearer $key")"
+    printf '%-36s %12.0f %8sms %14.0f %10s %8s %8s\n' "$name, key, PP_AUTH=all" "$guarded_rps" "$guarded_p99" "$plain_rps" "(off)" \
+        "$(awk -v a="$guarded_rps" -v b="$plain_rps" 'BEGIN {printf "%.0f%%", 100 * a / b}')" ">=90%"
+done
 
 cached_rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$cached_pid/status")
 printf '\nAPI peak RSS: %.1f MiB; with the cache: %.1f MiB (pool %s, wrk connections %s, %ss per run)\n' \

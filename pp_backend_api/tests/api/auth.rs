@@ -759,3 +759,68 @@ async fn every_answer_carries_the_security_headers() {
         .expect("text");
     assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_credentials_are_refused_in_one_clean_answer_or_ignored_when_off() {
+    let all = TestApp::spawn(TestSettings::new().auth(AuthSetting::All).with(|settings| {
+        settings.auth.failures = "100000/s".parse().expect("a rate");
+    }))
+    .await;
+    let off = TestApp::spawn(TestSettings::new()).await;
+    let long = "x".repeat(4_000);
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("authorization", b"Bearer".to_vec()),
+        ("authorization", b"Bearer ".to_vec()),
+        ("authorization", b"Bearer \xff\xfe\x80".to_vec()),
+        ("authorization", format!("Bearer {long}").into_bytes()),
+        ("authorization", b"Bearer ppk_' or 1=1 --".to_vec()),
+        (
+            "authorization",
+            b"Bearer ppk_0000000000000000000000000000000000".to_vec(),
+        ),
+        ("x-api-key", b"\x00\x01".to_vec()),
+        ("x-api-key", long.clone().into_bytes()),
+        ("x-pp-admin-token", b"".to_vec()),
+        ("x-pp-admin-token", long.clone().into_bytes()),
+        ("cookie", format!("pp_session={long}").into_bytes()),
+        ("cookie", b"pp_session=".to_vec()),
+        ("cookie", b"pp_session=\"; other=1".to_vec()),
+        ("cookie", b"pp_session=a; pp_session=b".to_vec()),
+        ("cookie", b"=;;;==;pp_session".to_vec()),
+    ];
+    for (name, value) in &hostile {
+        let header = reqwest::header::HeaderValue::from_bytes(value);
+        let Ok(header) = header else {
+            continue; // reqwest will not send it; nothing of ours to see
+        };
+        for (app, mode) in [(&all, "all"), (&off, "off")] {
+            let response = app
+                .client
+                .get(app.url("/stats"))
+                .header(*name, header.clone())
+                .send()
+                .await
+                .expect("an answer");
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            match mode {
+                "all" => assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{name}: {value:?}: {body}"
+                ),
+                _ => assert_eq!(
+                    status,
+                    StatusCode::OK,
+                    "off ignores {name}: {value:?}: {body}"
+                ),
+            }
+        }
+    }
+    let key = Credential::Bearer(all.create_key("after", "read"));
+    assert_eq!(
+        all.get_as("/stats", &key).await.status(),
+        StatusCode::OK,
+        "still serving"
+    );
+}
