@@ -100,16 +100,26 @@ impl Application {
         if relay.is_none() {
             log::info!("outbox relay off: accepted demands wait for another relay");
         }
-        let mode = Mode::resolve(settings.auth.setting, address);
+        let behind_proxy = !settings.rate_limit.trusted_proxies.is_empty();
+        let mode = Mode::resolve(settings.auth.setting, address, behind_proxy);
         match (settings.auth.setting, mode) {
-            (AuthSetting::Off, _) if !address.ip().is_loopback() => log::warn!(
-                "PP_AUTH=off on {address}, which is not loopback: anyone who reaches this port \
-                 may create works and demands, and act from the dashboard if PP_ADMIN_TOKEN is \
-                 known"
+            (AuthSetting::Off, _) if !address.ip().is_loopback() || behind_proxy => log::warn!(
+                "PP_AUTH=off on {address}{}: anyone who reaches it may create works and demands, \
+                 and act from the dashboard if PP_ADMIN_TOKEN is known",
+                if behind_proxy { ", behind a proxy" } else { "" }
+            ),
+            (AuthSetting::Auto, Mode::Off) => log::info!(
+                "PP_AUTH: off for requests from this machine (auto, on loopback); writes for \
+                 what a proxy forwards"
             ),
             (_, mode) => log::info!("PP_AUTH: {}", mode.as_str()),
         }
+        // A login's first check of an unknown name costs what every later one does.
+        tokio::task::spawn_blocking(pp_lib::auth::dummy_password_hash)
+            .await
+            .context("failed to prepare the password checks")?;
         let auth = web::Data::new(Auth::new(
+            settings.auth.setting,
             mode,
             &settings.auth,
             settings.dashboard.admin_token.clone(),

@@ -354,13 +354,16 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
 }
 
 /// A hash of a random password nobody knows: checked against when a login names no account, so
-/// that takes as long as a wrong password for a real one.
+/// that takes as long as a wrong password for a real one. Made once, on first use (the API makes
+/// it at start, off its workers).
 pub fn dummy_password_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
         let password: [u8; 24] = rand::rng().random();
         let password: String = password.iter().map(|byte| format!("{byte:02x}")).collect();
-        hash_password(&password).unwrap_or_default()
+        // Argon2id with fixed, valid parameters hashes any password: a failure here is memory
+        // exhausted, and an empty hash would make unknown names answer fast.
+        hash_password(&password).expect("Argon2id hashes a random password")
     })
 }
 

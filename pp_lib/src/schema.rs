@@ -62,7 +62,7 @@ diesel::table! {
         created_on -> Timestamptz,
         expires_on -> Nullable<Timestamptz>,
         revoked_on -> Nullable<Timestamptz>,
-        last_used_on -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
     }
 }
 

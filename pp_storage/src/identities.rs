@@ -98,7 +98,7 @@ fn list_keys(conn: &mut PgConnection) -> anyhow::Result<()> {
             key.scopes(),
             when(key.created_on),
             key.expires_on.map_or_else(|| "never".to_owned(), when),
-            key.last_used_on.map_or_else(|| "never".to_owned(), when),
+            key.last_used_at.map_or_else(|| "never".to_owned(), when),
         );
     }
     println!("{} key(s)", keys.len());

@@ -27,7 +27,6 @@ const state = {
   loading: false,
   updatedAt: null,
   lastOverview: null,
-  actions: "loopback_only",
   session: null,
   audit: { before: null, pages: [], next: null },
   shownAudit: null,
@@ -106,11 +105,11 @@ function hideBanner() {
 // GET or POST JSON. Errors carry the API's message ({"http_code", "message"}).
 async function api(path, options) {
   const init = { headers: { Accept: "application/json" }, ...(options || {}) };
-  if (init.method === "POST") {
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    if (token) init.headers["X-PP-Admin-Token"] = token;
-    if (init.body !== undefined) init.headers["Content-Type"] = "application/json";
-  }
+  // The admin token is the page's credential only where the API holds it to PP_AUTH=off;
+  // elsewhere people log in, and a token left in the tab must not speak for them.
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token && state.session !== null && state.session.mode === "off") init.headers["X-PP-Admin-Token"] = token;
+  if (init.method === "POST" && init.body !== undefined) init.headers["Content-Type"] = "application/json";
   let response;
   try {
     response = await fetch(path, init);
@@ -144,6 +143,7 @@ function needsLogin() {
 async function loadSession() {
   const { body } = await api("/dashboard/api/session");
   state.session = body;
+  if (body.mode !== "off") sessionStorage.removeItem(TOKEN_KEY);
   const account = body.actor.startsWith("account:") ? body.actor.slice("account:".length) : null;
   $("who").hidden = account === null;
   $("who").textContent = account === null ? "" : `${account} · ${body.role}`;
@@ -152,12 +152,12 @@ async function loadSession() {
   applyAccess();
 }
 
-// Whether the action buttons are offered: to whoever may act, and, with the admin token, to
-// anyone (who is then asked for it).
+// Whether the action buttons are offered: to whoever may act, and, where the admin token opens
+// them, to anyone (who is then asked for it).
 function mayAct() {
   const session = state.session;
   if (session === null) return false;
-  return session.can_act || (session.mode === "off" && state.actions === "token");
+  return session.can_act || session.actions === "token";
 }
 
 function applyAccess() {
@@ -231,6 +231,8 @@ async function refresh() {
   } catch (error) {
     setLive("stale");
     showBanner(error.message);
+    // A page the admin token opens (the audit trail, with PP_AUTH=off): ask for it.
+    if (error.status === 401 && !needsLogin()) askForToken();
   } finally {
     state.loading = false;
     schedule();
@@ -243,8 +245,6 @@ async function refresh() {
 async function loadOverview() {
   const { body } = await api("/dashboard/api/overview");
   state.lastOverview = body;
-  state.actions = body.actions;
-  applyAccess();
   renderOverview(body);
   hideBanner();
 }
@@ -609,7 +609,7 @@ function route() {
     state.view = "works";
   } else if (hash.startsWith("#/dead-letters")) {
     state.view = "dead-letters";
-  } else if (hash.startsWith("#/audit")) {
+  } else if (hash.startsWith("#/audit") && mayAct()) {
     state.view = "audit";
   } else {
     state.view = "overview";

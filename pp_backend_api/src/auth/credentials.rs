@@ -20,7 +20,7 @@ pub const SESSION_COOKIE: &str = "pp_session";
 const MAX_CREDENTIAL_LEN: usize = 512;
 
 /// What a request presents.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Presented {
     Nothing,
     /// An API key's token (as sent: it may be malformed).
@@ -31,6 +31,19 @@ pub enum Presented {
     Session(String),
     /// Something that cannot be a credential (not text, too long, an empty bearer).
     Unreadable(&'static str),
+}
+
+/// Names the kind, never the secret.
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Presented::Nothing => f.write_str("Nothing"),
+            Presented::ApiKey(_) => f.write_str("ApiKey(***)"),
+            Presented::AdminToken(_) => f.write_str("AdminToken(***)"),
+            Presented::Session(_) => f.write_str("Session(***)"),
+            Presented::Unreadable(reason) => write!(f, "Unreadable({reason:?})"),
+        }
+    }
 }
 
 /// What `headers` (and the session cookie's value, `session`) present, by the order above.

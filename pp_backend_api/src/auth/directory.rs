@@ -1,13 +1,15 @@
 //! The API keys, in memory: a request with a key is authenticated without a query. The
 //! directory holds every key by its token's hash (never a token), is read again from
 //! PostgreSQL every few seconds (so a revocation reaches every replica within
-//! [`REFRESH_EVERY`]), and asks PostgreSQL for a hash it does not know (a key made since). A
-//! key's use is noted in memory and written for all keys at once every [`FLUSH_USES_EVERY`]:
-//! `last_used_on` costs no write per request.
+//! [`REFRESH_EVERY`]), and asks PostgreSQL for a hash it does not know (a key made since). When
+//! it has not been read for [`TRUSTED_FOR`] (PostgreSQL does not answer), it is not trusted: each
+//! key is looked up again, so a key revoked meanwhile is never taken on the word of an old
+//! reading. A key's use is noted in memory and written for all keys at once every
+//! [`FLUSH_USES_EVERY`]: `last_used_at` costs no write per request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use pp_lib::auth::constant_time_eq;
@@ -19,6 +21,8 @@ use pp_lib::shutdown::Shutdown;
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// How often the keys' last uses are written.
 pub const FLUSH_USES_EVERY: Duration = Duration::from_secs(60);
+/// How long a reading of the keys is trusted: three readings missed, and it is not.
+pub const TRUSTED_FOR: Duration = Duration::from_secs(15);
 
 /// Keys by the first 8 bytes of their hash: each bucket's keys, with their whole hash.
 type Buckets = HashMap<[u8; 8], Vec<([u8; 32], ApiKey)>>;
@@ -27,12 +31,23 @@ type Buckets = HashMap<[u8; 8], Vec<([u8; 32], ApiKey)>>;
 #[derive(Debug, Default)]
 pub struct KeyDirectory {
     keys: RwLock<Buckets>,
+    /// When PostgreSQL's keys were last read whole.
+    read_at: Mutex<Option<Instant>>,
     used: Mutex<HashMap<i64, DateTime<Utc>>>,
 }
 
 impl KeyDirectory {
-    /// The key whose token hashes to `hash`, if the directory knows it.
+    /// The key whose token hashes to `hash`, if the directory knows it and its last reading of
+    /// the keys is recent enough to trust.
     pub fn find(&self, hash: &[u8; 32]) -> Option<ApiKey> {
+        let trusted = self
+            .read_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < TRUSTED_FOR);
+        if !trusted {
+            return None;
+        }
         let keys = self
             .keys
             .read()
@@ -68,6 +83,10 @@ impl KeyDirectory {
             .keys
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        *self
+            .read_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
     }
 
     /// Notes that the key `id` was used now.
@@ -100,6 +119,7 @@ pub async fn keep_fresh(directory: Arc<KeyDirectory>, pool: PgPool, shutdown: Sh
     let mut refresh = tokio::time::interval(REFRESH_EVERY);
     let mut flush = tokio::time::interval(FLUSH_USES_EVERY);
     flush.tick().await;
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = refresh.tick() => {
@@ -109,8 +129,22 @@ pub async fn keep_fresh(directory: Arc<KeyDirectory>, pool: PgPool, shutdown: Sh
                 })
                 .await;
                 match read {
-                    Ok(Ok(rows)) => directory.replace(rows),
-                    Ok(Err(error)) => log::debug!("reading the API keys: {error}"),
+                    Ok(Ok(rows)) => {
+                        if failing {
+                            log::info!("the API keys are read again");
+                            failing = false;
+                        }
+                        directory.replace(rows);
+                    }
+                    Ok(Err(error)) => {
+                        if !failing {
+                            log::warn!(
+                                "cannot read the API keys ({error}); past {TRUSTED_FOR:?} each \
+                                 key is looked up in PostgreSQL again"
+                            );
+                            failing = true;
+                        }
+                    }
                     Err(error) => log::error!("reading the API keys panicked: {error}"),
                 }
             }
@@ -148,7 +182,7 @@ mod tests {
             created_on: Utc::now(),
             expires_on: None,
             revoked_on: None,
-            last_used_on: None,
+            last_used_at: None,
         }
     }
 
@@ -156,6 +190,9 @@ mod tests {
     fn keys_are_found_by_their_whole_hash_only() {
         let directory = KeyDirectory::default();
         let mut hash = [7; 32];
+        directory.insert(hash, key(1));
+        assert_eq!(directory.find(&hash), None, "never read whole: not trusted");
+        directory.replace(vec![]);
         directory.insert(hash, key(1));
         let mut near = hash;
         near[31] = 8;
@@ -167,6 +204,16 @@ mod tests {
         directory.replace(vec![(vec![1; 32], key(2)), (vec![1; 5], key(3))]);
         assert_eq!(directory.find(&[7; 32]), None, "replaced");
         assert_eq!(directory.find(&[1; 32]).map(|key| key.id), Some(2));
+    }
+
+    #[test]
+    fn a_reading_too_old_is_not_trusted() {
+        let directory = KeyDirectory::default();
+        directory.replace(vec![(vec![1; 32], key(1))]);
+        assert!(directory.find(&[1; 32]).is_some());
+        *directory.read_at.lock().expect("not poisoned") =
+            Instant::now().checked_sub(TRUSTED_FOR + Duration::from_secs(1));
+        assert_eq!(directory.find(&[1; 32]), None, "looked up again instead");
     }
 
     #[test]

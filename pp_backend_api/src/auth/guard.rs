@@ -6,26 +6,34 @@
 //! 1. a request that changes something (not GET, HEAD, OPTIONS) from another site is refused
 //!    403 ([`csrf`]), in every mode: a page elsewhere cannot make a browser act here, whatever
 //!    cookie or loopback address it carries;
-//! 2. an open route (health, readiness, metrics, the login) is served as it is;
+//! 2. an open route (health, readiness, metrics, the page, the login) is served as it is;
 //! 3. the credentials the request presents ([`credentials`]) name an [`Identity`]: an API key
 //!    found in the [`KeyDirectory`] (or in PostgreSQL, for a key made since the directory was
-//!    read), the account of a live session, the admin token; a key or token the directory does
-//!    not know costs a failure against the client's address, and past `PP_AUTH_FAILURES` the
-//!    client's next credential the directory does not know is answered 429 without a look in
-//!    the database (a key the directory knows is never throttled; one made in the last
-//!    seconds, asked from a throttled address, waits for the next reading of the keys);
+//!    read), the account of a live session, the admin token;
 //! 4. the identity is checked against the scope the route needs in this mode ([`authorize`]):
 //!    401 with `WWW-Authenticate: Bearer` when it presented nothing or nothing valid, 403 with
 //!    `error="insufficient_scope"` when it may not; else the request goes on, the identity in its
 //!    extensions for the rate limit, the handlers and the audit trail.
 //!
-//! With `PP_AUTH=off`, credentials that authenticate no one are ignored (the request is
-//! anonymous), as they were before there were keys: nothing needs them. An ended session's
-//! cookie is ignored likewise where the route needs no identity, so a reader whose login expired
-//! keeps reading.
+//! Where the route needs an identity, credentials are looked at [`Look::Strictly`]: one that
+//! authenticates no one (an unknown, malformed, revoked or expired key, a wrong admin token, an
+//! ended session) costs a failure against the client's address, and past `PP_AUTH_FAILURES` the
+//! client's next credential the API does not already know is answered 429 without a look in the
+//! database. A key the directory knows and the right admin token are never throttled; a key made
+//! in the last seconds, asked from a throttled address, waits for the next reading of the keys.
+//!
+//! Where it needs none (every route with `PP_AUTH=off`, the reads with `writes`), credentials are
+//! looked at [`Look::Leniently`]: a valid one names the client (its own rate limit, its name in
+//! the audit trail), and one that authenticates no one — or that cannot be checked, the database
+//! being down — is ignored, uncounted: the request is anonymous, as before there were keys.
+//!
+//! `PP_AUTH=auto` on loopback is `off` for the requests made on this machine, and `writes` for
+//! those a proxy forwards (they carry `Forwarded`, `X-Forwarded-For` or `X-Real-IP`): a proxy
+//! in front makes the API exposed, and an exposed API is a protected one ([`Auth::mode_for`]).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::body::BoxBody;
@@ -35,62 +43,118 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use chrono::Utc;
-use pp_lib::auth::{is_api_token, token_hash};
+use pp_lib::auth::{Scope, is_api_token, token_hash};
 use pp_lib::db::audit_trail::Outcome;
 use pp_lib::db::identities;
+use tokio::sync::Semaphore;
 
 use super::credentials::{Presented, SESSION_COOKIE, presented};
 use super::directory::KeyDirectory;
 use super::throttle::Throttle;
-use super::{Access, AuditLine, AuthConfig, Denial, Identity, Mode, audit, authorize, csrf};
-use crate::dashboard::admin::AdminToken;
+use super::{
+    Access, AuditLine, AuthConfig, AuthSetting, Denial, Identity, Mode, audit, authorize, csrf,
+};
+use crate::dashboard::admin::{ActionPolicy, AdminToken, Refusal, is_forwarded};
 use crate::error::{ApiError, ErrorBody, ErrorResponse};
 use crate::metrics::AuthRefusal;
 use crate::rate_limit::client_ip;
 use crate::state::AppState;
 
+/// Failed logins allowed per account name, as a multiple of those allowed per address: one
+/// address cannot lock an account out by itself.
+pub const NAME_FAILURES_FACTOR: f64 = 5.0;
+
+/// How often a refused action of one identity on one route is written to the audit trail, at
+/// most: a page polling what it may not see leaves a line a minute, not one a poll.
+const REFUSALS_RECORDED_EVERY: Duration = Duration::from_secs(60);
+/// Refusals remembered for that, at most.
+const MAX_REFUSALS_REMEMBERED: usize = 10_000;
+
 /// What the guard and the login share: the mode, the keys, the failures counted.
 #[derive(Debug)]
 pub struct Auth {
+    /// `PP_AUTH` as given.
+    pub setting: AuthSetting,
+    /// The mode `setting` gives where the API listens.
     pub mode: Mode,
     pub directory: Arc<KeyDirectory>,
     /// Unknown keys and tokens, per client address.
     pub key_failures: Throttle,
     /// Failed logins, per client address.
     pub login_failures: Throttle,
-    /// Failed logins, per account name tried.
+    /// Failed logins, per account name tried ([`NAME_FAILURES_FACTOR`] times as many).
     pub name_failures: Throttle,
+    /// Password checks running at once, at most (each takes 19 MiB and a core for a moment).
+    pub password_checks: Semaphore,
     pub admin_token: Option<AdminToken>,
     pub session_ttl: Duration,
     pub trusted_proxies: Vec<IpAddr>,
+    /// When each (actor, route) refusal was last written to the audit trail.
+    refusals_recorded: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl Auth {
     pub fn new(
+        setting: AuthSetting,
         mode: Mode,
         config: &AuthConfig,
         admin_token: Option<AdminToken>,
         trusted_proxies: Vec<IpAddr>,
     ) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Auth {
+            setting,
             mode,
             directory: Arc::new(KeyDirectory::default()),
             key_failures: Throttle::new(config.failures),
             login_failures: Throttle::new(config.failures),
-            name_failures: Throttle::new(config.failures),
+            name_failures: Throttle::scaled(config.failures, NAME_FAILURES_FACTOR),
+            password_checks: Semaphore::new(cores.clamp(1, 8)),
             admin_token,
             session_ttl: config.session_ttl,
             trusted_proxies,
+            refusals_recorded: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `Err(429)` while `client` has failed too often (never with `PP_AUTH=off`, where
-    /// credentials are ignored rather than refused).
-    fn check_failures(&self, client: &str) -> Result<(), Refused> {
-        if self.mode == Mode::Off {
+    /// The mode `request` is held to: the API's, but `writes` for a request a proxy forwarded to
+    /// an API whose `auto` made it `off` on loopback.
+    pub fn mode_for(&self, request: &HttpRequest) -> Mode {
+        if self.setting == AuthSetting::Auto && self.mode == Mode::Off && is_forwarded(request) {
+            Mode::Writes
+        } else {
+            self.mode
+        }
+    }
+
+    /// Whether `identity`, asking with `request`, may use the dashboard's actions: with the
+    /// `operate` scope, always; without it, only where the request is held to `off`, as the
+    /// [`ActionPolicy`] says (the admin token, or this machine).
+    pub fn may_act(
+        &self,
+        policy: &ActionPolicy,
+        request: &HttpRequest,
+        identity: &Identity,
+    ) -> Result<(), Refusal> {
+        if identity.scopes().contains(Scope::Operate) {
             return Ok(());
         }
-        match self.key_failures.wait(client, Instant::now()) {
+        match self.mode_for(request) {
+            Mode::Off => policy.authorize(request),
+            Mode::Writes | Mode::All => Err(Refusal::Forbidden(
+                "this needs the operate scope: an operator's login, a key with the scope, or the \
+                 admin token"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    /// `Err(429)` while `client` has failed too often.
+    fn check_failures(&self, client: &str) -> Result<(), Refused> {
+        match self
+            .key_failures
+            .wait(&throttle_key(client), Instant::now())
+        {
             Some(wait) => Err(Refused::Throttled(wait)),
             None => Ok(()),
         }
@@ -98,9 +162,8 @@ impl Auth {
 
     /// Counts a failed authentication of `client`.
     fn failed(&self, client: &str) {
-        if self.mode != Mode::Off {
-            self.key_failures.failed(client, Instant::now());
-        }
+        self.key_failures
+            .failed(&throttle_key(client), Instant::now());
     }
 
     /// The client's address (a trusted proxy's forwarded client when there is one), as the
@@ -113,6 +176,39 @@ impl Auth {
         )
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
     }
+
+    /// Whether a refusal of `actor` on `route` is due in the audit trail (at most one a minute
+    /// for each), noting it when it is.
+    fn refusal_due(&self, actor: &str, route: &str) -> bool {
+        let mut recorded = self
+            .refusals_recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if recorded.len() >= MAX_REFUSALS_REMEMBERED {
+            recorded.retain(|_, at| now.duration_since(*at) < REFUSALS_RECORDED_EVERY);
+        }
+        let key = (actor.to_owned(), route.to_owned());
+        match recorded.get(&key) {
+            Some(at) if now.duration_since(*at) < REFUSALS_RECORDED_EVERY => false,
+            _ => {
+                recorded.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+/// How an address is counted: itself, or for IPv6 its /64 (what one machine is usually given,
+/// so a client cannot take a fresh address for each guess).
+pub fn throttle_key(address: &str) -> String {
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+        _ => address.to_owned(),
+    }
 }
 
 /// The identity the guard found for `request`; anonymous where no guard ran.
@@ -124,21 +220,35 @@ pub fn identity_of(request: &HttpRequest) -> Identity {
         .unwrap_or(Identity::Anonymous)
 }
 
+/// How hard credentials are looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// The route needs an identity: every credential is checked, failures are counted and
+    /// throttled, and one that cannot be checked (the database down) is a 503.
+    Strictly,
+    /// The route needs none: a credential that authenticates no one, or cannot be checked, is
+    /// ignored and not counted.
+    Leniently,
+}
+
 /// The middleware, on each resource (which knows its [`Access`]).
 pub async fn guard(
     access: Access,
     request: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse, Error> {
-    let Some(auth) = request.app_data::<web::Data<Auth>>().cloned() else {
-        return next.call(request).await;
+    let (Some(auth), Some(state)) = (
+        request.app_data::<web::Data<Auth>>().cloned(),
+        request.app_data::<web::Data<AppState>>().cloned(),
+    ) else {
+        // Never served unguarded: an app built without them is a bug, answered 500.
+        return Err(actix_web::error::ErrorInternalServerError(
+            "the app is built without its guard",
+        ));
     };
-    let metrics = request
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.metrics.clone());
     let refuse = |request: ServiceRequest, refused: Refused| {
-        if let (Some(metrics), Some(reason)) = (&metrics, refused.counted()) {
-            metrics.refused(reason);
+        if let Some(reason) = refused.counted() {
+            state.metrics.refused(reason);
         }
         Ok(request.into_response(refusal(&refused)))
     };
@@ -151,18 +261,19 @@ pub async fn guard(
     if access == Access::Open {
         return next.call(request).await;
     }
-    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
-        return next.call(request).await;
+    let needed = access.needs(auth.mode_for(request.request()));
+    let look = if needed.is_some() {
+        Look::Strictly
+    } else {
+        Look::Leniently
     };
-    let identity = match identify(&auth, &state, request.request()).await {
-        Ok(identity) => identity,
+    let found = match identify(&auth, &state, request.request(), look).await {
+        Ok(found) => found,
         Err(refused) => return refuse(request, refused),
     };
-    let needed = access.needs(auth.mode);
-    let identity = match identity {
+    let identity = match found {
         Found::Who(identity) => identity,
-        Found::Nobody(_) if auth.mode == Mode::Off => Identity::Anonymous,
-        Found::Nobody(Ended::Session) if needed.is_none() => Identity::Anonymous,
+        Found::Nobody(_) if look == Look::Leniently => Identity::Anonymous,
         Found::Nobody(ended) => {
             let refused = Refused::Denied(Denial::Invalid(ended.reason().to_owned()));
             return refuse(request, refused);
@@ -195,6 +306,8 @@ enum Ended {
     WrongAdminToken,
     /// The session cookie's session ended (logged out, expired, account removed).
     Session,
+    /// Not checked: the database did not answer, where no identity is needed.
+    Unchecked,
 }
 
 impl Ended {
@@ -207,6 +320,7 @@ impl Ended {
             Ended::Expired => "the API key expired",
             Ended::WrongAdminToken => "the admin token is wrong",
             Ended::Session => "the session ended: log in again",
+            Ended::Unchecked => "the credentials could not be checked",
         }
     }
 }
@@ -235,40 +349,81 @@ impl Refused {
     }
 }
 
-/// Who the credentials `request` presents name.
-async fn identify(auth: &Auth, state: &AppState, request: &HttpRequest) -> Result<Found, Refused> {
+/// Who the credentials `request` presents name, looked at as `look` says.
+async fn identify(
+    auth: &Auth,
+    state: &AppState,
+    request: &HttpRequest,
+    look: Look,
+) -> Result<Found, Refused> {
     let cookie = request.cookie(SESSION_COOKIE);
-    match presented(request.headers(), cookie.as_ref().map(|c| c.value())) {
-        Presented::Nothing => Ok(Found::Who(Identity::Anonymous)),
+    let found = match presented(request.headers(), cookie.as_ref().map(|c| c.value())) {
+        Presented::Nothing => return Ok(Found::Who(Identity::Anonymous)),
         Presented::Unreadable(reason) => Ok(Found::Nobody(Ended::Unreadable(reason))),
-        Presented::ApiKey(token) => api_key(auth, state, request, &token).await,
-        Presented::AdminToken(given) => {
-            let client = auth.client(request);
-            auth.check_failures(&client)?;
-            match &auth.admin_token {
-                Some(token) if token.matches(&given) => Ok(Found::Who(Identity::AdminToken)),
-                _ => {
-                    auth.failed(&client);
-                    Ok(Found::Nobody(Ended::WrongAdminToken))
-                }
+        Presented::ApiKey(token) => api_key(auth, state, request, &token, look).await,
+        Presented::AdminToken(given) => match &auth.admin_token {
+            // The right token is never throttled, whoever else fails from its address.
+            Some(token) if token.matches(&given) => return Ok(Found::Who(Identity::AdminToken)),
+            _ => {
+                guess(auth, request, look)?;
+                Ok(Found::Nobody(Ended::WrongAdminToken))
             }
+        },
+        Presented::Session(token) => session(auth, state, request, &token, look).await,
+    };
+    match found {
+        // A credential that cannot be checked where none is needed: the request is anonymous.
+        Err(Refused::Unavailable(_)) if look == Look::Leniently => {
+            Ok(Found::Nobody(Ended::Unchecked))
         }
-        Presented::Session(token) => {
-            let hash = token_hash(&token);
-            let account = state
-                .run_db(move |conn| Ok(identities::find_session(conn, &hash)?))
-                .await
-                .map_err(Refused::Unavailable)?;
-            Ok(match account {
-                Some(account) => Found::Who(Identity::Account {
-                    id: account.id,
-                    role: account.role(),
-                    name: account.name,
-                }),
-                None => Found::Nobody(Ended::Session),
-            })
-        }
+        found => found,
     }
+}
+
+/// A credential about to be checked against PostgreSQL, or found wrong: looked at strictly, it
+/// is refused 429 while its client has failed too often, and else counts as a failure (given
+/// back by nothing: a right credential is no failure, but the client has asked, and asking is
+/// what is throttled). Looked at leniently, it is neither.
+fn guess(auth: &Auth, request: &HttpRequest, look: Look) -> Result<(), Refused> {
+    if look == Look::Leniently {
+        return Ok(());
+    }
+    let client = auth.client(request);
+    auth.check_failures(&client)?;
+    auth.failed(&client);
+    Ok(())
+}
+
+/// The account whose live session `token` is.
+async fn session(
+    auth: &Auth,
+    state: &AppState,
+    request: &HttpRequest,
+    token: &str,
+    look: Look,
+) -> Result<Found, Refused> {
+    let client = auth.client(request);
+    if look == Look::Strictly {
+        auth.check_failures(&client)?;
+    }
+    let hash = token_hash(token);
+    let account = state
+        .run_db(move |conn| Ok(identities::find_session(conn, &hash)?))
+        .await
+        .map_err(Refused::Unavailable)?;
+    Ok(match account {
+        Some(account) => Found::Who(Identity::Account {
+            id: account.id,
+            role: account.role(),
+            name: account.name,
+        }),
+        None => {
+            if look == Look::Strictly {
+                auth.failed(&client);
+            }
+            Found::Nobody(Ended::Session)
+        }
+    })
 }
 
 /// The key `token` is, from the directory, or PostgreSQL when the directory does not know it.
@@ -277,19 +432,21 @@ async fn api_key(
     state: &AppState,
     request: &HttpRequest,
     token: &str,
+    look: Look,
 ) -> Result<Found, Refused> {
-    let client = auth.client(request);
     if !is_api_token(token) {
         // Malformed or mistyped (the checksum says so): no lookup, but a failure all the same.
-        auth.check_failures(&client)?;
-        auth.failed(&client);
+        guess(auth, request, look)?;
         return Ok(Found::Nobody(Ended::NotAKey));
     }
     let hash = token_hash(token);
     let key = match auth.directory.find(&hash) {
         Some(key) => key,
         None => {
-            auth.check_failures(&client)?;
+            if look == Look::Strictly {
+                let client = auth.client(request);
+                auth.check_failures(&client)?;
+            }
             let found = state
                 .run_db(move |conn| Ok(identities::find_key_by_hash(conn, &hash)?))
                 .await
@@ -300,7 +457,9 @@ async fn api_key(
                     key
                 }
                 None => {
-                    auth.failed(&client);
+                    if look == Look::Strictly {
+                        auth.failed(&auth.client(request));
+                    }
                     return Ok(Found::Nobody(Ended::Unknown));
                 }
             }
@@ -321,12 +480,18 @@ async fn api_key(
     }))
 }
 
-/// Records that `identity` tried an action it may not do.
+/// Records that `identity` tried an action it may not do (once a minute for each identity and
+/// route at most).
 async fn audit_refusal(state: &AppState, auth: &Auth, request: &HttpRequest, identity: &Identity) {
+    let actor = identity.actor();
+    let object = format!("{} {}", request.method(), request.path());
+    if !auth.refusal_due(&actor, &object) {
+        return;
+    }
     let line = AuditLine {
-        actor: identity.actor(),
+        actor,
         action: "refused",
-        object: format!("{} {}", request.method(), request.path()),
+        object,
         source: auth.client(request),
         outcome: Outcome::Refused,
     };

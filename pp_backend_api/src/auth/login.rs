@@ -22,16 +22,17 @@ use actix_web::http::header::{self, ContentType, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use chrono::Utc;
 use pp_lib::auth::{
-    Scope, check_name, dummy_password_hash, new_session_token, token_hash, verify_password,
+    check_name, dummy_password_hash, new_session_token, token_hash, verify_password,
 };
 use pp_lib::db::audit_trail::Outcome;
 use pp_lib::db::identities;
 use serde::{Deserialize, Serialize};
 
 use super::credentials::SESSION_COOKIE;
-use super::guard::{Auth, identity_of};
+use super::guard::{Auth, identity_of, throttle_key};
 use super::{AuditLine, Identity, Mode, audit};
 use crate::dashboard::Dashboard;
+use crate::dashboard::admin::ActionAccess;
 use crate::error::{ApiError, ErrorBody, ErrorResponse};
 use crate::metrics::AuthRefusal;
 use crate::state::AppState;
@@ -42,6 +43,9 @@ pub const LOGOUT_PATH: &str = "/dashboard/api/logout";
 pub const SESSION_PATH: &str = "/dashboard/api/session";
 
 const PAGE: &str = include_str!("../../assets/dashboard/login.html");
+
+/// Longest a login waits for its turn at the password checks; past it, 503 with `Retry-After`.
+const PASSWORD_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const MESSAGE_SLOT: &str = "<!--message-->";
 
 /// A login: an account's name and password.
@@ -56,8 +60,10 @@ pub struct Login {
 /// Who is logged in, for the page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionInfo {
-    /// How the API asks for identities: `off`, `writes` or `all`.
+    /// How the API holds this request: `off`, `writes` or `all`.
     pub mode: Mode,
+    /// What the dashboard's actions need, from where it asks.
+    pub actions: ActionAccess,
     /// Who the request is: `anonymous`, `account:NAME`, `key:NAME` or `admin-token`.
     #[schema(example = "account:ada")]
     pub actor: String,
@@ -226,13 +232,24 @@ async fn attempt(
     auth: &Auth,
     login: Login,
 ) -> Result<identities::Account, Failure> {
-    let client = auth.client(request);
+    let client = throttle_key(&auth.client(request));
     let name = login.name.trim().to_owned();
-    let name_key = format!("name:{}", name.to_lowercase());
+    // Only a name an account can have is counted: any other is a failure of the address alone.
+    let name_key = check_name(&name)
+        .ok()
+        .map(|name| format!("name:{}", name.to_lowercase()));
+    // A few checks at once, whoever asks: the others wait their turn, for a while.
+    let _check = tokio::time::timeout(PASSWORD_QUEUE_WAIT, auth.password_checks.acquire())
+        .await
+        .map_err(|_| Failure::Unavailable(ApiError::Busy))?
+        .map_err(|_| Failure::Unavailable(ApiError::Busy))?;
+    // Asked once the turn has come, so logins sent together see each other's failures.
     let now = Instant::now();
     let wait = [
         auth.login_failures.wait(&client, now),
-        auth.name_failures.wait(&name_key, now),
+        name_key
+            .as_ref()
+            .and_then(|key| auth.name_failures.wait(key, now)),
     ]
     .into_iter()
     .flatten()
@@ -242,13 +259,15 @@ async fn attempt(
             (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
         ));
     }
-    let lookup = name.clone();
-    let found = match check_name(&lookup) {
-        Ok(_) => state
-            .run_db(move |conn| Ok(identities::find_account_for_login(conn, &lookup)?))
-            .await
-            .map_err(Failure::Unavailable)?,
-        Err(_) => None,
+    let found = match &name_key {
+        Some(_) => {
+            let lookup = name.clone();
+            state
+                .run_db(move |conn| Ok(identities::find_account_for_login(conn, &lookup)?))
+                .await
+                .map_err(Failure::Unavailable)?
+        }
+        None => None,
     };
     let (account, hash) = match found {
         Some((account, hash)) => (Some(account), hash),
@@ -263,23 +282,23 @@ async fn attempt(
         _ => {
             let now = Instant::now();
             auth.login_failures.failed(&client, now);
-            auth.name_failures.failed(&name_key, now);
+            if let Some(key) = &name_key {
+                auth.name_failures.failed(key, now);
+            }
             let line = AuditLine {
-                actor: format!("login:{}", printable(&name)),
+                actor: match &name_key {
+                    Some(_) => format!("login:{name}"),
+                    None => "login:(not a name)".to_owned(),
+                },
                 action: "login",
                 object: String::new(),
-                source: client,
+                source: auth.client(request),
                 outcome: Outcome::Refused,
             };
             audit(state, line).await;
             Err(Failure::Wrong)
         }
     }
-}
-
-/// A name as the audit trail keeps a tried one: at most 64 printable characters.
-fn printable(name: &str) -> String {
-    name.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 /// Logs out: the session ends everywhere, and its cookie is cleared.
@@ -323,14 +342,20 @@ pub async fn log_out(
             })
             .await;
         if let Err(error) = ended {
-            return error.error_response();
+            // The session may live on in PostgreSQL; this browser forgets it all the same.
+            return clear_session(&request, error.error_response());
         }
     }
-    let mut cleared = session_cookie(&request, String::new(), std::time::Duration::ZERO);
-    cleared.make_removal();
-    let mut response = HttpResponse::SeeOther()
+    let response = HttpResponse::SeeOther()
         .insert_header((header::LOCATION, LOGIN_PAGE))
         .finish();
+    clear_session(&request, response)
+}
+
+/// `response`, clearing the session cookie, never cached.
+fn clear_session(request: &HttpRequest, mut response: HttpResponse) -> HttpResponse {
+    let mut cleared = session_cookie(request, String::new(), std::time::Duration::ZERO);
+    cleared.make_removal();
     if let Err(error) = response.add_cookie(&cleared) {
         log::error!("the session cookie cannot be cleared: {error}");
     }
@@ -364,24 +389,20 @@ fn session_info(
     dashboard: &Dashboard,
     identity: &Identity,
 ) -> SessionInfo {
-    let can_act = match auth.mode {
-        Mode::Off => {
-            identity.scopes().contains(Scope::Operate)
-                || (dashboard.policy.access()
-                    == crate::dashboard::admin::ActionAccess::LoopbackOnly
-                    && dashboard.policy.authorize(request).is_ok())
-        }
-        Mode::Writes | Mode::All => identity.scopes().contains(Scope::Operate),
-    };
+    let mode = auth.mode_for(request);
     SessionInfo {
-        mode: auth.mode,
+        mode,
+        actions: match mode {
+            Mode::Off => dashboard.policy.access(),
+            Mode::Writes | Mode::All => ActionAccess::Scope,
+        },
+        can_act: auth.may_act(&dashboard.policy, request, identity).is_ok(),
         actor: identity.actor(),
         role: match identity {
             Identity::Account { role, .. } => Some(role.as_str().to_owned()),
             _ => None,
         },
         scopes: identity.scopes().names(),
-        can_act,
     }
 }
 

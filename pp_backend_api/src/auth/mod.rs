@@ -8,8 +8,11 @@
 //!   its audit page `operate`; reads stay open.
 //! - `all`: every route needs an identity with its scope (reads `read`), but `/healthz`,
 //!   `/readyz`, `/metrics` and what it takes to log in.
-//! - `auto` (the default): `off` while the API listens on loopback only, `writes` anywhere else —
-//!   an exposed API is a protected one unless the operator says `off` (which is logged).
+//! - `auto` (the default): `off` while the API listens on loopback only with no proxy in front,
+//!   `writes` anywhere else — an exposed API is a protected one unless the operator says `off`
+//!   (which is logged). A proxy in front is one named in `PP_TRUSTED_PROXY`, or one that says so
+//!   on a request (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`): such a request is held to
+//!   `writes` ([`guard::Auth::mode_for`]).
 //!
 //! Modules: [`credentials`] (what a request presents), [`directory`] (the keys, in memory),
 //! [`throttle`] (failed attempts per address and per name), [`csrf`] (same-origin writes),
@@ -75,13 +78,14 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// The mode `setting` gives an API listening on `listen`.
-    pub fn resolve(setting: AuthSetting, listen: SocketAddr) -> Mode {
+    /// The mode `setting` gives an API listening on `listen`, behind the proxies named (if
+    /// any): `auto` is `off` only on loopback without a proxy named in front.
+    pub fn resolve(setting: AuthSetting, listen: SocketAddr, behind_proxy: bool) -> Mode {
         match setting {
             AuthSetting::Off => Mode::Off,
             AuthSetting::Writes => Mode::Writes,
             AuthSetting::All => Mode::All,
-            AuthSetting::Auto if listen.ip().is_loopback() => Mode::Off,
+            AuthSetting::Auto if listen.ip().is_loopback() && !behind_proxy => Mode::Off,
             AuthSetting::Auto => Mode::Writes,
         }
     }
@@ -120,12 +124,13 @@ impl Access {
         }
     }
 
-    /// How the route counts against the rate limits.
-    pub fn traffic(self) -> Traffic {
+    /// How a route with this access, served for `method`, counts against the rate limits: a
+    /// read (the audit trail too) as a read, a change as a write.
+    pub fn traffic(self, method: &actix_web::http::Method) -> Traffic {
         match self {
             Access::Open => Traffic::Unlimited,
-            Access::Read => Traffic::Read,
-            Access::Write | Access::Operate => Traffic::Write,
+            _ if method == actix_web::http::Method::GET => Traffic::Read,
+            Access::Read | Access::Write | Access::Operate => Traffic::Write,
         }
     }
 }
@@ -254,14 +259,22 @@ mod tests {
 
     #[test]
     fn auto_is_off_on_loopback_and_writes_anywhere_else() {
-        let at = |addr: &str| Mode::resolve(AuthSetting::Auto, addr.parse().expect("an address"));
+        let at =
+            |addr: &str| Mode::resolve(AuthSetting::Auto, addr.parse().expect("an address"), false);
         assert_eq!(at("127.0.0.1:3000"), Mode::Off);
         assert_eq!(at("[::1]:3000"), Mode::Off);
         assert_eq!(at("0.0.0.0:3000"), Mode::Writes);
         assert_eq!(at("192.0.2.7:3000"), Mode::Writes);
+        let proxied = Mode::resolve(
+            AuthSetting::Auto,
+            "127.0.0.1:3000".parse().expect("an address"),
+            true,
+        );
+        assert_eq!(proxied, Mode::Writes, "a proxy named in front exposes it");
         let off = Mode::resolve(
             AuthSetting::Off,
             "0.0.0.0:3000".parse().expect("an address"),
+            false,
         );
         assert_eq!(off, Mode::Off, "said explicitly, off holds anywhere");
     }

@@ -4,8 +4,9 @@
 //! bits) or a password is so slowed to `PP_AUTH_FAILURES`.
 //!
 //! A generic cell rate algorithm, like the rate limits, but in memory: the count of failures is
-//! per API process (each replica allows its own share), and bounded (the oldest clients are
-//! forgotten past [`MAX_TRACKED`]). Successful attempts cost nothing.
+//! per API process (each replica allows its own share), and bounded (past [`MAX_TRACKED`], the
+//! half of the clients least throttled are forgotten, so filling the table with new clients
+//! frees no one who is throttled hard). Successful attempts cost nothing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use pp_lib::config::Rate;
 
 /// Clients (addresses, names) tracked at most; past it, those whose failures have expired are
-/// forgotten, then the rest are.
+/// forgotten, then the half least throttled.
 pub const MAX_TRACKED: usize = 100_000;
 
 /// Failures allowed at once before the rate applies.
@@ -34,10 +35,15 @@ pub struct Throttle {
 impl Throttle {
     /// Failures at `rate`, in bursts of a few.
     pub fn new(rate: Rate) -> Self {
-        let interval = Duration::from_secs_f64(1.0 / rate.per_second());
+        Throttle::scaled(rate, 1.0)
+    }
+
+    /// Failures at `factor` times `rate`, in bursts `factor` times as large.
+    pub fn scaled(rate: Rate, factor: f64) -> Self {
+        let interval = Duration::from_secs_f64(1.0 / (rate.per_second() * factor));
         Throttle {
             interval,
-            tolerance: interval.mul_f64(BURST - 1.0),
+            tolerance: interval.mul_f64(BURST * factor - 1.0),
             due: Mutex::new(HashMap::new()),
         }
     }
@@ -58,7 +64,11 @@ impl Throttle {
         if due.len() >= MAX_TRACKED && !due.contains_key(client) {
             due.retain(|_, at| *at > now);
             if due.len() >= MAX_TRACKED {
-                due.clear();
+                let mut dues: Vec<Instant> = due.values().copied().collect();
+                let middle = dues.len() / 2;
+                let (_, median, _) = dues.select_nth_unstable(middle);
+                let median = *median;
+                due.retain(|_, at| *at > median);
             }
         }
         let next = due
@@ -104,12 +114,34 @@ mod tests {
     }
 
     #[test]
-    fn tracking_stays_bounded() {
+    fn tracking_stays_bounded_and_new_clients_free_no_one_throttled_hard() {
         let throttle = Throttle::new("1/d".parse().expect("a rate"));
         let now = Instant::now();
+        for _ in 0..6 {
+            throttle.failed("ip:target", now);
+        }
+        assert!(throttle.wait("ip:target", now).is_some());
         for client in 0..MAX_TRACKED + 10 {
             throttle.failed(&format!("ip:{client}"), now);
         }
         assert!(throttle.lock().len() <= MAX_TRACKED);
+        assert!(
+            throttle.wait("ip:target", now).is_some(),
+            "still throttled after the table filled"
+        );
+    }
+
+    #[test]
+    fn a_scaled_throttle_allows_that_many_times_more() {
+        let throttle = Throttle::scaled("1/s".parse().expect("a rate"), 5.0);
+        let start = Instant::now();
+        for attempt in 0..25 {
+            assert_eq!(throttle.wait("name:ada", start), None, "attempt {attempt}");
+            throttle.failed("name:ada", start);
+        }
+        assert_eq!(
+            throttle.wait("name:ada", start),
+            Some(Duration::from_millis(200))
+        );
     }
 }

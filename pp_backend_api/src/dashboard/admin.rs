@@ -1,5 +1,6 @@
-//! Who may act from the dashboard: enqueue demands, retry or discard dead letters. Reading
-//! never needs anything.
+//! Who may act from the dashboard (enqueue demands, retry or discard dead letters, read the audit
+//! trail) when a request is held to `PP_AUTH=off`, without the `operate` scope (see
+//! [`crate::auth`] for everything else):
 //!
 //! - With `PP_ADMIN_TOKEN` set, an action must carry it in the `X-PP-Admin-Token` header
 //!   (compared in constant time); without it, or with another, it is refused 401. A header, not
@@ -18,7 +19,7 @@ use std::str::FromStr;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::HeaderName;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The header an action carries the admin token in.
 pub const ADMIN_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-pp-admin-token");
@@ -74,7 +75,7 @@ impl AdminToken {
 }
 
 /// What an action needs, as the page is told (so it asks for a token only when one is needed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionAccess {
     /// Actions carry the admin token in `X-PP-Admin-Token`.
@@ -136,10 +137,7 @@ impl ActionPolicy {
                 let local = request
                     .peer_addr()
                     .is_some_and(|peer| is_loopback(peer.ip()));
-                let forwarded = FORWARDING_HEADERS
-                    .iter()
-                    .any(|name| request.headers().contains_key(*name));
-                if local && !forwarded {
+                if local && !is_forwarded(request) {
                     Ok(())
                 } else {
                     Err(Refusal::Forbidden(
@@ -152,6 +150,14 @@ impl ActionPolicy {
             }
         }
     }
+}
+
+/// Whether a proxy forwarded `request`: it carries `Forwarded`, `X-Forwarded-For` or
+/// `X-Real-IP`.
+pub fn is_forwarded(request: &HttpRequest) -> bool {
+    FORWARDING_HEADERS
+        .iter()
+        .any(|name| request.headers().contains_key(*name))
 }
 
 fn is_loopback(ip: IpAddr) -> bool {

@@ -1,16 +1,14 @@
-//! The dashboard's routes: the page (`/` and its two assets) and the JSON endpoints behind it,
-//! under `/dashboard/api/`. Reading answers anyone; the actions (POST) pass [`ActionPolicy`]
-//! first. Each endpoint's every answer is in the OpenAPI document ([`DashboardDoc`]), which
-//! `make contract` checks.
-//!
-//! [`ActionPolicy`]: crate::dashboard::admin::ActionPolicy
+//! The dashboard's routes: the page (`/` and its two assets), its login, and the JSON endpoints
+//! behind it, under `/dashboard/api/`. The guard asks each for what `PP_AUTH` says (see
+//! [`crate::auth`]); the actions and the audit trail then ask [`Auth::may_act`] (the `operate`
+//! scope, or with `off` the admin token or this machine). Each endpoint's every answer is in the
+//! OpenAPI document ([`DashboardDoc`]), which `make contract` checks.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use diesel::Connection;
 use pp_lib::amqp::dead_letter_queue::{DeadLetterAction, DeadLetterPage, Settled};
-use pp_lib::auth::Scope;
 use pp_lib::contract::CreateWork;
 use pp_lib::db::audit_trail::{self, AuditEvent, Outcome};
 use pp_lib::db::outbox::insert_demands;
@@ -19,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::guard::{Auth, identity_of};
-use crate::auth::{Access, AuditLine, Identity, Mode, audit, login};
+use crate::auth::{Access, AuditLine, Identity, audit, login};
 use crate::dashboard::Dashboard;
 use crate::dashboard::admin::Refusal;
 use crate::dashboard::assets;
@@ -125,19 +123,15 @@ impl FromRequest for Services {
     }
 }
 
-/// Who acts, when they may. With `PP_AUTH` `writes` or `all` the guard has already let only an
-/// identity with the `operate` scope through; with `off`, such an identity may act too, and
-/// anyone else as the [`ActionPolicy`] says (the admin token, or this machine).
-///
-/// [`ActionPolicy`]: crate::dashboard::admin::ActionPolicy
-fn acting(request: &HttpRequest, dashboard: &Dashboard) -> Result<Identity, DashboardError> {
+/// Who acts, when they may ([`Auth::may_act`]: the guard has already let only an identity with
+/// the `operate` scope through where the request is held to `writes` or `all`).
+fn acting(
+    request: &HttpRequest,
+    auth: &Auth,
+    dashboard: &Dashboard,
+) -> Result<Identity, DashboardError> {
     let identity = identity_of(request);
-    if dashboard.mode != Mode::Off || identity.scopes().contains(Scope::Operate) {
-        return Ok(identity);
-    }
-    dashboard
-        .policy
-        .authorize(request)
+    auth.may_act(&dashboard.policy, request, &identity)
         .map_err(DashboardError::Refused)?;
     Ok(identity)
 }
@@ -341,9 +335,11 @@ pub async fn read_audit_trail(
     services: Services,
 ) -> Result<HttpResponse, DashboardError> {
     let Services {
-        state, dashboard, ..
+        state,
+        auth,
+        dashboard,
     } = services;
-    acting(&request, &dashboard)?;
+    acting(&request, &auth, &dashboard)?;
     let query = web::Query::<AuditQuery>::from_query(request.query_string())
         .map_err(|error| ApiError::BadRequest(format!("malformed query: {error}")))?
         .into_inner();
@@ -473,7 +469,7 @@ async fn settle(
         auth,
         dashboard,
     } = services;
-    let identity = acting(&request, &dashboard)?;
+    let identity = acting(&request, &auth, &dashboard)?;
     let settled = dashboard.broker.settle(&key, action).await;
     dashboard.forget_browse().await;
     let verb = match action {
@@ -540,7 +536,7 @@ pub async fn retry_all_dead_letters(
         auth,
         dashboard,
     } = services;
-    let identity = acting(&request, &dashboard)?;
+    let identity = acting(&request, &auth, &dashboard)?;
     let retried = dashboard.broker.retry_all(RETRY_ALL_LIMIT).await;
     dashboard.forget_browse().await;
     let (object, ended) = match &retried {
@@ -619,7 +615,7 @@ pub async fn enqueue_demands(
         auth,
         dashboard,
     } = services;
-    let identity = acting(&request, &dashboard)?;
+    let identity = acting(&request, &auth, &dashboard)?;
     let (count, add_up_to) = parse_enqueue(&body)?;
     let demands: Vec<(Uuid, WorkDemand)> = (0..count)
         .map(|_| (Uuid::new_v4(), add_up_to.unwrap_or_else(WorkDemand::random)))
@@ -733,7 +729,7 @@ pub struct Forbidden(#[to_schema] ErrorBody);
         ),
         responses(Unauthorized, Forbidden),
     ),
-    tags((name = "dashboard", description = "What the dashboard at / reads, and its actions (behind PP_ADMIN_TOKEN)")),
+    tags((name = "dashboard", description = "What the dashboard at / reads, its login, its actions and its audit trail (the operate scope)")),
     modifiers(&AdminTokenScheme)
 )]
 pub struct DashboardDoc;

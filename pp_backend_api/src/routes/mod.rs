@@ -100,7 +100,7 @@ pub fn only(
     access: Access,
     route: Route,
 ) -> impl HttpServiceFactory + use<> {
-    let traffic = access.traffic();
+    let traffic = access.traffic(&method);
     let allow =
         HeaderValue::from_str(method.as_str()).expect("a method name is a valid header value");
     web::resource(path)

@@ -217,7 +217,8 @@ fn expected(mode: AuthSetting, needs: Needs, proves: Proves) -> Option<StatusCod
     }
     let asked = asked(mode, needs);
     match proves {
-        Proves::Invalid => Some(StatusCode::UNAUTHORIZED),
+        // Where nothing is needed, what authenticates no one is ignored.
+        Proves::Invalid if asked.is_some() => Some(StatusCode::UNAUTHORIZED),
         Proves::Anonymous if asked.is_some() => Some(StatusCode::UNAUTHORIZED),
         Proves::Scopes(scopes) if asked.is_some_and(|needed| !scopes.contains(&needed)) => {
             Some(StatusCode::FORBIDDEN)
@@ -352,6 +353,29 @@ async fn off_on_loopback_asks_nothing_and_ignores_what_it_cannot_use() {
             "{method} {path}: {status}"
         );
     }
+    // A proxy in front makes the API exposed: what it forwards is held to writes.
+    for forwarded in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+        let proxied = app
+            .client
+            .post(app.url("/work"))
+            .header(forwarded, "203.0.113.7")
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(proxied.status(), StatusCode::UNAUTHORIZED, "{forwarded}");
+        let read = app
+            .client
+            .get(app.url("/stats"))
+            .header(forwarded, "203.0.113.7")
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(
+            read.status(),
+            StatusCode::OK,
+            "{forwarded}: reads stay open"
+        );
+    }
     // Clients that named themselves with X-Api-Key (a rate-limit bucket, before keys) and
     // garbage tokens go on working, never throttled.
     for attempt in 0..20 {
@@ -390,7 +414,7 @@ async fn a_new_key_works_at_once_a_revoked_one_stops_and_its_last_use_is_kept() 
     app.stop().await.expect("stops");
     let used = app
         .db
-        .count("select count(*) as n from api_keys where name = 'ci' and last_used_on is not null");
+        .count("select count(*) as n from api_keys where name = 'ci' and last_used_at is not null");
     assert_eq!(used, 1, "the last use is written when the API stops");
 }
 
@@ -401,6 +425,8 @@ async fn failed_authentications_are_throttled_per_address_and_valid_keys_are_not
             .auth(AuthSetting::Writes)
             .with(|settings| {
                 settings.rate_limit.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
+                // One failure an hour: the test's own pace gives nothing back while it runs.
+                settings.auth.failures = "1/h".parse().expect("a rate");
             }),
     )
     .await;
@@ -430,7 +456,7 @@ async fn failed_authentications_are_throttled_per_address_and_valid_keys_are_not
         .expect("text")
         .parse()
         .expect("seconds");
-    assert!((1..=6).contains(&retry_after), "{retry_after}");
+    assert!((3_000..=3_600).contains(&retry_after), "{retry_after}");
 
     let same_address = from("203.0.113.7", &valid).await.expect("POST");
     assert_eq!(
@@ -448,8 +474,10 @@ async fn failed_authentications_are_throttled_per_address_and_valid_keys_are_not
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_are_throttled_per_address_and_per_name_and_failures_are_audited() {
+    // One failure an hour, so the test's own pace gives nothing back while it runs.
     let app = TestApp::spawn(TestSettings::new().with(|settings| {
         settings.rate_limit.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
+        settings.auth.failures = "1/h".parse().expect("a rate");
     }))
     .await;
     app.add_account("ada", Role::Operator).await;
@@ -461,8 +489,9 @@ async fn logins_are_throttled_per_address_and_per_name_and_failures_are_audited(
             .send()
     };
 
-    // Per name: five wrong passwords for ada from five addresses, then even the right one waits.
-    for attempt in 0..5 {
+    // Per name: twenty-five wrong passwords for ada (five times what one address may fail) from
+    // as many addresses, then even the right one waits.
+    for attempt in 0..25 {
         let wrong = log_in(format!("198.51.100.{attempt}"), "ada", "not the password")
             .await
             .expect("POST");
@@ -630,6 +659,12 @@ async fn a_viewer_is_refused_actions_an_operator_is_not_and_the_trail_says_who_d
 
     let refused = app.post_as("/dashboard/api/demands", body, &viewer).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let again = app.post_as("/dashboard/api/demands", body, &viewer).await;
+    assert_eq!(
+        again.status(),
+        StatusCode::FORBIDDEN,
+        "refused again, recorded once"
+    );
     assert!(
         refused.headers()["www-authenticate"]
             .to_str()

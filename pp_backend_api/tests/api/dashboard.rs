@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
+use pp_backend_api::auth::AuthSetting;
 use pp_backend_api::dashboard::admin::ADMIN_TOKEN_HEADER;
 use pp_backend_api::settings::Settings;
 use pp_backend_api::testkit::{TestApp, TestSettings, error_message};
@@ -403,24 +404,34 @@ async fn with_an_admin_token_actions_need_it_and_reading_does_not() {
 }
 
 #[tokio::test]
-async fn without_a_token_actions_through_a_proxy_are_forbidden() {
-    let app = spawn_dashboard(|_| {}).await;
+async fn without_a_token_actions_through_a_proxy_are_refused() {
+    // PP_AUTH auto, on loopback: a proxied request is held to writes (an identity with operate);
+    // PP_AUTH off said explicitly: the admin token or this machine, and a proxy is not.
+    for (setting, status, reason) in [
+        (AuthSetting::Auto, StatusCode::UNAUTHORIZED, "operate scope"),
+        (AuthSetting::Off, StatusCode::FORBIDDEN, "PP_ADMIN_TOKEN"),
+    ] {
+        let app = spawn_dashboard(move |settings| settings.auth.setting = setting).await;
 
-    let proxied = app
-        .client
-        .post(app.url("/dashboard/api/demands"))
-        .header("x-forwarded-for", "203.0.113.7")
-        .send()
-        .await
-        .expect("POST");
+        let proxied = app
+            .client
+            .post(app.url("/dashboard/api/demands"))
+            .header("x-forwarded-for", "203.0.113.7")
+            .send()
+            .await
+            .expect("POST");
 
-    let message = error_message(proxied, StatusCode::FORBIDDEN).await;
-    assert!(message.contains("PP_ADMIN_TOKEN"), "{message}");
-    let mut conn = app.db.connect();
-    let waiting =
-        pp_lib::db::stats::count_matches(&mut conn, "demand_outbox where published_on is null", 10)
-            .expect("count");
-    assert_eq!(waiting.value, 0, "nothing was enqueued");
+        let message = error_message(proxied, status).await;
+        assert!(message.contains(reason), "{setting:?}: {message}");
+        let mut conn = app.db.connect();
+        let waiting = pp_lib::db::stats::count_matches(
+            &mut conn,
+            "demand_outbox where published_on is null",
+            10,
+        )
+        .expect("count");
+        assert_eq!(waiting.value, 0, "nothing was enqueued");
+    }
 }
 
 #[tokio::test]

@@ -110,3 +110,31 @@ async fn with_all_the_dashboard_sends_a_stranger_to_the_login_page() {
         .await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn with_off_and_the_admin_token_a_page_opened_directly_offers_the_actions_and_asks_for_it() {
+    const TOKEN: &str = "a-browser-admin-token-0123456789";
+    let app = TestApp::spawn(TestSettings::new().with_queue().with(|settings| {
+        settings.dashboard.admin_token = Some(TOKEN.parse().expect("a valid admin token"));
+    }))
+    .await;
+    let browser = Browser::open(LAPTOP).await;
+
+    browser.goto(&app.url("/#/audit")).await;
+    browser.wait_for_text("#token-dialog h2", |_| true).await;
+    browser.type_into("#token-input", TOKEN).await;
+    browser.click("#token-form button[type=submit]").await;
+    browser
+        .wait_for_text("#audit-empty", |text| text.contains("Nothing recorded"))
+        .await;
+
+    browser.goto(&app.url("/#/dead-letters")).await;
+    browser
+        .wait_for_text("#dlq-empty", |text| text.contains("empty"))
+        .await;
+    assert_eq!(
+        hidden(&browser, &["#retry-all", "#nav-audit"]).await,
+        [false, false]
+    );
+    browser.close().await;
+}

@@ -18,7 +18,7 @@ pub struct ApiKey {
     pub created_on: DateTime<Utc>,
     pub expires_on: Option<DateTime<Utc>>,
     pub revoked_on: Option<DateTime<Utc>>,
-    pub last_used_on: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 impl ApiKey {
@@ -125,7 +125,7 @@ pub fn record_keys_used(
     }
     let (ids, times): (Vec<i64>, Vec<DateTime<Utc>>) = used.iter().copied().unzip();
     diesel::sql_query(
-        "update api_keys set last_used_on = greatest(last_used_on, used.at) \
+        "update api_keys set last_used_at = greatest(last_used_at, used.at) \
          from unnest($1::bigint[], $2::timestamptz[]) as used(id, at) \
          where api_keys.id = used.id",
     )

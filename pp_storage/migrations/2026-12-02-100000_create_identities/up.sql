@@ -20,7 +20,7 @@ create table api_keys (
     expires_on timestamptz,
     revoked_on timestamptz,
     -- written by the API a batch at a time (at most once a minute per key), never per request.
-    last_used_on timestamptz,
+    last_used_at timestamptz,
     constraint api_keys_expire_after_creation check (expires_on is null or expires_on > created_on)
 );
 

@@ -47,9 +47,13 @@ fn a_fresh_database_has_every_migration_applied() {
     assert_eq!(
         table_names(&mut conn),
         [
+            "accounts",
+            "api_keys",
+            "audit_events",
             "demand_outbox",
             "events",
             "idempotency_keys",
+            "sessions",
             "works",
             "works_finished"
         ]
