@@ -547,3 +547,25 @@ fn refusal(refused: &Refused) -> HttpResponse {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_anything_else_by_itself() {
+        assert_eq!(throttle_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            throttle_key("2001:db8:1:2:ffff::9"),
+            throttle_key("2001:db8:1:2::1"),
+            "one machine's addresses are one client"
+        );
+        assert_ne!(
+            throttle_key("2001:db8:1:3::1"),
+            throttle_key("2001:db8:1:2::1")
+        );
+        assert_eq!(throttle_key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(throttle_key("::ffff:192.0.2.7"), "::ffff:192.0.2.7");
+        assert_eq!(throttle_key("unknown"), "unknown");
+    }
+}
