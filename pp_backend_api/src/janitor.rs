@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use pp_lib::config::{duration_setting, positive_duration_setting};
-use pp_lib::db::{PgPool, with_connection};
+use pp_lib::db::{PgConnection, PgPool, with_connection};
 
 /// Rows deleted per statement.
 pub const PURGE_BATCH: i64 = 10_000;
@@ -88,18 +88,8 @@ pub fn purge_round(pool: &PgPool, config: &RetentionConfig) -> Result<Purged, pp
             )?)
         })
     })?;
-    let published_demands = match older_than(config.outbox) {
-        Some(before) => purge_until_short(|| {
-            with_connection(pool, |conn| {
-                Ok(pp_lib::db::outbox::purge_published(
-                    conn,
-                    before,
-                    PURGE_BATCH,
-                )?)
-            })
-        })?,
-        None => 0,
-    };
+    let published_demands =
+        purge_older_than(pool, config.outbox, pp_lib::db::outbox::purge_published)?;
     let sessions = purge_until_short(|| {
         with_connection(pool, |conn| {
             Ok(pp_lib::db::identities::purge_expired_sessions(
@@ -108,24 +98,26 @@ pub fn purge_round(pool: &PgPool, config: &RetentionConfig) -> Result<Purged, pp
             )?)
         })
     })?;
-    let audit_events = match older_than(config.audit) {
-        Some(before) => purge_until_short(|| {
-            with_connection(pool, |conn| {
-                Ok(pp_lib::db::audit_trail::purge_before(
-                    conn,
-                    before,
-                    PURGE_BATCH,
-                )?)
-            })
-        })?,
-        None => 0,
-    };
+    let audit_events = purge_older_than(pool, config.audit, pp_lib::db::audit_trail::purge_before)?;
     Ok(Purged {
         idempotency_keys,
         published_demands,
         sessions,
         audit_events,
     })
+}
+
+/// Every row `purge` finds older than `retention`, batch after batch; none for a retention too
+/// long for the clock (everything is kept).
+fn purge_older_than(
+    pool: &PgPool,
+    retention: Duration,
+    purge: fn(&mut PgConnection, chrono::DateTime<Utc>, i64) -> diesel::QueryResult<usize>,
+) -> Result<usize, pp_lib::Error> {
+    let Some(before) = older_than(retention) else {
+        return Ok(0);
+    };
+    purge_until_short(|| with_connection(pool, |conn| Ok(purge(conn, before, PURGE_BATCH)?)))
 }
 
 /// The instant `retention` ago; `None` for a retention too long for the clock (keep everything).

@@ -380,10 +380,9 @@ async fn identify(
     }
 }
 
-/// A credential about to be checked against PostgreSQL, or found wrong: looked at strictly, it
-/// is refused 429 while its client has failed too often, and else counts as a failure (given
-/// back by nothing: a right credential is no failure, but the client has asked, and asking is
-/// what is throttled). Looked at leniently, it is neither.
+/// A credential found wrong without a lookup (not a key, a wrong admin token): looked at
+/// strictly, it is answered 429 while its client has failed too often, else counted as one more
+/// failure; looked at leniently, neither.
 fn guess(auth: &Auth, request: &HttpRequest, look: Look) -> Result<(), Refused> {
     if look == Look::Leniently {
         return Ok(());
