@@ -154,7 +154,7 @@ pub async fn relay(
     log::info!(
         "outbox relay on: publishing to {} on {}",
         config.amqp.queue,
-        config.amqp.url
+        config.amqp.nodes
     );
     let mut relay = Relay {
         publisher: None,
@@ -223,7 +223,7 @@ impl Relay {
     async fn step(&mut self) -> Next {
         let mut current = self.publisher.take().unwrap_or_else(|| {
             Publisher::new(Broker::new(
-                self.config.amqp.url.clone(),
+                self.config.amqp.nodes.clone(),
                 Topology::from_config(&self.config.amqp),
                 "pp_backend_api outbox relay",
             ))

@@ -57,7 +57,7 @@ fn check(
     amqp: &AmqpConfig,
     redis: &RedisConfig,
 ) -> anyhow::Result<ExitCode> {
-    let services = services::configured(kinds, &database.url, &amqp.url, redis.url.as_ref())?;
+    let services = services::configured(kinds, &database.url, &amqp.nodes, redis.url.as_ref())?;
     let found = services::check(&services, wait);
     for (service, state) in services.iter().zip(&found) {
         println!("{}", Line(service, *state));

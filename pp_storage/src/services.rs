@@ -20,7 +20,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use pp_lib::Error;
-use pp_lib::config::{DEFAULT_LOCAL_REDIS_URL, SecretUrl};
+use pp_lib::config::{AmqpNodes, DEFAULT_LOCAL_REDIS_URL, SecretUrl};
 
 /// Longest wait for one TCP connection.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -134,7 +134,7 @@ impl Service {
 pub fn configured(
     kinds: &[ServiceKind],
     database: &SecretUrl,
-    amqp: &SecretUrl,
+    amqp: &AmqpNodes,
     redis: Option<&SecretUrl>,
 ) -> Result<Vec<Service>, Error> {
     let kinds = if kinds.is_empty() {
@@ -142,22 +142,24 @@ pub fn configured(
     } else {
         kinds
     };
-    kinds
-        .iter()
-        .map(|&kind| {
-            let url = match kind {
-                ServiceKind::Postgresql => database.clone(),
-                ServiceKind::Rabbitmq => amqp.clone(),
-                ServiceKind::Redis => match redis {
-                    Some(url) => url.clone(),
-                    None => DEFAULT_LOCAL_REDIS_URL
-                        .parse()
-                        .map_err(|reason: String| Error::Config(reason))?,
-                },
-            };
-            Service::new(kind, url)
-        })
-        .collect()
+    let mut services = Vec::new();
+    for &kind in kinds {
+        let urls = match kind {
+            ServiceKind::Postgresql => vec![database.clone()],
+            // Each node of a cluster, a line each.
+            ServiceKind::Rabbitmq => amqp.iter().cloned().collect(),
+            ServiceKind::Redis => vec![match redis {
+                Some(url) => url.clone(),
+                None => DEFAULT_LOCAL_REDIS_URL
+                    .parse()
+                    .map_err(|reason: String| Error::Config(reason))?,
+            }],
+        };
+        for url in urls {
+            services.push(Service::new(kind, url)?);
+        }
+    }
+    Ok(services)
 }
 
 /// What a probe found.
@@ -284,6 +286,22 @@ mod tests {
             socket.ok(),
             Some(Address::Socket("/run/redis.sock".to_owned()))
         );
+    }
+
+    #[test]
+    fn each_node_of_a_cluster_is_a_service_of_its_own() {
+        let nodes: AmqpNodes = "amqp://a:5672/%2f,amqp://b:5673/%2f,amqps://c/%2f"
+            .parse()
+            .expect("three nodes");
+        let database = "postgres://db/pp".parse().expect("a URL");
+        let services =
+            configured(&[ServiceKind::Rabbitmq], &database, &nodes, None).expect("configured");
+        let addresses: Vec<Address> = services.into_iter().map(|s| s.address).collect();
+        let tcp = |host: &str, port| Address::Tcp {
+            host: host.to_owned(),
+            port,
+        };
+        assert_eq!(addresses, [tcp("a", 5672), tcp("b", 5673), tcp("c", 5671)]);
     }
 
     #[test]

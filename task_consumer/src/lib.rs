@@ -75,7 +75,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
     };
     // Confirms on: dead letters are published, and acked only once the broker has them.
     let broker = Broker::new(
-        settings.amqp.url.clone(),
+        settings.amqp.nodes.clone(),
         Topology::from_config(&settings.amqp),
         "task_consumer",
     );

@@ -19,7 +19,7 @@ use pp_lib::demand::WorkDemand;
 /// The supervised broker connection the producer publishes through.
 pub fn broker(amqp: &AmqpConfig) -> Broker {
     Broker::new(
-        amqp.url.clone(),
+        amqp.nodes.clone(),
         Topology::from_config(amqp),
         "task_producer",
     )

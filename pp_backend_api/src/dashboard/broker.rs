@@ -46,7 +46,7 @@ impl DashboardBroker {
         DashboardBroker {
             state: Mutex::new(State {
                 broker: Broker::new(
-                    amqp.url.clone(),
+                    amqp.nodes.clone(),
                     topology.clone(),
                     "pp_backend_api dashboard",
                 ),

@@ -177,7 +177,7 @@ async fn api_works_older_than_the_sweep_window_are_counted_apart() {
 async fn the_overview_says_rabbitmq_is_down_instead_of_failing() {
     let app = spawn_dashboard(|settings| {
         settings.relay.amqp = AmqpConfig {
-            url: "amqp://guest:secret@127.0.0.1:1/%2f"
+            nodes: "amqp://guest:secret@127.0.0.1:1/%2f"
                 .parse()
                 .expect("a URL"),
             queue: "nowhere".to_owned(),

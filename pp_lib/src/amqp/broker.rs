@@ -4,7 +4,9 @@
 //! lapin's own recovery is not relied on (it does not survive every broker restart). Instead a
 //! [`Broker`] makes fresh [`BrokerSession`]s: its user runs on a session until an operation fails
 //! (a publish, the consumer stream ending), reports it with [`Broker::lost`], and asks for a new
-//! one. Heartbeats (10 s unless the URL sets `heartbeat=`) make a silent broker fail a session
+//! one. With several nodes (`AMQP_URL` lists a cluster's), each attempt goes to the next node
+//! round the list, starting after the one a lost session was on; the backoff grows after a whole
+//! round failed, so a dead node costs one attempt and the live ones are found at once. Heartbeats (10 s unless the URL sets `heartbeat=`) make a silent broker fail a session
 //! within seconds. Each outage is logged once when it starts and once when it ends, however many
 //! attempts it takes (an [`Outage`]).
 //!
@@ -23,7 +25,7 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use crate::amqp::topology::Topology;
-use crate::config::SecretUrl;
+use crate::config::{AmqpNodes, SecretUrl};
 use crate::error::Error;
 use crate::outage::{Outage, Transition};
 use crate::shutdown::Shutdown;
@@ -229,7 +231,11 @@ impl BrokerSession {
 /// Makes broker sessions, with backoff, and logs outages once each.
 #[derive(Debug)]
 pub struct Broker {
-    url: SecretUrl,
+    nodes: AmqpNodes,
+    /// The node the next attempt goes to (counted round the list).
+    next_node: usize,
+    /// Attempts failed in a row since the last session.
+    failures: usize,
     topology: Topology,
     name: String,
     confirms: bool,
@@ -241,14 +247,20 @@ pub struct Broker {
 impl Broker {
     /// A supervisor for connections named `name` (shown in RabbitMQ's management UI), with
     /// publisher confirms on.
-    pub fn new(url: SecretUrl, topology: Topology, name: impl Into<String>) -> Self {
+    pub fn new(nodes: AmqpNodes, topology: Topology, name: impl Into<String>) -> Self {
         let outage = Outage::new(
             module_path!(),
-            format!("RabbitMQ at {url}"),
-            "reconnecting with backoff",
+            format!("RabbitMQ at {nodes}"),
+            if nodes.len() > 1 {
+                "reconnecting to each node in turn, with backoff"
+            } else {
+                "reconnecting with backoff"
+            },
         );
         Broker {
-            url,
+            nodes,
+            next_node: 0,
+            failures: 0,
             topology,
             name: name.into(),
             confirms: true,
@@ -267,14 +279,29 @@ impl Broker {
         &self.topology
     }
 
-    /// One attempt, bounded by the connect timeout.
+    /// The node the next attempt goes to.
+    pub fn next_node(&self) -> &SecretUrl {
+        self.nodes.at(self.next_node)
+    }
+
+    /// One attempt, to the next node, bounded by the connect timeout.
     pub async fn try_connect(&self) -> Result<BrokerSession, Error> {
-        match tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, self.open()).await {
+        let url = self.next_node();
+        match tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, self.open(url)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(Error::broker(format!(
-                "no answer from {} within {:?}",
-                self.url, DEFAULT_CONNECT_TIMEOUT
+                "no answer from {url} within {DEFAULT_CONNECT_TIMEOUT:?}"
             ))),
+        }
+    }
+
+    /// The wait before the next attempt: none while some node of this round is still untried,
+    /// the backoff's next delay once every node has failed.
+    fn delay_after_failure(&mut self) -> Duration {
+        if self.failures.is_multiple_of(self.nodes.len()) {
+            self.backoff.next_delay()
+        } else {
+            Duration::ZERO
         }
     }
 
@@ -292,7 +319,8 @@ impl Broker {
                 Ok(session) => return Some(self.connected(session)),
                 Err(error) => {
                     self.failed(&error);
-                    if !shutdown.sleep(self.backoff.next_delay()).await {
+                    let delay = self.delay_after_failure();
+                    if !delay.is_zero() && !shutdown.sleep(delay).await {
                         return None;
                     }
                 }
@@ -308,7 +336,7 @@ impl Broker {
                 Ok(session) => return Ok(self.connected(session)),
                 Err(error) => {
                     self.failed(&error);
-                    let delay = self.backoff.next_delay();
+                    let delay = self.delay_after_failure();
                     if Instant::now() + delay >= deadline {
                         return Err(error);
                     }
@@ -318,8 +346,10 @@ impl Broker {
         }
     }
 
-    /// Reports that a session stopped working; the next `connect` makes a new one.
+    /// Reports that a session stopped working; the next `connect` makes a new one, on the next
+    /// node first.
     pub fn lost(&mut self, reason: impl std::fmt::Display) {
+        self.next_node = (self.next_node + 1) % self.nodes.len();
         let reason = match Error::broker(reason) {
             Error::Broker(text) => text,
             other => other.to_string(),
@@ -332,11 +362,13 @@ impl Broker {
 
     fn connected(&mut self, session: BrokerSession) -> BrokerSession {
         self.backoff.reset();
-        // The end of an outage is logged by the outage; a first connection is worth a line too.
-        if self.outage.recovered() == Transition::StillUp {
+        self.failures = 0;
+        let node = self.next_node().clone();
+        // The end of an outage is logged by the outage; a first connection, and each node
+        // taken over from another, are worth a line too.
+        if self.outage.recovered() == Transition::StillUp || self.nodes.len() > 1 {
             log::info!(
-                "connected to RabbitMQ at {} (queue {})",
-                self.url,
+                "connected to RabbitMQ at {node} (queue {})",
                 self.topology.queue()
             );
         }
@@ -344,16 +376,18 @@ impl Broker {
     }
 
     fn failed(&mut self, error: &Error) {
+        self.failures += 1;
+        self.next_node = (self.next_node + 1) % self.nodes.len();
         self.outage.failed(without_name(&error.to_string()));
     }
 
-    async fn open(&self) -> Result<BrokerSession, Error> {
-        let url = with_session_defaults(self.url.expose());
+    async fn open(&self, node: &SecretUrl) -> Result<BrokerSession, Error> {
+        let url = with_session_defaults(node.expose());
         let properties =
             ConnectionProperties::default().with_connection_name(self.name.as_str().into());
         let connection = Connection::connect(&url, properties)
             .await
-            .map_err(|error| Error::broker(format!("cannot connect to {}: {error}", self.url)))?;
+            .map_err(|error| Error::broker(format!("cannot connect to {node}: {error}")))?;
         // Listening from the start: RabbitMQ sends `connection.blocked` at any time after.
         let flow = watch_flow(&connection);
         let setup = async {
@@ -379,9 +413,8 @@ impl Broker {
                 )
                 .await;
                 Err(Error::broker(format!(
-                    "cannot set up queue {} on {}: {error}",
-                    self.topology.queue(),
-                    self.url
+                    "cannot set up queue {} on {node}: {error}",
+                    self.topology.queue()
                 )))
             }
         }

@@ -26,7 +26,7 @@ pub mod sweep;
 pub mod switch;
 pub mod url;
 
-pub use amqp::{AmqpConfig, DEFAULT_AMQP_URL, DEFAULT_QUEUE, QueueType};
+pub use amqp::{AmqpConfig, AmqpNodes, DEFAULT_AMQP_URL, DEFAULT_QUEUE, QueueType};
 pub use database::{DEFAULT_DATABASE_URL, DatabaseConfig, default_pool_size};
 pub use duration::{
     MAX_CONNECT_TIMEOUT, MAX_DURATION_SETTING, MAX_STATEMENT_TIMEOUT, duration_setting,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::amqp::dead_letter_queue::{DeadLetter, REASON_HEADER, queue_depth};
 use crate::amqp::dead_lettering::header_text;
 use crate::amqp::{Broker, Outgoing, PublishOptions, Publisher, Reconnect, Topology};
-use crate::config::{AmqpConfig, DEFAULT_AMQP_URL, QueueType, SecretUrl};
+use crate::config::{AmqpConfig, AmqpNodes, DEFAULT_AMQP_URL, QueueType, SecretUrl};
 use crate::demand::WorkDemand;
 use crate::testkit::wait::{at_least, eventually};
 
@@ -124,7 +124,7 @@ impl TestQueue {
     /// the broker, say).
     pub fn config_via(&self, url: SecretUrl) -> AmqpConfig {
         AmqpConfig {
-            url,
+            nodes: AmqpNodes::one(url),
             queue: self.name().to_owned(),
             queue_type: QueueType::Classic,
         }
@@ -165,7 +165,11 @@ impl TestQueue {
     /// every one confirmed.
     pub async fn publish(&self, messages: Vec<Outgoing>) {
         let count = messages.len() as u64;
-        let broker = Broker::new(self.url.clone(), self.topology.clone(), "test");
+        let broker = Broker::new(
+            AmqpNodes::one(self.url.clone()),
+            self.topology.clone(),
+            "test",
+        );
         let mut publisher = Publisher::new(broker);
         let options = PublishOptions::new(Reconnect::Within(Duration::from_secs(10)));
         let confirmed = publisher

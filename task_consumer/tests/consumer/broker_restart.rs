@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use pp_lib::amqp::{Broker, Outgoing, PublishOptions, Publisher, Reconnect};
+use pp_lib::config::AmqpNodes;
 use pp_lib::testkit::{TestBrokerNode, TestQueue, at_least, eventually, eventually_within};
 use pp_storage::testkit::{DONE_DEMANDS, TestDatabase};
 use task_consumer::testkit::{TestConsumer, demands, test_settings};
@@ -25,7 +26,7 @@ async fn producer_and_consumer_ride_out_a_broker_restart_with_every_demand_once(
     let messages: Vec<Outgoing> = demands(4_000).iter().map(Outgoing::demand).collect();
     let ids: Vec<_> = messages.iter().map(|message| message.id).collect();
     let broker = Broker::new(
-        queue.url().clone(),
+        AmqpNodes::one(queue.url().clone()),
         queue.topology().clone(),
         "test producer",
     );

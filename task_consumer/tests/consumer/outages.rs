@@ -97,3 +97,39 @@ async fn shutdown_while_the_database_is_down_takes_one_grace_period_and_loses_no
     consumer.stop().await;
     services.db.assert_recorded_once(&ids);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_several_nodes_the_consumer_takes_one_that_answers_and_moves_on_when_it_goes() {
+    let services = TestServices::create().await;
+    let url = services.queue.url();
+    let first = TcpProxy::start(socket_addr_of(url, 5672));
+    let second = TcpProxy::start(socket_addr_of(url, 5672));
+    // Two nodes in AMQP_URL, both in front of the test's broker; the first does not answer.
+    first.cut();
+    let nodes = format!(
+        "{},{}",
+        via(url, first.addr()).expose(),
+        via(url, second.addr()).expose()
+    );
+    let mut amqp = services.queue.config();
+    amqp.nodes = nodes.parse().expect("two nodes");
+    let consumer = TestConsumer::start(test_settings(services.db.config(), amqp)).await;
+
+    let mut ids = services.queue.publish_demands(&demands(300)).await;
+    services.db.eventually_count(DONE_DEMANDS, 300).await;
+    assert!(first.attempts() >= 1, "the first node was tried first");
+    assert!(second.attempts() >= 1, "and the second taken");
+
+    // The node it is on goes away, and the other is back: it moves there.
+    let before = first.attempts();
+    first.restore();
+    second.cut();
+    ids.extend(services.queue.publish_demands(&demands(300)).await);
+    services.db.eventually_count(DONE_DEMANDS, 600).await;
+    assert!(
+        first.attempts() > before,
+        "consuming again through the first node"
+    );
+    consumer.stop().await;
+    services.db.assert_recorded_once(&ids);
+}
