@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset api producer consumer run test contract bench-api bench-queue bench-dashboard seed-big screenshots bench-overload chaos cli-run-01 cli-run-02 compose-check lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api producer consumer run test contract bench-api bench-queue bench-dashboard seed-big screenshots bench-overload chaos cluster-up cluster-status cluster-down cli-run-01 cli-run-02 compose-check lint fmt ci clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -83,6 +83,15 @@ bench-overload: setup ## A thousand connections against a database slowed on pur
 	@scripts/install.sh wrk
 	$(CARGO) build --release -p pp_backend_api --bins --example overload
 	ulimit -n "$$(ulimit -Hn)" && target/release/examples/overload
+
+cluster-up: ## Start a three-node RabbitMQ cluster beside the shared broker (ports 5681-5683; prints its AMQP_URL)
+	@scripts/cluster.sh up
+
+cluster-status: ## Each node of the local RabbitMQ cluster: running or not, its ports, the cluster it sees
+	@scripts/cluster.sh status
+
+cluster-down: ## Stop the local RabbitMQ cluster and remove its files
+	@scripts/cluster.sh down
 
 chaos: setup ## The fault run: SIGKILLs, broker, database and Redis restarts under load; prints lost / duplicated counts (restarts the shared services: not part of make test)
 	$(CARGO) build --release -p pp_backend_api -p task_consumer -p task_producer
