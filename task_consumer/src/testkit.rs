@@ -83,6 +83,14 @@ impl TestServices {
         }
     }
 
+    /// The same with a quorum queue (and dead-letter queue).
+    pub async fn create_quorum() -> TestServices {
+        TestServices {
+            db: TestDatabase::create_async().await,
+            queue: TestQueue::create_quorum().await,
+        }
+    }
+
     /// [`test_settings`] over this database and queue.
     pub fn settings(&self) -> Settings {
         test_settings(self.db.config(), self.queue.config())

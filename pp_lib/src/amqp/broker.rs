@@ -413,8 +413,8 @@ impl Broker {
                 )
                 .await;
                 Err(Error::broker(format!(
-                    "cannot set up queue {} on {node}: {error}",
-                    self.topology.queue()
+                    "{} (on {node})",
+                    self.topology.explain(&error)
                 )))
             }
         }

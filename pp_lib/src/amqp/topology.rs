@@ -4,9 +4,19 @@
 //!   consumer rejects without requeue is dead-lettered, through the default exchange, to
 //! - `<queue>.dlq`: durable, holds the messages that can never succeed, for an operator to read.
 //!
-//! Both are classic queues by default, quorum queues when configured (for clusters). Declaring is
-//! idempotent, so the producer, the consumer and the API's outbox relay all declare on every
-//! (re)connection and whichever starts first creates them.
+//! Both are classic queues by default, quorum queues when configured (for clusters: replicated
+//! by Raft on every node, a publish confirmed once a majority has it). A quorum work queue also
+//! has the broker count each message's deliveries: one handed back [`DELIVERY_LIMIT`] times
+//! (a consumer that dies on it, again and again, before it can judge it) is dead-lettered by the
+//! broker itself, behind the consumer's own poison handling. And it dead-letters at least once
+//! (`x-dead-letter-strategy`, RabbitMQ 3.10+): a dead letter leaves the work queue only once the
+//! dead-letter queue has confirmed it, which asks `x-overflow=reject-publish` (a full queue
+//! refuses publishes, never drops its head).
+//!
+//! Declaring is idempotent, so the producer, the consumer and the API's outbox relay all declare
+//! on every (re)connection and whichever starts first creates them. RabbitMQ cannot change a
+//! queue's type or arguments: a queue that exists otherwise is refused (406), and the error says
+//! how to move (README: "Moving to quorum queues").
 
 use lapin::Channel;
 use lapin::options::QueueDeclareOptions;
@@ -16,6 +26,9 @@ use crate::config::{AmqpConfig, QueueType};
 
 /// Suffix of the dead-letter queue's name.
 pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
+
+/// Deliveries of one message a quorum work queue allows before it dead-letters it.
+pub const DELIVERY_LIMIT: i64 = 20;
 
 /// The work queue and its dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +47,11 @@ impl Topology {
 
     pub fn from_config(config: &AmqpConfig) -> Self {
         Topology::new(config.queue.clone(), config.queue_type)
+    }
+
+    /// Classic or quorum.
+    pub fn queue_type(&self) -> QueueType {
+        self.queue_type
     }
 
     /// Name of the work queue.
@@ -72,6 +90,20 @@ impl Topology {
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(self.dead_letter_queue().as_str().into()),
         );
+        if self.queue_type == QueueType::Quorum {
+            arguments.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(DELIVERY_LIMIT),
+            );
+            arguments.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            arguments.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+        }
         channel
             .queue_declare(
                 self.queue.as_str().into(),
@@ -80,6 +112,28 @@ impl Topology {
             )
             .await?;
         Ok(())
+    }
+
+    /// What to say when declaring failed with `error`: a queue that exists with another type or
+    /// other arguments is named, with the way out.
+    pub fn explain(&self, error: &lapin::Error) -> String {
+        let text = error.to_string();
+        if text.contains("PRECONDITION_FAILED") || text.contains("PRECONDITION-FAILED") {
+            let wanted = match self.queue_type {
+                QueueType::Classic => "classic",
+                QueueType::Quorum => "quorum",
+            };
+            format!(
+                "queue {} (or {}) exists with another type or other arguments than a {wanted} \
+                 queue of this version of pp, and RabbitMQ cannot change a queue: drain it and \
+                 delete it, or give PP_QUEUE a new name (README: \"Moving to quorum queues\"); \
+                 RabbitMQ said: {text}",
+                self.queue,
+                self.dead_letter_queue()
+            )
+        } else {
+            format!("cannot set up queue {}: {text}", self.queue)
+        }
     }
 
     fn add_type(&self, arguments: &mut FieldTable) {
@@ -97,6 +151,20 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_declare_names_the_queue_and_the_way_out() {
+        let topology = Topology::new("pp_work_queue", QueueType::Quorum);
+        let refused = lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+            lapin::ChannelState::Error,
+            "declaring",
+        ));
+        assert!(
+            topology
+                .explain(&refused)
+                .starts_with("cannot set up queue pp_work_queue")
+        );
+    }
 
     #[test]
     fn the_dead_letter_queue_is_named_after_the_queue() {

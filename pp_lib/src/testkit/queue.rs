@@ -84,8 +84,17 @@ impl TestQueue {
 
     /// The same on the broker at `url` (a [`super::TestBrokerNode`] of the test's own, say).
     pub async fn create_on(url: SecretUrl) -> TestQueue {
+        TestQueue::create_typed(url, QueueType::Classic).await
+    }
+
+    /// A fresh quorum queue (and quorum dead-letter queue) on the shared broker.
+    pub async fn create_quorum() -> TestQueue {
+        TestQueue::create_typed(amqp_url(), QueueType::Quorum).await
+    }
+
+    async fn create_typed(url: SecretUrl, queue_type: QueueType) -> TestQueue {
         let queue = TestQueue {
-            topology: Topology::new(super::unique_name(), QueueType::Classic),
+            topology: Topology::new(super::unique_name(), queue_type),
             url,
         };
         let (connection, channel) = queue.open().await;
@@ -126,7 +135,7 @@ impl TestQueue {
         AmqpConfig {
             nodes: AmqpNodes::one(url),
             queue: self.name().to_owned(),
-            queue_type: QueueType::Classic,
+            queue_type: self.topology.queue_type(),
         }
     }
 

@@ -8,4 +8,5 @@ mod flags;
 mod outages;
 mod pipeline;
 mod process;
+mod quorum;
 mod sweeper;

@@ -1,0 +1,86 @@
+//! Quorum queues (`PP_QUEUE_TYPE=quorum`), on the shared broker (a quorum queue of one member):
+//! demands become works and poison is dead-lettered as on a classic queue; the broker itself
+//! dead-letters a message handed back too often; a queue of another type is refused with the
+//! way out.
+
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, BasicNackOptions};
+use pp_lib::amqp::topology::DELIVERY_LIMIT;
+use pp_lib::amqp::{Broker, Topology};
+use pp_lib::config::{AmqpNodes, QueueType};
+use pp_lib::testkit::TestQueue;
+use pp_storage::testkit::DONE_DEMANDS;
+use task_consumer::testkit::{TestConsumer, TestServices, demands};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_quorum_queue_demands_become_works_once_and_poison_is_dead_lettered() {
+    let services = TestServices::create_quorum().await;
+    let consumer = TestConsumer::start(services.settings()).await;
+
+    let ids = services.queue.publish_demands(&demands(300)).await;
+    services
+        .queue
+        .publish_raw(b"not a demand", lapin::BasicProperties::default())
+        .await;
+    services.db.eventually_count(DONE_DEMANDS, 300).await;
+    services
+        .queue
+        .eventually_holds(&services.queue.dlq(), 1)
+        .await;
+    consumer.stop().await;
+    services.db.assert_recorded_once(&ids);
+    let dead = services.queue.take_dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason().is_some(), "the consumer says why");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_dead_letters_a_message_handed_back_too_often() {
+    let queue = TestQueue::create_quorum().await;
+    queue
+        .publish_raw(b"{\"add_up_to\": 1}", lapin::BasicProperties::default())
+        .await;
+    let (connection, channel) = queue.open().await;
+    // Taken and handed back as a consumer that dies on it would: every delivery counted.
+    let mut handed_back = 0;
+    while let Some(delivery) = channel
+        .basic_get(queue.name().into(), BasicGetOptions::default())
+        .await
+        .expect("basic.get")
+    {
+        delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            })
+            .await
+            .expect("basic.nack");
+        handed_back += 1;
+        assert!(handed_back <= DELIVERY_LIMIT + 1, "never dead-lettered");
+    }
+    let _ = connection.close(200, "done".into()).await;
+    queue.eventually_holds(&queue.dlq(), 1).await;
+    assert!(handed_back >= DELIVERY_LIMIT, "{handed_back} deliveries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_another_type_is_refused_with_the_way_out() {
+    let classic = TestQueue::create().await;
+    let mut broker = Broker::new(
+        AmqpNodes::one(classic.url().clone()),
+        Topology::new(classic.name(), QueueType::Quorum),
+        "test",
+    );
+
+    let refused = broker
+        .connect_within(Duration::from_millis(500))
+        .await
+        .expect_err("a classic queue is no quorum queue");
+
+    let message = refused.to_string();
+    assert!(message.contains(classic.name()), "{message}");
+    assert!(message.contains("another type"), "{message}");
+    assert!(message.contains("PP_QUEUE"), "{message}");
+    assert!(!message.contains("guest:guest"), "{message}");
+}
