@@ -1,17 +1,17 @@
 //! Quorum queues (`PP_QUEUE_TYPE=quorum`), on the shared broker (a quorum queue of one member):
 //! demands become works and poison is dead-lettered as on a classic queue; the broker itself
 //! dead-letters a message handed back too often; a queue of another type is refused with the
-//! way out.
+//! way out; and a running system moves from a classic queue to a quorum one, losing nothing.
 
 use std::time::Duration;
 
 use lapin::options::{BasicGetOptions, BasicNackOptions};
 use pp_lib::amqp::topology::DELIVERY_LIMIT;
-use pp_lib::amqp::{Broker, Topology};
+use pp_lib::amqp::{Broker, Outgoing, Topology};
 use pp_lib::config::{AmqpNodes, QueueType};
 use pp_lib::testkit::TestQueue;
-use pp_storage::testkit::DONE_DEMANDS;
-use task_consumer::testkit::{TestConsumer, TestServices, demands};
+use pp_storage::testkit::{DONE_DEMANDS, TestDatabase};
+use task_consumer::testkit::{TestConsumer, TestServices, demands, test_settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_quorum_queue_demands_become_works_once_and_poison_is_dead_lettered() {
@@ -83,4 +83,32 @@ async fn a_queue_of_another_type_is_refused_with_the_way_out() {
     assert!(message.contains("another type"), "{message}");
     assert!(message.contains("PP_QUEUE"), "{message}");
     assert!(!message.contains("guest:guest"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_system_moves_from_a_classic_queue_to_a_quorum_one_without_losing_a_demand() {
+    // README, "Moving to quorum queues": consumers on the new quorum queue start beside the old
+    // ones; producers and relays move to it; the old consumers drain the classic queue, then go.
+    let db = TestDatabase::create_async().await;
+    let classic = TestQueue::create().await;
+    let quorum = TestQueue::create_quorum().await;
+    let old = TestConsumer::start(test_settings(db.config(), classic.config())).await;
+    let mut ids = classic.publish_demands(&demands(300)).await;
+
+    let new = TestConsumer::start(test_settings(db.config(), quorum.config())).await;
+    ids.extend(quorum.publish_demands(&demands(300)).await);
+    // A producer not moved yet, and a relay that published a round to both queues (the moment
+    // it moved, its confirms lost): the same demands on both sides are recorded once.
+    ids.extend(classic.publish_demands(&demands(100)).await);
+    let both: Vec<Outgoing> = demands(50).iter().map(Outgoing::demand).collect();
+    ids.extend(both.iter().map(|message| message.id));
+    classic.publish(both.clone()).await;
+    quorum.publish(both).await;
+
+    db.eventually_count(DONE_DEMANDS, 750).await;
+    classic.eventually_holds(classic.name(), 0).await;
+    old.stop().await;
+    new.stop().await;
+    db.assert_recorded_once(&ids);
+    assert_eq!(quorum.ready_count(quorum.name()).await, 0);
 }
