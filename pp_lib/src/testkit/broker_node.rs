@@ -26,6 +26,7 @@ pub struct TestBrokerNode {
     name: String,
     dir: PathBuf,
     amqp_port: u16,
+    dist_port: u16,
 }
 
 impl TestBrokerNode {
@@ -56,23 +57,58 @@ impl TestBrokerNode {
             name,
             dir,
             amqp_port,
+            dist_port: free_port(),
         };
+        node.boot();
+        node
+    }
+
+    /// Runs the node (again, after [`TestBrokerNode::kill`]: its data, and so its cluster, are
+    /// kept) and waits until it takes connections.
+    pub fn boot(&self) {
         let started = Command::new(RABBITMQ_SERVER)
             .arg("-detached")
-            .env("RABBITMQ_NODENAME", &node.name)
+            .env("RABBITMQ_NODENAME", &self.name)
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", amqp_port.to_string())
-            .env("RABBITMQ_DIST_PORT", free_port().to_string())
-            .env("RABBITMQ_CONFIG_FILE", &config)
-            .env("RABBITMQ_MNESIA_BASE", node.dir.join("data"))
-            .env("RABBITMQ_LOG_BASE", node.dir.join("log"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", node.dir.join("plugins"))
-            .env("RABBITMQ_PID_FILE", node.pid_file())
+            .env("RABBITMQ_NODE_PORT", self.amqp_port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq.conf"))
+            .env("RABBITMQ_MNESIA_BASE", self.dir.join("data"))
+            .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", self.dir.join("plugins"))
+            .env("RABBITMQ_PID_FILE", self.pid_file())
             .output()
             .unwrap_or_else(|error| panic!("cannot run {RABBITMQ_SERVER}: {error}"));
-        node.check("rabbitmq-server -detached", &started);
-        node.ctl(&["wait", &node.pid_file().display().to_string()]);
-        node
+        self.check("rabbitmq-server -detached", &started);
+        self.ctl(&["wait", &self.pid_file().display().to_string()]);
+    }
+
+    /// Kills the node's process with SIGKILL, as a crash does, and waits until it is gone.
+    pub fn kill(&self) {
+        let pid = std::fs::read_to_string(self.pid_file())
+            .unwrap_or_else(|error| panic!("no pid file for {}: {error}", self.name));
+        let pid = pid.trim();
+        let killed = Command::new("kill")
+            .args(["-KILL", pid])
+            .status()
+            .unwrap_or_else(|error| panic!("cannot run kill: {error}"));
+        assert!(killed.success(), "kill -KILL {pid} ({}) failed", self.name);
+        crate::testkit::wait::eventually_blocking(&format!("{} to be gone", self.name), || {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                Err("still running")
+            } else {
+                Ok(())
+            }
+        });
+        let _ = std::fs::remove_file(self.pid_file());
+    }
+
+    /// Joins this node to `other`'s cluster (it must hold no data of its own yet).
+    pub fn join(&self, other: &TestBrokerNode) {
+        self.ctl(&["stop_app"]);
+        self.ctl(&["reset"]);
+        self.ctl(&["join_cluster", other.name()]);
+        self.ctl(&["start_app"]);
     }
 
     /// [`TestBrokerNode::start`] on a blocking thread.
@@ -145,10 +181,13 @@ impl Drop for TestBrokerNode {
     fn drop(&mut self) {
         // Given the pid file, `stop` returns once the node's process is gone, so the directory
         // is no longer written to.
-        let pid_file = self.pid_file().display().to_string();
-        let stopped = self.ctl_command(&["stop", &pid_file]).output();
-        if !stopped.is_ok_and(|output| output.status.success()) {
-            eprintln!("warning: could not stop RabbitMQ node {}", self.name);
+        // A node killed and not booted again has nothing left to stop.
+        if self.pid_file().exists() {
+            let pid_file = self.pid_file().display().to_string();
+            let stopped = self.ctl_command(&["stop", &pid_file]).output();
+            if !stopped.is_ok_and(|output| output.status.success()) {
+                eprintln!("warning: could not stop RabbitMQ node {}", self.name);
+            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

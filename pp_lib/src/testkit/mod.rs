@@ -6,6 +6,7 @@
 //!   RabbitMQ, deleted when dropped; publishing demands with confirms, taking what a queue holds.
 //! - [`redis`]: [`TestRedis`], a key prefix of its own on the shared Redis, its keys deleted when
 //!   dropped.
+//! - [`cluster`]: [`TestCluster`], RabbitMQ nodes of the test's own joined into one cluster.
 //! - [`broker_node`]: [`TestBrokerNode`], a RabbitMQ node of the test's own on free ports, for
 //!   tests that restart or reconfigure a broker (the shared one is never touched).
 //! - [`proxy`]: [`TcpProxy`], a TCP forwarder a test cuts and restores, to show what a client
@@ -20,6 +21,7 @@
 //! `make setup`, never skips.
 
 pub mod broker_node;
+pub mod cluster;
 pub mod flags;
 pub mod process;
 pub mod proxy;
@@ -28,6 +30,7 @@ pub mod redis;
 pub mod wait;
 
 pub use broker_node::TestBrokerNode;
+pub use cluster::TestCluster;
 pub use process::{KillOnDrop, terminate, wait_exit};
 pub use proxy::{TcpProxy, socket_addr_of, via};
 pub use queue::{Taken, TestQueue, amqp_url};

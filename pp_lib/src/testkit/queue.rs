@@ -34,7 +34,8 @@ pub fn amqp_url() -> SecretUrl {
 #[derive(Debug)]
 pub struct TestQueue {
     topology: Topology,
-    url: SecretUrl,
+    /// The broker's node, or a cluster's nodes, tried in turn.
+    nodes: AmqpNodes,
 }
 
 /// A message taken from a queue, as it came.
@@ -92,10 +93,20 @@ impl TestQueue {
         TestQueue::create_typed(amqp_url(), QueueType::Quorum).await
     }
 
+    /// A fresh quorum queue on a cluster of the test's own ([`super::TestCluster`]): reached
+    /// through any of its `nodes`, as pp's processes reach it.
+    pub async fn create_quorum_on(nodes: AmqpNodes) -> TestQueue {
+        TestQueue::create_with(nodes, QueueType::Quorum).await
+    }
+
     async fn create_typed(url: SecretUrl, queue_type: QueueType) -> TestQueue {
+        TestQueue::create_with(AmqpNodes::one(url), queue_type).await
+    }
+
+    async fn create_with(nodes: AmqpNodes, queue_type: QueueType) -> TestQueue {
         let queue = TestQueue {
             topology: Topology::new(super::unique_name(), queue_type),
-            url,
+            nodes,
         };
         let (connection, channel) = queue.open().await;
         queue
@@ -120,13 +131,18 @@ impl TestQueue {
         &self.topology
     }
 
+    /// The broker's URL (a cluster's first node's).
     pub fn url(&self) -> &SecretUrl {
-        &self.url
+        self.nodes.first()
     }
 
-    /// Settings pointing at this queue on the test broker.
+    /// Settings pointing at this queue on the test broker (every node of a cluster).
     pub fn config(&self) -> AmqpConfig {
-        self.config_via(self.url.clone())
+        AmqpConfig {
+            nodes: self.nodes.clone(),
+            queue: self.name().to_owned(),
+            queue_type: self.topology.queue_type(),
+        }
     }
 
     /// Settings pointing at this queue through another URL (a [`super::TcpProxy`] in front of
@@ -139,26 +155,21 @@ impl TestQueue {
         }
     }
 
-    /// Opens a connection and a channel to the test broker.
+    /// Opens a connection and a channel to the test broker (the first node of a cluster that
+    /// answers).
     pub async fn open(&self) -> (Connection, Channel) {
-        let attempt = async {
-            let connection =
-                Connection::connect(self.url.expose(), ConnectionProperties::default()).await?;
-            let channel = connection.create_channel().await?;
-            Ok::<_, lapin::Error>((connection, channel))
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(Ok(opened)) => opened,
-            Ok(Err(error)) => panic!(
-                "cannot connect to RabbitMQ at {}: {error}\n\
-                 Is RabbitMQ running? Run `make setup` first (or set AMQP_URL).",
-                self.url
-            ),
-            Err(_) => panic!(
-                "RabbitMQ at {} did not answer within {CONNECT_TIMEOUT:?}. Run `make setup` first.",
-                self.url
-            ),
+        let mut failures = Vec::new();
+        for url in self.nodes.iter() {
+            match open_channel(url).await {
+                Ok(opened) => return opened,
+                Err(error) => failures.push(format!("{url}: {error}")),
+            }
         }
+        panic!(
+            "cannot connect to RabbitMQ ({})\n\
+             Is RabbitMQ running? Run `make setup` first (or set AMQP_URL).",
+            failures.join("; ")
+        )
     }
 
     /// Publishes `demands` under fresh ids, the way the producer does, every one confirmed;
@@ -174,11 +185,7 @@ impl TestQueue {
     /// every one confirmed.
     pub async fn publish(&self, messages: Vec<Outgoing>) {
         let count = messages.len() as u64;
-        let broker = Broker::new(
-            AmqpNodes::one(self.url.clone()),
-            self.topology.clone(),
-            "test",
-        );
+        let broker = Broker::new(self.nodes.clone(), self.topology.clone(), "test");
         let mut publisher = Publisher::new(broker);
         let options = PublishOptions::new(Reconnect::Within(Duration::from_secs(10)));
         let confirmed = publisher
@@ -288,7 +295,7 @@ impl TestQueue {
 
 impl Drop for TestQueue {
     fn drop(&mut self) {
-        let url = self.url.clone();
+        let nodes = self.nodes.clone();
         let queues = [self.topology.queue().to_owned(), self.dlq()];
         // Drop cannot await, and may run inside a runtime: delete from a thread of its own.
         let deleted = std::thread::spawn(move || {
@@ -299,7 +306,7 @@ impl Drop for TestQueue {
             // The timer is made inside the runtime: it needs one.
             runtime
                 .block_on(async {
-                    tokio::time::timeout(CLEANUP_TIMEOUT, delete_queues(url, queues)).await
+                    tokio::time::timeout(CLEANUP_TIMEOUT, delete_queues(nodes, queues)).await
                 })
                 .map_err(|_| format!("RabbitMQ did not answer within {CLEANUP_TIMEOUT:?}"))?
         })
@@ -325,16 +332,36 @@ fn left_behind(what: &str) {
     }
 }
 
-async fn delete_queues(url: SecretUrl, queues: [String; 2]) -> Result<(), String> {
-    let connect = Connection::connect(url.expose(), ConnectionProperties::default());
-    let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| "RabbitMQ did not answer".to_owned())?
-        .map_err(|error| error.to_string())?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|error| error.to_string())?;
+/// A connection and a channel to `url`, within [`CONNECT_TIMEOUT`].
+async fn open_channel(url: &SecretUrl) -> Result<(Connection, Channel), String> {
+    let attempt = async {
+        let connection = Connection::connect(url.expose(), ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        Ok::<_, lapin::Error>((connection, channel))
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok(opened)) => Ok(opened),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+    }
+}
+
+/// Deletes `queues` through the first of `nodes` that answers.
+async fn delete_queues(nodes: AmqpNodes, queues: [String; 2]) -> Result<(), String> {
+    let mut failures = Vec::new();
+    let mut opened = None;
+    for url in nodes.iter() {
+        match open_channel(url).await {
+            Ok(pair) => {
+                opened = Some(pair);
+                break;
+            }
+            Err(error) => failures.push(format!("{url}: {error}")),
+        }
+    }
+    let Some((connection, channel)) = opened else {
+        return Err(failures.join("; "));
+    };
     for queue in queues {
         channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

@@ -2,6 +2,7 @@
 //! database.
 
 mod broker_restart;
+mod cluster;
 mod end_to_end;
 mod faults;
 mod flags;

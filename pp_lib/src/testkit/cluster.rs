@@ -1,0 +1,75 @@
+//! A RabbitMQ cluster of the test's own: [`TestBrokerNode`]s started side by side and joined,
+//! for the tests that kill a node under a running pipeline. The shared broker is never touched.
+
+use std::thread;
+
+use super::broker_node::TestBrokerNode;
+use crate::config::AmqpNodes;
+
+/// Nodes joined into one cluster; dropping it stops every node and removes its files.
+#[derive(Debug)]
+pub struct TestCluster {
+    nodes: Vec<TestBrokerNode>,
+}
+
+impl TestCluster {
+    /// Starts `size` nodes (at once, each on a thread) and joins the others to the first.
+    /// Blocks: call it from a blocking thread in async tests ([`TestCluster::start_async`]).
+    pub fn start(size: usize) -> TestCluster {
+        assert!(size >= 1, "a cluster has a node at least");
+        let started: Vec<thread::JoinHandle<TestBrokerNode>> = (0..size)
+            .map(|_| thread::spawn(TestBrokerNode::start))
+            .collect();
+        let nodes: Vec<TestBrokerNode> = started
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect();
+        for node in &nodes[1..] {
+            node.join(&nodes[0]);
+        }
+        TestCluster { nodes }
+    }
+
+    /// [`TestCluster::start`] on a blocking thread.
+    pub async fn start_async(size: usize) -> TestCluster {
+        tokio::task::spawn_blocking(move || TestCluster::start(size))
+            .await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+    }
+
+    /// Every node's URL, in order: what `AMQP_URL` lists.
+    pub fn nodes(&self) -> AmqpNodes {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| node.url().expose().to_owned())
+            .collect();
+        urls.join(",").parse().expect("node URLs are AMQP URLs")
+    }
+
+    pub fn node(&self, index: usize) -> &TestBrokerNode {
+        &self.nodes[index]
+    }
+
+    /// Which node leads the quorum queue `queue`, as a running node other than `except` sees
+    /// it (`None` when no running node names a leader).
+    pub fn leader_of(&self, queue: &str, except: Option<usize>) -> Option<usize> {
+        let (_, asked) = self
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(index, _)| Some(*index) != except)?;
+        let listed = asked.ctl(&["list_queues", "-q", "name", "leader"]);
+        let text = String::from_utf8_lossy(&listed.stdout);
+        let leader = text
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .find(|(name, _)| name.trim() == queue)
+            .map(|(_, leader)| leader.trim().to_owned())?;
+        self.nodes.iter().position(|node| node.name() == leader)
+    }
+}
