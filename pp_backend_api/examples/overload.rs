@@ -190,10 +190,8 @@ async fn measure(
     connections: u64,
     seconds: u64,
 ) -> anyhow::Result<WrkResult> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .context("a free port")?
-        .port();
+    let reservation = pp_lib::testkit::ports::reserve_port();
+    let port = reservation.port();
     let mut api = tokio::process::Command::new(api_binary)
         .env("DATABASE_URL", database_url)
         .env("PP_HTTP_ADDR", format!("127.0.0.1:{port}"))

@@ -343,14 +343,15 @@ mod tests {
     #[test]
     fn a_listening_port_answers_and_a_closed_one_is_silent() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        let port = listener.local_addr().expect("bound").port();
-        let open = Address::Tcp {
-            host: "127.0.0.1".to_owned(),
-            port,
-        };
+        let closed = pp_lib::testkit::ports::closed_port();
+        let [open, closed] =
+            [listener.local_addr().expect("bound"), closed.addr()].map(|addr| Address::Tcp {
+                host: "127.0.0.1".to_owned(),
+                port: addr.port(),
+            });
+
         assert_eq!(probe(&open), Reachability::Answers);
-        drop(listener);
-        assert_eq!(probe(&open), Reachability::Silent);
+        assert_eq!(probe(&closed), Reachability::Silent);
     }
 
     #[test]

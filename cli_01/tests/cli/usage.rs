@@ -3,14 +3,16 @@
 
 use std::process::Command;
 
-use pp_lib::testkit::process::{assert_exit, closed_port, stderr, stdout};
+use pp_lib::testkit::ports::closed_port;
+use pp_lib::testkit::process::{assert_exit, stderr, stdout};
 
 use crate::helpers::run_cli;
 
 #[test]
 fn bad_usage_exits_2_before_anything_is_asked() {
     // A closed port: were anything asked, the exit would be 3.
-    let url = format!("http://{}", closed_port());
+    let closed = closed_port();
+    let url = format!("http://{closed}");
     let cases: [&[&str]; 10] = [
         &[],
         &["get"],

@@ -3,7 +3,8 @@
 use clap::CommandFactory;
 use cli_02::Cli;
 
-use pp_lib::testkit::process::{assert_exit, closed_port, stderr, stdout};
+use pp_lib::testkit::ports::closed_port;
+use pp_lib::testkit::process::{assert_exit, stderr, stdout};
 
 use crate::helpers::run_cli;
 
@@ -24,9 +25,10 @@ fn bad_usage_exits_2_before_connecting() {
         &["/a b"],
         &["--timeout", "soon"],
     ];
+    // A refused port: were anything sent, the exit would be 3.
+    let closed = closed_port();
     for args in cases {
-        // A refused port: were anything sent, the exit would be 3.
-        let output = run_cli(closed_port(), args);
+        let output = run_cli(closed.addr(), args);
 
         assert_eq!(
             output.status.code(),
@@ -44,7 +46,7 @@ fn bad_usage_exits_2_before_connecting() {
 
 #[test]
 fn help_lists_the_exit_codes() {
-    let output = run_cli(closed_port(), &["--help"]);
+    let output = run_cli(closed_port().addr(), &["--help"]);
 
     assert_exit(&output, 0);
     let help = stdout(&output);

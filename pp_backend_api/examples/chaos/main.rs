@@ -149,6 +149,8 @@ struct Stage {
     consumer_b: Process,
     /// Kept for its key prefix: its keys are deleted when the run ends.
     _redis: TestRedis,
+    /// The API's port, reserved for the run.
+    _port: pp_lib::testkit::ports::PortReservation,
 }
 
 /// What the clients were told, and what happened to the producer.
@@ -170,7 +172,9 @@ impl Stage {
         let redis = TestRedis::create();
         let logs = std::env::temp_dir().join(format!("pp-chaos-{}", queue.name()));
         std::fs::create_dir_all(&logs).context("the log directory")?;
-        let port = pp_lib::testkit::process::closed_port().port();
+        // The API is restarted on the same address: a port no other test is given meanwhile.
+        let reservation = pp_lib::testkit::ports::reserve_port();
+        let port = reservation.port();
         let env: Vec<(String, String)> = [
             ("DATABASE_URL", db.url().expose().to_owned()),
             ("AMQP_URL", queue.url().expose().to_owned()),
@@ -207,6 +211,7 @@ impl Stage {
             base_url: format!("http://127.0.0.1:{port}"),
             env: env.clone(),
             _redis: redis,
+            _port: reservation,
         };
         stage.api.start()?;
         stage.consumer_a.start()?;

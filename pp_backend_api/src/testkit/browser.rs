@@ -5,7 +5,7 @@
 //! page, find, read, click, type, run a script, take a screenshot) are a few lines each on the
 //! HTTP client the tests already use, so no WebDriver crate (and its TLS stack) is compiled.
 //!
-//! Each [`Browser`] runs its own chromedriver on a free port of 127.0.0.1, in a process group of
+//! Each [`Browser`] runs its own chromedriver on a reserved port of 127.0.0.1, in a process group of
 //! its own, with a fresh profile directory: tests run in parallel, and dropping the value (even
 //! in a panicking test) ends that chromedriver and the Chromium it started. Chromium runs with
 //! every background network feature off: this machine has no network, and Chromium would
@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
-use pp_lib::testkit::process::free_port;
+use pp_lib::testkit::ports::{PORT_ATTEMPTS, PortReservation, reserve_port};
 use pp_lib::testkit::{eventually, unique_name};
 use serde_json::{Value, json};
 
@@ -32,6 +32,8 @@ pub struct Browser {
     http: reqwest::Client,
     session: String,
     driver: Child,
+    /// chromedriver's port, reserved while it runs.
+    port: PortReservation,
     profile: PathBuf,
 }
 
@@ -75,39 +77,20 @@ impl Browser {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("an HTTP client without TLS or proxy builds");
-        let port = free_port();
         let profile = std::env::temp_dir().join(unique_name());
         std::fs::create_dir_all(&profile)
             .unwrap_or_else(|error| panic!("cannot create {}: {error}", profile.display()));
-        let mut command = Command::new(&chromedriver);
-        command
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let driver = command
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {chromedriver}: {error}"));
-        // Made as soon as chromedriver runs, so that dropping it ends chromedriver whatever
+        let (driver, port) = start_driver(&http, &chromedriver, &profile).await;
+        // Made as soon as chromedriver answers, so that dropping it ends chromedriver whatever
         // fails next.
         let mut browser = Browser {
             http,
             session: String::new(),
             driver,
+            port,
             profile,
         };
-        let base = format!("http://127.0.0.1:{port}");
-        eventually(
-            &format!("chromedriver to answer on port {port}"),
-            async || match browser.http.get(format!("{base}/status")).send().await {
-                Ok(response) if response.status().is_success() => Ok(()),
-                Ok(response) => Err(response.status().to_string()),
-                Err(error) => Err(error.to_string()),
-            },
-        )
-        .await;
+        let base = browser.base();
         let args = [
             "--headless".to_owned(),
             "--no-sandbox".to_owned(),
@@ -150,6 +133,11 @@ impl Browser {
             .unwrap_or_else(|| panic!("chromedriver made no session: {created}"));
         browser.session = format!("{base}/session/{session}");
         browser
+    }
+
+    /// chromedriver's address.
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port.port())
     }
 
     async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
@@ -320,12 +308,80 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The whole group: chromedriver and the Chromium processes it started.
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{}", self.driver.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.driver.wait();
+        end_group(&mut self.driver);
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// Ends a process and its whole group (chromedriver and the Chromium processes it started).
+fn end_group(leader: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", leader.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = leader.wait();
+}
+
+/// What chromedriver prints when its port is taken.
+const PORT_TAKEN_SIGNS: [&str; 2] = ["Address already in use", "port not available"];
+
+/// Starts chromedriver on a reserved port, in a process group of its own, its output in
+/// `profile`, and waits until it answers; on another port when another program took the
+/// reserved one before chromedriver bound it.
+async fn start_driver(
+    http: &reqwest::Client,
+    chromedriver: &str,
+    profile: &std::path::Path,
+) -> (Child, PortReservation) {
+    let log = profile.join("chromedriver.log");
+    let mut taken = Vec::new();
+    for _ in 0..PORT_ATTEMPTS {
+        let port = reserve_port();
+        let output = std::fs::File::create(&log)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", log.display()));
+        let mut command = Command::new(chromedriver);
+        command
+            .arg(format!("--port={}", port.port()))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().expect("a second handle on an open file"))
+            .stderr(output);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut driver = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {chromedriver}: {error}"));
+        let status = format!("http://127.0.0.1:{}/status", port.port());
+        let answered = eventually(
+            &format!("chromedriver to answer on port {}", port.port()),
+            async || {
+                // Its own answer: another program may hold the port.
+                if let Ok(Some(exited)) = driver.try_wait() {
+                    return Ok(Err(exited));
+                }
+                match http.get(&status).send().await {
+                    Ok(response) if response.status().is_success() => Ok(Ok(())),
+                    Ok(response) => Err(response.status().to_string()),
+                    Err(error) => Err(error.to_string()),
+                }
+            },
+        )
+        .await;
+        match answered {
+            Ok(()) if matches!(driver.try_wait(), Ok(None)) => return (driver, port),
+            _ => end_group(&mut driver),
+        }
+        let printed = std::fs::read_to_string(&log).unwrap_or_default();
+        if !PORT_TAKEN_SIGNS.iter().any(|sign| printed.contains(sign)) {
+            panic!(
+                "chromedriver did not start on port {}: {printed}",
+                port.port()
+            );
+        }
+        taken.push(format!("port {}: {}", port.port(), printed.trim()));
+    }
+    panic!(
+        "chromedriver could not start: another program took its port {PORT_ATTEMPTS} times, on \
+         other ports each time:\n{}",
+        taken.join("\n")
+    );
 }

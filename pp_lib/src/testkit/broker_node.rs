@@ -2,16 +2,22 @@
 //! broker: the shared one on 5672 is never touched.
 //!
 //! [`TestBrokerNode::start`] runs the installed `rabbitmq-server` as a node named
-//! `pp_test_…@localhost`, its AMQP listener on a free port of 127.0.0.1 and its distribution
+//! `pp_test_…@localhost`, its AMQP listener on a reserved port of 127.0.0.1 and its distribution
 //! (clustering and CLI) port on another one (never the default AMQP port + 20000, which the
-//! shared node holds), its data, logs and configuration in a directory of its own. Dropping the
-//! value stops the node and removes the directory. A node starts in a few seconds.
+//! shared node holds), its data, logs, configuration and crash dump in a directory of its own.
+//! Should another program take a port before the node binds it, the node starts again on
+//! others. Dropping the value stops the node and removes the directory. A node starts in a few
+//! seconds.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::config::SecretUrl;
-use crate::testkit::process::free_port;
+use crate::testkit::ports::{PORT_ATTEMPTS, PortReservation, reserve_port};
+use crate::testkit::wait::within_blocking;
 
 /// Where Debian installs them (`make setup` does).
 const RABBITMQ_SERVER: &str = "/usr/sbin/rabbitmq-server";
@@ -20,19 +26,54 @@ const RABBITMQCTL: &str = "/usr/sbin/rabbitmqctl";
 /// Seconds any `rabbitmqctl` call may take (a boot, a restart, a stop), at most.
 const CTL_TIMEOUT_SECONDS: &str = "120";
 
+/// How long a node has to write its pid file once started.
+const PID_FILE_PATIENCE: Duration = Duration::from_secs(120);
+
+/// How long the `rabbitmq-server` wrappers have to end once the node's process is gone.
+const REAP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// What a node that would not start printed, when it says its port was taken.
+const PORT_TAKEN_SIGNS: [&str; 2] = ["eaddrinuse", "dist_port_already_used"];
+
 /// A running RabbitMQ node of the test's own.
 #[derive(Debug)]
 pub struct TestBrokerNode {
     name: String,
     dir: PathBuf,
-    amqp_port: u16,
-    dist_port: u16,
+    amqp_port: PortReservation,
+    dist_port: PortReservation,
+    /// The `rabbitmq-server` run last, in the foreground: a node that cannot start ends it at
+    /// once, and what it printed is kept (`-detached` loses both, and a taken distribution
+    /// port left a wait of minutes for a pid file that never came).
+    server: Mutex<Option<Child>>,
+}
+
+/// Why a node did not start.
+#[derive(Debug)]
+enum BootFailure {
+    /// One of its ports was taken by another program between its reservation and the boot.
+    PortTaken(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for BootFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootFailure::PortTaken(report) | BootFailure::Failed(report) => f.write_str(report),
+        }
+    }
 }
 
 impl TestBrokerNode {
     /// Starts a node and waits until it takes connections. Blocks: call it from a blocking
     /// thread in async tests ([`TestBrokerNode::start_async`]).
     pub fn start() -> TestBrokerNode {
+        TestBrokerNode::start_reserving(reserve_port)
+    }
+
+    /// [`TestBrokerNode::start`] on the ports `reserve` gives, the AMQP port first: on other
+    /// ones when a port was taken before the node bound it, [`PORT_ATTEMPTS`] times at most.
+    pub fn start_reserving(mut reserve: impl FnMut() -> PortReservation) -> TestBrokerNode {
         for program in [RABBITMQ_SERVER, RABBITMQCTL] {
             assert!(
                 Path::new(program).exists(),
@@ -41,46 +82,169 @@ impl TestBrokerNode {
                  installs it where no RabbitMQ runs)."
             );
         }
+        let mut taken = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let node = TestBrokerNode::prepare(reserve(), reserve());
+            match node.try_boot() {
+                Ok(()) => return node,
+                Err(BootFailure::PortTaken(report)) => taken.push(report),
+                Err(failure) => panic!("{failure}"),
+            }
+        }
+        panic!(
+            "a RabbitMQ node could not start: another program took its port {PORT_ATTEMPTS} \
+             times, on other ports each time:\n{}",
+            taken.join("\n")
+        );
+    }
+
+    /// A node's name, directory and configuration, not yet booted.
+    fn prepare(amqp_port: PortReservation, dist_port: PortReservation) -> TestBrokerNode {
         let name = format!("{}@localhost", super::unique_name());
         let dir = std::env::temp_dir().join(name.replace('@', "-"));
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
-        let amqp_port = free_port();
         let config = dir.join("rabbitmq.conf");
         std::fs::write(
             &config,
-            format!("listeners.tcp.local = 127.0.0.1:{amqp_port}\n"),
+            format!("listeners.tcp.local = 127.0.0.1:{}\n", amqp_port.port()),
         )
         .unwrap_or_else(|error| panic!("cannot write {}: {error}", config.display()));
         hand_to_rabbitmq(&dir);
-        let node = TestBrokerNode {
+        TestBrokerNode {
             name,
             dir,
             amqp_port,
-            dist_port: free_port(),
-        };
-        node.boot();
-        node
+            dist_port,
+            server: Mutex::new(None),
+        }
     }
 
     /// Runs the node (again, after [`TestBrokerNode::kill`]: its data, and so its cluster, are
     /// kept) and waits until it takes connections.
     pub fn boot(&self) {
-        let started = Command::new(RABBITMQ_SERVER)
-            .arg("-detached")
+        if let Err(failure) = self.try_boot() {
+            panic!("{failure}");
+        }
+    }
+
+    fn try_boot(&self) -> Result<(), BootFailure> {
+        self.reap();
+        let console = File::options()
+            .create(true)
+            .append(true)
+            .open(self.console())
+            .unwrap_or_else(|error| panic!("cannot open {}: {error}", self.console().display()));
+        let output = console
+            .try_clone()
+            .expect("a second handle on an open file");
+        let mut command = Command::new(RABBITMQ_SERVER);
+        command
             .env("RABBITMQ_NODENAME", &self.name)
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", self.amqp_port.to_string())
-            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_NODE_PORT", self.amqp_port.port().to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.port().to_string())
             .env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq.conf"))
             .env("RABBITMQ_MNESIA_BASE", self.dir.join("data"))
             .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", self.dir.join("plugins"))
             .env("RABBITMQ_PID_FILE", self.pid_file())
-            .output()
+            .env("ERL_CRASH_DUMP", self.dir.join("erl_crash.dump"))
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(console);
+        // Not in the test's process group: a ^C to the tests does not take the node down
+        // before its drop stops it.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut server = command
+            .spawn()
             .unwrap_or_else(|error| panic!("cannot run {RABBITMQ_SERVER}: {error}"));
-        self.check("rabbitmq-server -detached", &started);
-        self.ctl(&["wait", &self.pid_file().display().to_string()]);
+        // Until the pid file is there, or the server has ended.
+        let pid_written = within_blocking(PID_FILE_PATIENCE, || {
+            if self.pid_file().exists() {
+                Ok(Ok(()))
+            } else {
+                match server.try_wait() {
+                    Ok(Some(status)) => Ok(Err(format!("rabbitmq-server exited ({status})"))),
+                    _ => Err(format!("no pid file within {PID_FILE_PATIENCE:?}")),
+                }
+            }
+        })
+        .and_then(|written| written);
+        *self
+            .server
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(server);
+        if let Err(what) = pid_written {
+            return Err(self.failure(&what));
+        }
+        let pid_file = self.pid_file().display().to_string();
+        let waited = self.ctl_command(&["wait", &pid_file]).output();
+        match waited {
+            Ok(output) if output.status.success() => Ok(()),
+            Ok(output) => Err(self.failure(&format!(
+                "`rabbitmqctl wait` failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout).trim()
+            ))),
+            Err(error) => panic!("cannot run {RABBITMQCTL}: {error}"),
+        }
+    }
+
+    /// A boot that failed with `what`: whatever is left of the node is ended, and what it
+    /// printed says whether a port was taken.
+    fn failure(&self, what: &str) -> BootFailure {
+        if let Ok(pid) = std::fs::read_to_string(self.pid_file()) {
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+            let _ = std::fs::remove_file(self.pid_file());
+        }
+        self.reap();
+        let mut printed = std::fs::read_to_string(self.console()).unwrap_or_default();
+        if let Ok(logs) = std::fs::read_dir(self.dir.join("log")) {
+            for log in logs.flatten() {
+                printed.push_str(&std::fs::read_to_string(log.path()).unwrap_or_default());
+            }
+        }
+        let report = format!(
+            "RabbitMQ node {} (AMQP port {}, distribution port {}) did not start: {what}; its \
+             output is in {}",
+            self.name,
+            self.amqp_port.port(),
+            self.dist_port.port(),
+            self.dir.display()
+        );
+        if PORT_TAKEN_SIGNS.iter().any(|sign| printed.contains(sign)) {
+            BootFailure::PortTaken(report)
+        } else {
+            BootFailure::Failed(report)
+        }
+    }
+
+    /// Waits for the `rabbitmq-server` started last to end, once the node's process is gone
+    /// (its wrappers follow it); kills its process group if it does not.
+    fn reap(&self) {
+        let mut server = self
+            .server
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(mut child) = server.take() else {
+            return;
+        };
+        let ended = within_blocking(REAP_PATIENCE, || match child.try_wait() {
+            Ok(None) => Err(()),
+            _ => Ok(()),
+        });
+        if ended.is_err() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Where `rabbitmq-server` writes what it prints.
+    fn console(&self) -> PathBuf {
+        self.dir.join("console.log")
     }
 
     /// Kills the node's process with SIGKILL, as a crash does, and waits until it is gone.
@@ -101,6 +265,7 @@ impl TestBrokerNode {
             }
         });
         let _ = std::fs::remove_file(self.pid_file());
+        self.reap();
     }
 
     /// Joins this node to `other`'s cluster (it must hold no data of its own yet).
@@ -120,7 +285,7 @@ impl TestBrokerNode {
 
     /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
     pub fn url(&self) -> SecretUrl {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port.port())
             .parse()
             .expect("a well-formed AMQP URL")
     }
@@ -189,6 +354,7 @@ impl Drop for TestBrokerNode {
                 eprintln!("warning: could not stop RabbitMQ node {}", self.name);
             }
         }
+        self.reap();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

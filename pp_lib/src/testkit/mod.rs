@@ -11,6 +11,9 @@
 //!   tests that restart or reconfigure a broker (the shared one is never touched).
 //! - [`proxy`]: [`TcpProxy`], a TCP forwarder a test cuts and restores, to show what a client
 //!   does when its broker or database goes away, without disturbing the servers others share.
+//! - [`ports`]: a port held closed for a test's life ([`ports::closed_port`]), and a port
+//!   reserved for a program the test must tell its port ([`ports::reserve_port`]), never raced
+//!   by the tests running beside it.
 //! - [`process`]: a child process stopped the way process managers stop it, and waited for.
 //! - [`flags`]: extreme flag values, and running a binary with each one it accepts.
 //!
@@ -23,6 +26,7 @@
 pub mod broker_node;
 pub mod cluster;
 pub mod flags;
+pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod queue;
@@ -36,7 +40,8 @@ pub use proxy::{TcpProxy, socket_addr_of, via};
 pub use queue::{Taken, TestQueue, amqp_url};
 pub use redis::{TestRedis, redis_url};
 pub use wait::{
-    at_least, eventually, eventually_blocking, eventually_within, exactly, within, within_blocking,
+    SLACK, assert_prompt, at_least, eventually, eventually_blocking, eventually_within, exactly,
+    within, within_blocking,
 };
 
 /// What the name of everything a test makes starts with (databases, queues, Redis prefixes,

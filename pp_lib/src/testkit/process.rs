@@ -103,16 +103,3 @@ pub fn assert_one_line_error(output: &Output, program: &str, text: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(stdout(output), "", "nothing on stdout");
 }
-
-/// An address nothing listens on: a port of 127.0.0.1 bound, then released (for a server to
-/// start on, or a client to be refused by).
-pub fn closed_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port on 127.0.0.1")
-}
-
-/// The port of [`closed_port`].
-pub fn free_port() -> u16 {
-    closed_port().port()
-}

@@ -172,6 +172,24 @@ fn spent<E: Debug>(patience: Duration, what: &str, seen: &Option<E>) -> String {
 }
 
 /// A test's patience, stretched by `PP_TEST_PATIENCE`.
+/// What load may add, at most, to a step a test expects to end promptly (a timeout firing, a
+/// deadline's answer, a shutdown within its grace): on the slowest machines seen such a step
+/// was late by a few seconds, never by this much. What the test rules out must take longer
+/// than the step's own time plus this (a hang, a wait the test holds until it ends it, a grace
+/// period per batch), so the bound tells the two apart whatever the machine's load.
+pub const SLACK: Duration = Duration::from_secs(20);
+
+/// Asserts a step that was given `allowed` (its timeout, deadline or grace) took no longer than
+/// that plus [`SLACK`] (stretched by `PP_TEST_PATIENCE` like every wait): it ended when its own
+/// timer said, not at some later event. `what` names the step.
+pub fn assert_prompt(took: Duration, allowed: Duration, what: &str) {
+    let bound = allowed + scaled(SLACK);
+    assert!(
+        took <= bound,
+        "{what} took {took:?}: more than its {allowed:?} and the slack for load ({bound:?} in all)"
+    );
+}
+
 fn scaled(patience: Duration) -> Duration {
     patience.mul_f64(patience_scale())
 }
@@ -238,7 +256,11 @@ mod tests {
         .await;
 
         assert_eq!(hung, Err(None));
-        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_prompt(
+            started.elapsed(),
+            Duration::from_millis(50),
+            "a wait for a probe that hangs",
+        );
     }
 
     #[tokio::test]

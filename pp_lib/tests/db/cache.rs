@@ -303,9 +303,7 @@ async fn limiters_in_two_processes_enforce_one_limit_together() {
 
 #[tokio::test]
 async fn a_limiter_whose_redis_is_gone_lets_requests_through() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let address = listener.local_addr().expect("its address");
-    drop(listener);
+    let address = pp_lib::testkit::ports::closed_port();
     let config = RedisConfig {
         url: Some(format!("redis://{address}").parse().expect("a URL")),
         ..RedisConfig::default()

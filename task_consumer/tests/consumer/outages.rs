@@ -86,10 +86,8 @@ async fn shutdown_while_the_database_is_down_takes_one_grace_period_and_loses_no
     let asked = std::time::Instant::now();
     consumer.stop().await;
     let took = asked.elapsed();
-    assert!(
-        took < Duration::from_secs(15),
-        "one grace period for the whole process, not one per batch: {took:?}"
-    );
+    // One grace period for the whole process, not one per batch (25 of them).
+    pp_lib::testkit::assert_prompt(took, Duration::from_secs(2), "a stop");
     assert_eq!(services.db.count(DONE_DEMANDS), 0);
     // Nothing was acked: a consumer that can reach the database records all of it, once.
     let consumer = TestConsumer::start(services.settings()).await;
