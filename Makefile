@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset api producer consumer run test contract bench-api bench-queue bench-dashboard seed-big screenshots bench-overload chaos cluster-up cluster-status cluster-down cli-run-01 cli-run-02 compose-check lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api producer consumer run test test-repeat contract bench-api bench-queue bench-dashboard seed-big screenshots bench-overload chaos cluster-up cluster-status cluster-down cli-run-01 cli-run-02 compose-check lint fmt ci clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,10 @@ run: setup ## Run the whole system: services, database, then API + consumer + pr
 test: setup ## Run every test against the real services (runs setup first; installs Chromium for the browser tests)
 	@scripts/install.sh chromium
 	@scripts/test.sh
+
+test-repeat: setup ## Run every test N times in a row (N=5), stopping at the first failure (for a test that fails now and then)
+	@scripts/install.sh chromium
+	@scripts/test-repeat.sh $(or $(N),5)
 
 contract: setup ## Fuzz the API against its own OpenAPI document (schemathesis, every check); fails on any mismatch
 	@scripts/install.sh schemathesis
