@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use pp_lib::config::SecretUrl;
 use pp_lib::testkit::{
-    KillOnDrop, TcpProxy, TestQueue, at_least, eventually, socket_addr_of, terminate, via,
-    wait_exit,
+    FaultyBroker, KillOnDrop, TcpProxy, TestQueue, at_least, eventually, socket_addr_of, terminate,
+    via, wait_exit,
 };
 use uuid::Uuid;
 
@@ -163,6 +163,44 @@ async fn run_publishes_on_its_schedule_rides_out_an_outage_and_stops_on_sigterm(
     for message in queue.take_all(queue.name()).await {
         pp_lib::demand::WorkDemand::from_json(&message.body).expect("a valid demand");
     }
+}
+
+#[tokio::test]
+async fn a_connection_that_nacks_every_confirm_is_left_for_a_new_one_and_the_burst_completes() {
+    let queue = TestQueue::create().await;
+    let broker = FaultyBroker::start(socket_addr_of(queue.url(), 5672));
+    let mut command = producer(&via(queue.url(), broker.addr()), queue.name());
+    command
+        .args(["burst", "--count", "400", "--rate", "200"])
+        .stdout(Stdio::piped());
+    let mut child = KillOnDrop(command.spawn().expect("the producer starts"));
+    wait_for_messages(&queue, 20).await;
+
+    // From now on the connection it publishes on nacks every confirm, while the broker still
+    // enqueues each message: what RabbitMQ 3.10 does to a channel opened while a quorum queue
+    // elects its leader. Publishing again on it would never end.
+    broker.nack_on_open_connections();
+    let status = wait_exit(&mut child, Duration::from_secs(30)).await;
+
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(
+        &mut child.stdout.take().expect("stdout is piped"),
+        &mut stdout,
+    )
+    .expect("its stdout");
+    assert!(
+        status.success(),
+        "the burst completes, got {status}: {stdout}"
+    );
+    assert!(stdout.contains("confirmed 400 of 400 demands"), "{stdout}");
+    assert!(broker.connections() >= 2, "it moved to a new connection");
+    let ids: HashSet<Uuid> = queue
+        .take_all(queue.name())
+        .await
+        .iter()
+        .map(pp_lib::testkit::Taken::id)
+        .collect();
+    assert_eq!(ids.len(), 400, "every demand arrived (some twice)");
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! their message id, whether the broker is up when they arrive or comes back later; and a broker
 //! that stalls, nacks every confirm or blocks the connection never makes a round hold its rows
 //! longer than the round limit (a broker of the test's own in front of the real one misbehaves,
-//! see `FaultyBroker`).
+//! pp_lib's `FaultyBroker`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,7 +12,9 @@ use diesel::prelude::*;
 use pp_backend_api::testkit::{TestApp, TestSettings};
 use pp_lib::db::outbox::insert_demand;
 use pp_lib::demand::WorkDemand;
-use pp_lib::testkit::{TcpProxy, TestQueue, at_least, eventually, exactly, socket_addr_of, via};
+use pp_lib::testkit::{
+    FaultyBroker, TcpProxy, TestQueue, at_least, eventually, exactly, socket_addr_of, via,
+};
 use pp_storage::testkit::{TestDatabase, UNPUBLISHED_DEMANDS};
 use reqwest::StatusCode;
 use uuid::Uuid;
@@ -305,176 +307,19 @@ async fn while_the_broker_blocks_the_connection_the_relay_waits_without_claiming
     app.stop().await.expect("the server stops");
 }
 
-/// A broker in front of the real one that can misbehave the ways a real one does under stress,
-/// without touching the RabbitMQ the other tests share: stall (nothing passes either way),
-/// nack every publisher confirm (its `basic.ack` turned into `basic.nack`), or block the
-/// connection (`connection.blocked` sent to the client, which is then no longer read from, as
-/// RabbitMQ does under a memory or disk alarm). It forwards whole AMQP frames from the broker,
-/// so what it adds or changes falls between frames.
-struct FaultyBroker {
-    addr: std::net::SocketAddr,
-    mode: tokio::sync::watch::Sender<Mode>,
-    inject: tokio::sync::broadcast::Sender<Vec<u8>>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_nacks_every_confirm_is_left_for_a_new_one_and_every_row_is_relayed() {
+    let queue = Arc::new(TestQueue::create().await);
+    let broker = FaultyBroker::start(socket_addr_of(queue.url(), 5672));
+    let app = spawn_app_behind(&broker, &queue).await;
+    until_broker_is(&app, "ok").await;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Forward,
-    Stall,
-    NackConfirms,
-    Blocked,
-}
+    // The relay's connection nacks every confirm from now on while the broker enqueues each
+    // message (RabbitMQ 3.10 on a channel opened while a quorum queue elected its leader);
+    // a new connection confirms faithfully.
+    broker.nack_on_open_connections();
+    let ids = insert_demands(&app.db, 20);
 
-impl FaultyBroker {
-    fn start(target: std::net::SocketAddr) -> FaultyBroker {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime for the broker proxy");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let addr = listener.local_addr().expect("the proxy's address");
-        let (mode, _) = tokio::sync::watch::channel(Mode::Forward);
-        let (inject, _) = tokio::sync::broadcast::channel(16);
-        let (modes, injections) = (mode.clone(), inject.clone());
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listens");
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
-                    continue;
-                };
-                let (client_read, client_write) = client.into_split();
-                let (server_read, server_write) = server.into_split();
-                tokio::spawn(to_broker(client_read, server_write, modes.subscribe()));
-                tokio::spawn(to_client(
-                    server_read,
-                    client_write,
-                    modes.subscribe(),
-                    injections.subscribe(),
-                ));
-            }
-        });
-        FaultyBroker {
-            addr,
-            mode,
-            inject,
-            runtime: Some(runtime),
-        }
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        self.addr
-    }
-
-    fn stall(&self) {
-        self.mode.send_replace(Mode::Stall);
-    }
-
-    fn nack_every_confirm(&self) {
-        self.mode.send_replace(Mode::NackConfirms);
-    }
-
-    /// Sends `connection.blocked` and stops reading from the clients.
-    fn block(&self, reason: &str) {
-        let mut arguments = vec![u8::try_from(reason.len()).expect("a short reason")];
-        arguments.extend_from_slice(reason.as_bytes());
-        self.mode.send_replace(Mode::Blocked);
-        let _ = self.inject.send(method_frame(60, &arguments));
-    }
-
-    /// Sends `connection.unblocked` and reads from the clients again.
-    fn unblock(&self) {
-        let _ = self.inject.send(method_frame(61, &[]));
-        self.mode.send_replace(Mode::Forward);
-    }
-
-    fn heal(&self) {
-        self.mode.send_replace(Mode::Forward);
-    }
-}
-
-impl Drop for FaultyBroker {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// A frame of the connection class (10) on channel 0.
-fn method_frame(method: u16, arguments: &[u8]) -> Vec<u8> {
-    let mut payload = 10_u16.to_be_bytes().to_vec();
-    payload.extend_from_slice(&method.to_be_bytes());
-    payload.extend_from_slice(arguments);
-    let mut frame = vec![1, 0, 0];
-    frame.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
-    frame.extend_from_slice(&payload);
-    frame.push(0xCE);
-    frame
-}
-
-/// Client to broker, bytes as they come, held back while stalled or blocked.
-async fn to_broker(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut mode: tokio::sync::watch::Receiver<Mode>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buffer = vec![0_u8; 64 * 1024];
-    loop {
-        let paused = matches!(*mode.borrow(), Mode::Stall | Mode::Blocked);
-        tokio::select! {
-            changed = mode.changed() => if changed.is_err() { return },
-            read = from.read(&mut buffer), if !paused => match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => if to.write_all(&buffer[..n]).await.is_err() { return },
-            },
-        }
-    }
-}
-
-/// Broker to client, whole frames, held back while stalled, with confirms turned into nacks or
-/// frames added between them on demand.
-async fn to_client(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut mode: tokio::sync::watch::Receiver<Mode>,
-    mut inject: tokio::sync::broadcast::Receiver<Vec<u8>>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buffer = vec![0_u8; 64 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        let current = *mode.borrow();
-        tokio::select! {
-            changed = mode.changed() => if changed.is_err() { return },
-            injected = inject.recv() => match injected {
-                Ok(frame) => if to.write_all(&frame).await.is_err() { return },
-                Err(_) => return,
-            },
-            read = from.read(&mut buffer), if current != Mode::Stall => match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    pending.extend_from_slice(&buffer[..n]);
-                    while pending.len() >= 7 {
-                        let size = u32::from_be_bytes([pending[3], pending[4], pending[5], pending[6]]);
-                        let length = 7 + usize::try_from(size).expect("a frame size") + 1;
-                        if pending.len() < length {
-                            break;
-                        }
-                        let mut frame: Vec<u8> = pending.drain(..length).collect();
-                        // basic.ack (60, 80) and basic.nack (60, 120) carry the same arguments.
-                        if current == Mode::NackConfirms && frame[0] == 1 && frame[7..11] == [0, 60, 0, 80] {
-                            frame[9..11].copy_from_slice(&120_u16.to_be_bytes());
-                        }
-                        if to.write_all(&frame).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            },
-        }
-    }
+    wait_until_relayed(&app, &queue, &ids).await;
+    assert!(broker.connections() >= 2, "it moved to a new connection");
 }

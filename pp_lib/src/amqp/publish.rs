@@ -4,7 +4,8 @@
 //! broker's confirms flow back while more messages go out (waiting for each confirm in turn would
 //! cap the rate at one message per round trip). A message counts only when the broker acks it.
 //! When the connection fails, every unconfirmed message is published again, in order, on the next
-//! connection, with the same `message_id`; a nacked message is published again after a pause.
+//! connection, with the same `message_id`; so is every unconfirmed message after a nack, on a new
+//! connection after a pause.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -76,8 +77,17 @@ pub const DEFAULT_WINDOW: usize = 1_000;
 /// without lapin noticing must not stall publishing forever.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Pause before publishing again a message the broker nacked.
+/// Pause before publishing again what was in flight when the broker nacked a message; it
+/// doubles with each nack in a row, up to [`LONGEST_NACK_PAUSE`], and an ack resets it.
 const NACK_PAUSE: Duration = Duration::from_millis(200);
+const LONGEST_NACK_PAUSE: Duration = Duration::from_secs(5);
+
+/// The pause after `nacks` nacks in a row (1 or more).
+fn nack_pause(nacks: u32) -> Duration {
+    NACK_PAUSE
+        .saturating_mul(1 << nacks.saturating_sub(1).min(16))
+        .min(LONGEST_NACK_PAUSE)
+}
 
 /// Publishing stopped before every message was confirmed.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +104,8 @@ pub struct Publisher {
     broker: Broker,
     session: Option<BrokerSession>,
     republished: u64,
+    /// Nacks in a row, for the pause after the next one.
+    nacks: u32,
     /// When set and pulled, no new message is published: the ones in flight are confirmed and
     /// `publish` returns. It cuts short a wait for the rate, however long.
     shutdown: Option<Shutdown>,
@@ -105,6 +117,7 @@ impl Publisher {
             broker,
             session: None,
             republished: 0,
+            nacks: 0,
             shutdown: None,
         }
     }
@@ -117,7 +130,8 @@ impl Publisher {
         }
     }
 
-    /// Messages published a second time because a connection was lost before their confirm.
+    /// Messages published a second time because a connection was lost before their confirm, or
+    /// the broker nacked them or one ahead of them.
     pub fn republished(&self) -> u64 {
         self.republished
     }
@@ -268,8 +282,8 @@ impl Publisher {
         }
     }
 
-    /// Waits for the confirm of the oldest message in flight: `None` when it was settled (acked,
-    /// or nacked and queued again), the interruption when the connection failed.
+    /// Waits for the confirm of the oldest message in flight: `None` when it was acked, the
+    /// interruption when the connection failed or the broker nacked it.
     async fn confirm(
         &mut self,
         sending: &mut Sending<impl Iterator<Item = Outgoing>, PublisherConfirm>,
@@ -285,18 +299,31 @@ impl Publisher {
         };
         match confirmation {
             Ok(Confirmation::Ack(_)) => {
+                self.nacks = 0;
                 sending.acked();
                 on_confirmed(&message);
                 Ok(None)
             }
+            // A nack says the queue could not take the message: a quorum queue whose leader
+            // this node cannot reach, or that lost its majority, or a full queue. RabbitMQ 3.10
+            // nacks every later publish on a channel opened while a quorum queue was electing
+            // its leader, yet enqueues them: so a nack ends the session, and what was in
+            // flight goes out again on a new one, on the next node (the consumers' dedup absorbs
+            // whatever of it was enqueued after all).
             Ok(Confirmation::Nack(_)) => {
+                self.nacks = self.nacks.saturating_add(1);
+                let pause = nack_pause(self.nacks);
                 log::warn!(
-                    "RabbitMQ refused message {}; publishing it again",
+                    "RabbitMQ refused message {}; publishing it and those after it again on a \
+                     new connection in {pause:?}",
                     message.id
                 );
-                sending.nacked(message);
-                tokio::time::sleep(NACK_PAUSE).await;
-                Ok(None)
+                // Cut short when asked to stop: what was in flight stays unconfirmed then.
+                self.wait_until(Instant::now() + pause).await;
+                Ok(Some(Interrupted {
+                    error: Error::broker(format!("RabbitMQ refused message {}", message.id)),
+                    unconfirmed: Some(message),
+                }))
             }
             // Sessions of a publishing broker are always in confirm mode.
             Ok(Confirmation::NotRequested) => Err(PublishError {
@@ -328,8 +355,7 @@ struct Interrupted {
 /// One call of [`Publisher::publish`]: what waits to go out, what is out waiting for its confirm
 /// (with `C`, the handle of that confirm), and how far it got. Its steps are pure, so the order
 /// of a publication is tested without a broker: first out, first confirmed; what a lost
-/// connection left unconfirmed goes out again first, in its order; a nacked message goes to the
-/// back.
+/// connection (or a nack) left unconfirmed goes out again first, in its order.
 #[derive(Debug)]
 struct Sending<I, C> {
     source: I,
@@ -397,11 +423,6 @@ impl<I: Iterator<Item = Outgoing>, C> Sending<I, C> {
 
     fn acked(&mut self) {
         self.confirmed += 1;
-    }
-
-    /// The broker refused `message`: it goes out again, after the others.
-    fn nacked(&mut self, message: Outgoing) {
-        self.again.push_back(message);
     }
 
     /// The connection is gone: `unconfirmed` (the oldest, whose confirm it cut off) and every
@@ -474,23 +495,13 @@ mod tests {
     }
 
     #[test]
-    fn a_nacked_message_goes_again_behind_the_others_waiting_to_but_before_new_ones() {
-        let mut sending = Sending::new(messages(5).into_iter(), 3);
-        assert_eq!(publish_all(&mut sending), [0, 1, 2]);
-        let (nacked, ()) = sending.take_oldest().expect("in flight");
-        sending.nacked(nacked);
-        let (cut_off, ()) = sending.take_oldest().expect("in flight");
-        sending.lost(Some(cut_off));
+    fn the_pause_after_a_nack_doubles_with_each_one_in_a_row_up_to_the_longest() {
+        let pauses: Vec<u128> = [1, 2, 3, 6, 40, u32::MAX]
+            .into_iter()
+            .map(|nacks| nack_pause(nacks).as_millis())
+            .collect();
 
-        let mut order = Vec::new();
-        while let Some(message) = sending.next() {
-            order.push(id(&message));
-            sending.published(message, ());
-            sending.take_oldest();
-            sending.acked();
-        }
-
-        assert_eq!(order, [1, 2, 0, 3, 4]);
+        assert_eq!(pauses, [200, 400, 800, 5_000, 5_000, 5_000]);
     }
 
     #[test]

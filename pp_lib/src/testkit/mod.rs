@@ -9,6 +9,8 @@
 //! - [`cluster`]: [`TestCluster`], RabbitMQ nodes of the test's own joined into one cluster.
 //! - [`broker_node`]: [`TestBrokerNode`], a RabbitMQ node of the test's own on free ports, for
 //!   tests that restart or reconfigure a broker (the shared one is never touched).
+//! - [`faulty_broker`]: [`FaultyBroker`], an AMQP forwarder that stalls, nacks confirms or blocks
+//!   the connection, the ways a broker under stress does.
 //! - [`proxy`]: [`TcpProxy`], a TCP forwarder a test cuts and restores, to show what a client
 //!   does when its broker or database goes away, without disturbing the servers others share.
 //! - [`ports`]: a port held closed for a test's life ([`ports::closed_port`]), and a port
@@ -25,6 +27,7 @@
 
 pub mod broker_node;
 pub mod cluster;
+pub mod faulty_broker;
 pub mod flags;
 pub mod ports;
 pub mod process;
@@ -35,6 +38,7 @@ pub mod wait;
 
 pub use broker_node::TestBrokerNode;
 pub use cluster::TestCluster;
+pub use faulty_broker::FaultyBroker;
 pub use process::{KillOnDrop, terminate, wait_exit};
 pub use proxy::{TcpProxy, socket_addr_of, via};
 pub use queue::{Taken, TestQueue, amqp_url};
