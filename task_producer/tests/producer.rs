@@ -259,3 +259,27 @@ async fn no_flag_value_makes_the_producer_panic() {
     .await
     .expect("every run was checked");
 }
+
+#[tokio::test]
+async fn a_burst_passes_over_a_node_that_takes_connections_but_never_answers() {
+    let queue = TestQueue::create().await;
+    // The kernel completes the connection; nothing ever speaks AMQP on it (a frozen node).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let frozen = listener.local_addr().expect("its address");
+    let nodes = format!("amqp://guest:guest@{frozen}/%2f,{}", queue.url().expose());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_task_producer"));
+    command
+        .env("AMQP_URL", nodes)
+        .env("PP_QUEUE", queue.name())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        // The default patience: a round of the list must fit well inside it.
+        .args(["burst", "--count", "20"]);
+
+    let out = output(command);
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("confirmed 20 of 20 demands"), "{stdout}");
+    drop(listener);
+}

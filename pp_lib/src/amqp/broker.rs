@@ -36,8 +36,18 @@ pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 /// buffer in each direction, zero-filled: 8 MiB per connection at RabbitMQ's default 128 KiB,
 /// 1 MiB at this size. Our messages are tens of bytes, and a larger one is split into frames.
 pub const DEFAULT_FRAME_MAX: u32 = 16 * 1024;
-/// Longest wait for one connection attempt (TCP, AMQP handshake, channel, declarations).
+/// Longest wait for one connection attempt (TCP, AMQP handshake, channel, declarations) to a
+/// lone node.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest wait for one attempt to a node of a list: a node that takes connections but answers
+/// nothing (frozen, swapping, cut off behind a firewall that drops) costs this, and a round of
+/// three fits well inside the 10 s a burst waits by default. A healthy node connects in a few
+/// milliseconds on a LAN; it is far above that.
+pub const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The shortest an attempt is given when little patience is left: enough for a healthy node.
+const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 
 /// Longest wait for the broker to answer a call made while stopping or acknowledging (a cancel,
 /// a close, an ack): a connection that died unnoticed must not hold a shutdown.
@@ -286,11 +296,25 @@ impl Broker {
 
     /// One attempt, to the next node, bounded by the connect timeout.
     pub async fn try_connect(&self) -> Result<BrokerSession, Error> {
+        self.try_connect_for(self.connect_timeout()).await
+    }
+
+    /// The longest an attempt to one node may take: shorter when another node can be tried.
+    pub fn connect_timeout(&self) -> Duration {
+        if self.nodes.len() > 1 {
+            NODE_CONNECT_TIMEOUT
+        } else {
+            DEFAULT_CONNECT_TIMEOUT
+        }
+    }
+
+    /// One attempt, to the next node, for at most `timeout`.
+    async fn try_connect_for(&self, timeout: Duration) -> Result<BrokerSession, Error> {
         let url = self.next_node();
-        match tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, self.open(url)).await {
+        match tokio::time::timeout(timeout, self.open(url)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(Error::broker(format!(
-                "no answer from {url} within {DEFAULT_CONNECT_TIMEOUT:?}"
+                "no answer from {url} within {timeout:?}"
             ))),
         }
     }
@@ -328,11 +352,14 @@ impl Broker {
         }
     }
 
-    /// Connects, retrying with backoff for at most `patience` (at least one attempt).
+    /// Connects, retrying with backoff for at most `patience` (at least one attempt, none of
+    /// them past it).
     pub async fn connect_within(&mut self, patience: Duration) -> Result<BrokerSession, Error> {
         let deadline = Instant::now() + patience;
         loop {
-            match self.try_connect().await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timeout = self.connect_timeout().min(left.max(MIN_ATTEMPT));
+            match self.try_connect_for(timeout).await {
                 Ok(session) => return Ok(self.connected(session)),
                 Err(error) => {
                     self.failed(&error);
