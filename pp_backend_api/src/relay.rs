@@ -205,7 +205,7 @@ impl Relay {
                 Next::Idle => break,
                 Next::Reconnect => {
                     if let Some(stuck) = self.publisher.as_mut() {
-                        stuck.abandon();
+                        stuck.abandon("no confirm within the round limit");
                     }
                     self.shutdown.sleep(self.backoff.next_delay()).await;
                     break;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use pp_backend_api::testkit::{TestApp, TestSettings};
+use pp_lib::config::AmqpNodes;
 use pp_lib::db::outbox::insert_demand;
 use pp_lib::demand::WorkDemand;
 use pp_lib::testkit::{
@@ -322,4 +323,30 @@ async fn a_connection_that_nacks_every_confirm_is_left_for_a_new_one_and_every_r
 
     wait_until_relayed(&app, &queue, &ids).await;
     assert!(broker.connections() >= 2, "it moved to a new connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_confirms_is_left_for_the_next_once_a_round_times_out() {
+    let queue = Arc::new(TestQueue::create().await);
+    let broker = FaultyBroker::start(socket_addr_of(queue.url(), 5672));
+    broker.withhold_confirms();
+    let stalled = via(queue.url(), broker.addr());
+    let nodes: AmqpNodes = format!("{},{}", stalled.expose(), queue.url().expose())
+        .parse()
+        .expect("two nodes");
+    let app = TestApp::spawn(
+        TestSettings::new()
+            .relaying_to(queue.clone(), stalled)
+            .with(move |settings| {
+                settings.relay.round_limit = ROUND_LIMIT;
+                settings.relay.amqp.nodes = nodes;
+            }),
+    )
+    .await;
+
+    let ids = insert_demands(&app.db, 20);
+
+    // The first node takes the connection and the publishes, and settles none.
+    wait_until_relayed(&app, &queue, &ids).await;
+    assert!(broker.connections() >= 1, "it tried the first node");
 }

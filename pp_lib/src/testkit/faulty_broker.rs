@@ -1,6 +1,6 @@
 //! A broker in front of the real one that misbehaves the ways a real one does under stress,
 //! without touching the RabbitMQ the other tests share: it stalls (nothing passes either way),
-//! nacks every publisher confirm (its `basic.ack` turned into `basic.nack`), nacks every confirm
+//! nacks every publisher confirm (its `basic.ack` turned into `basic.nack`), withholds them, nacks every confirm
 //! of the connections open at a moment and of none opened after (what RabbitMQ 3.10 does to a
 //! channel opened while a quorum queue elects its leader), or blocks the connection
 //! (`connection.blocked` sent to the client, which is then no longer read from, as RabbitMQ does
@@ -33,6 +33,7 @@ enum Mode {
     Forward,
     Stall,
     NackConfirms,
+    WithholdConfirms,
     Blocked,
 }
 
@@ -115,6 +116,13 @@ impl FaultyBroker {
     /// Every publisher confirm becomes a nack, until [`FaultyBroker::heal`].
     pub fn nack_every_confirm(&self) {
         self.mode.send_replace(Mode::NackConfirms);
+    }
+
+    /// No publisher confirm reaches a client (everything else does: connections open, queues
+    /// are declared, messages are enqueued), until [`FaultyBroker::heal`]: a node that takes
+    /// publishes it cannot settle, as one cut off from its queue's leader does.
+    pub fn withhold_confirms(&self) {
+        self.mode.send_replace(Mode::WithholdConfirms);
     }
 
     /// Every connection open now nacks every confirm for as long as it lasts; connections
@@ -209,6 +217,9 @@ async fn to_client(
                 Ok(n) => {
                     pending.extend_from_slice(&buffer[..n]);
                     while let Some(mut frame) = take_frame(&mut pending) {
+                        if current == Mode::WithholdConfirms && is_ack(&frame) {
+                            continue;
+                        }
                         if link.nacks(current) {
                             ack_to_nack(&mut frame);
                         }
@@ -232,10 +243,15 @@ fn take_frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
     (pending.len() >= length).then(|| pending.drain(..length).collect())
 }
 
-/// A `basic.ack` (class 60, method 80) made a `basic.nack` (60, 120): they carry the same
-/// arguments. Any other frame is left alone.
+/// Whether `frame` is a `basic.ack` (class 60, method 80): from the broker, a confirm.
+fn is_ack(frame: &[u8]) -> bool {
+    frame.len() >= 11 && frame[0] == 1 && frame[7..11] == [0, 60, 0, 80]
+}
+
+/// A `basic.ack` made a `basic.nack` (60, 120): they carry the same arguments. Any other frame
+/// is left alone.
 fn ack_to_nack(frame: &mut [u8]) {
-    if frame.len() >= 11 && frame[0] == 1 && frame[7..11] == [0, 60, 0, 80] {
+    if is_ack(frame) {
         frame[9..11].copy_from_slice(&120_u16.to_be_bytes());
     }
 }
