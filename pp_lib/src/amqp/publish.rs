@@ -4,8 +4,9 @@
 //! broker's confirms flow back while more messages go out (waiting for each confirm in turn would
 //! cap the rate at one message per round trip). A message counts only when the broker acks it.
 //! When the connection fails, every unconfirmed message is published again, in order, on the next
-//! connection, with the same `message_id`; so is every unconfirmed message after a nack, on a new
-//! connection after a pause.
+//! connection, with the same `message_id`; so is every unconfirmed message after a nack, or after
+//! a message came back because no queue took it (publishes are mandatory), on a new connection
+//! after a pause.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -253,7 +254,13 @@ impl Publisher {
                 .basic_publish(
                     "".into(),
                     queue.into(),
-                    BasicPublishOptions::default(),
+                    // A message no queue takes comes back (basic.return) instead of being
+                    // confirmed and dropped: the queue was deleted, or a producer was left
+                    // on a queue that is gone.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
                     &message.body,
                     demand_properties(message.id),
                 )
@@ -300,7 +307,10 @@ impl Publisher {
             ))),
         };
         match confirmation {
-            Ok(Confirmation::Ack(_)) => {
+            Ok(Confirmation::Ack(Some(_returned))) => {
+                self.refused(message, "no queue took it (returned)").await
+            }
+            Ok(Confirmation::Ack(None)) => {
                 self.nacks = 0;
                 sending.acked();
                 on_confirmed(&message);
@@ -312,21 +322,7 @@ impl Publisher {
             // its leader, yet enqueues them: so a nack ends the session, and what was in
             // flight goes out again on a new one, on the next node (the consumers' dedup absorbs
             // whatever of it was enqueued after all).
-            Ok(Confirmation::Nack(_)) => {
-                self.nacks = self.nacks.saturating_add(1);
-                let pause = nack_pause(self.nacks);
-                log::warn!(
-                    "RabbitMQ refused message {}; publishing it and those after it again on a \
-                     new connection in {pause:?}",
-                    message.id
-                );
-                // Cut short when asked to stop: what was in flight stays unconfirmed then.
-                self.wait_until(Instant::now() + pause).await;
-                Ok(Some(Interrupted {
-                    error: Error::broker(format!("RabbitMQ refused message {}", message.id)),
-                    unconfirmed: Some(message),
-                }))
-            }
+            Ok(Confirmation::Nack(_)) => self.refused(message, "nacked").await,
             // Sessions of a publishing broker are always in confirm mode.
             Ok(Confirmation::NotRequested) => Err(PublishError {
                 confirmed: sending.confirmed,
@@ -338,6 +334,29 @@ impl Publisher {
                 unconfirmed: Some(message),
             })),
         }
+    }
+
+    /// The broker did not take `message` (`how`): it and what was in flight go out again on a
+    /// new connection, which declares the queue again, after a pause that grows with each
+    /// refusal in a row.
+    async fn refused(
+        &mut self,
+        message: Outgoing,
+        how: &str,
+    ) -> Result<Option<Interrupted>, PublishError> {
+        self.nacks = self.nacks.saturating_add(1);
+        let pause = nack_pause(self.nacks);
+        log::warn!(
+            "RabbitMQ refused message {} ({how}); publishing it and those after it again on a \
+             new connection in {pause:?}",
+            message.id
+        );
+        // Cut short when asked to stop: what was in flight stays unconfirmed then.
+        self.wait_until(Instant::now() + pause).await;
+        Ok(Some(Interrupted {
+            error: Error::broker(format!("RabbitMQ refused message {} ({how})", message.id)),
+            unconfirmed: Some(message),
+        }))
     }
 
     /// Closes the connection, if any.

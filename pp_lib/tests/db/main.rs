@@ -6,6 +6,7 @@ mod events;
 mod idempotency;
 mod outbox;
 mod pool;
+mod publishing;
 mod sweeper;
 mod testkit;
 mod works;
