@@ -11,6 +11,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use pp_lib::amqp::{Broker, Topology};
 use pp_lib::cache::{Redis, WorkCache};
 use pp_lib::db::{PgPool, build_pool_lazy};
 use pp_lib::shutdown::Shutdown;
@@ -30,6 +31,68 @@ use crate::state::AppState;
 
 /// Longest wait, at shutdown, for the outbox relay to finish its round.
 const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the check of the queue at start may take: a broker that does not answer by then is
+/// an outage the relay rides out, not a reason to refuse to start.
+const QUEUE_CHECK_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Refuses to start when the relay's queue exists with another type or other arguments than
+/// this configuration declares: a configuration error no retry mends, said once, with the way
+/// out. A broker that cannot be reached is no such error: demands wait in the outbox.
+async fn check_queue(relay: &RelayConfig) -> anyhow::Result<()> {
+    if !relay.enabled {
+        return Ok(());
+    }
+    let mut broker = Broker::new(
+        relay.amqp.nodes.clone(),
+        Topology::from_config(&relay.amqp),
+        "pp_backend_api start",
+    );
+    match broker.connect_within(QUEUE_CHECK_PATIENCE).await {
+        Ok(session) => {
+            session.close().await;
+            Ok(())
+        }
+        Err(error @ pp_lib::Error::Config(_)) => Err(error.into()),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Says where Redis is and what it is used for.
+fn log_redis(settings: &Settings, redis: &Redis) {
+    log::info!(
+        "Redis {} (keys {}:*): caching works{}",
+        settings
+            .redis
+            .url
+            .as_ref()
+            .map_or_else(String::new, ToString::to_string),
+        redis.prefix(),
+        match settings.rate_limit.quota() {
+            Some(quota) => format!(
+                ", rate limit {} per client with bursts of {}",
+                quota.rate, quota.burst
+            ),
+            None => String::new(),
+        }
+    );
+}
+
+/// Says who may do what, and warns when anyone who reaches the server may change things.
+fn log_auth_mode(setting: AuthSetting, mode: Mode, address: SocketAddr, behind_proxy: bool) {
+    match (setting, mode) {
+        (AuthSetting::Off, _) if !address.ip().is_loopback() || behind_proxy => log::warn!(
+            "PP_AUTH=off on {address}{}: anyone who reaches it may create works and demands, and \
+             act from the dashboard if PP_ADMIN_TOKEN is known",
+            if behind_proxy { ", behind a proxy" } else { "" }
+        ),
+        (AuthSetting::Auto, Mode::Off) => log::info!(
+            "PP_AUTH: off for requests from this machine (auto, on loopback); writes for what a \
+             proxy forwards"
+        ),
+        (_, mode) => log::info!("PP_AUTH: {}", mode.as_str()),
+    }
+}
 
 /// The API server, bound and ready to run.
 pub struct Application {
@@ -63,23 +126,9 @@ impl Application {
         let redis = Redis::start(&settings.redis, metrics.redis.clone())?;
         let rate_limits = RateLimits::new(&settings.rate_limit, redis.as_ref())?.map(Arc::new);
         if let Some(redis) = &redis {
-            log::info!(
-                "Redis {} (keys {}:*): caching works{}",
-                settings
-                    .redis
-                    .url
-                    .as_ref()
-                    .map_or_else(String::new, ToString::to_string),
-                redis.prefix(),
-                match settings.rate_limit.quota() {
-                    Some(quota) => format!(
-                        ", rate limit {} per client with bursts of {}",
-                        quota.rate, quota.burst
-                    ),
-                    None => String::new(),
-                }
-            );
+            log_redis(&settings, redis);
         }
+        check_queue(&settings.relay).await?;
         let cache = WorkCache::new(redis, settings.cache.work_cache_settings());
         let mut state = AppState::new(
             pool.clone(),
@@ -102,18 +151,7 @@ impl Application {
         }
         let behind_proxy = !settings.rate_limit.trusted_proxies.is_empty();
         let mode = Mode::resolve(settings.auth.setting, address, behind_proxy);
-        match (settings.auth.setting, mode) {
-            (AuthSetting::Off, _) if !address.ip().is_loopback() || behind_proxy => log::warn!(
-                "PP_AUTH=off on {address}{}: anyone who reaches it may create works and demands, \
-                 and act from the dashboard if PP_ADMIN_TOKEN is known",
-                if behind_proxy { ", behind a proxy" } else { "" }
-            ),
-            (AuthSetting::Auto, Mode::Off) => log::info!(
-                "PP_AUTH: off for requests from this machine (auto, on loopback); writes for \
-                 what a proxy forwards"
-            ),
-            (_, mode) => log::info!("PP_AUTH: {}", mode.as_str()),
-        }
+        log_auth_mode(settings.auth.setting, mode, address, behind_proxy);
         // A login's first check of an unknown name costs what every later one does.
         tokio::task::spawn_blocking(pp_lib::auth::dummy_password_hash)
             .await

@@ -145,14 +145,15 @@ impl Shared {
 }
 
 /// Consumes until shutdown, then stops taking deliveries, finishes and acks the ones taken, and
-/// returns.
+/// returns. A queue that exists with another type or other arguments (a configuration error)
+/// ends it the same way, and is returned.
 pub async fn consume(
     mut broker: Broker,
     pool: PgPool,
     config: ConsumerConfig,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
-) {
+) -> Result<(), Error> {
     let (deliveries, receiver) = mpsc::channel::<Taken>(usize::from(config.prefetch).max(1));
     let receiver = Arc::new(Mutex::new(receiver));
     let database = Outage::new(
@@ -182,7 +183,16 @@ pub async fn consume(
     let mut between_sessions = reconnect_backoff();
     // The session of the last connection, kept open until the workers have acked.
     let mut last_session = None;
-    while let Some(session) = broker.connect(&shutdown).await {
+    let mut refused = None;
+    loop {
+        let session = match broker.connect(&shutdown).await {
+            Ok(Some(session)) => session,
+            Ok(None) => break,
+            Err(error) => {
+                refused = Some(error);
+                break;
+            }
+        };
         let channel = session.channel().clone();
         let end = match start_consuming(&channel, &config, broker.topology().queue(), &consumer_tag)
             .await
@@ -228,6 +238,7 @@ pub async fn consume(
     if let Some(session) = last_session {
         session.close().await;
     }
+    refused.map_or(Ok(()), Err)
 }
 
 /// `basic.qos` and `basic.consume` on a new session's channel.
@@ -415,6 +426,10 @@ async fn judge_all(batch: Vec<Taken>, shared: &Shared) -> Vec<Pending> {
     pending
 }
 
+/// What the log says after the number of redeliveries a batch found already recorded (a fault
+/// run adds them up).
+pub const DUPLICATES_LOGGED: &str = "redelivered demand(s) already recorded";
+
 /// Acks a part whose transaction committed (`created` new works, `duplicates` already there).
 async fn acknowledge(part: Vec<Pending>, created: usize, duplicates: usize, shared: &Shared) {
     shared.database().recovered();
@@ -422,9 +437,7 @@ async fn acknowledge(part: Vec<Pending>, created: usize, duplicates: usize, shar
     shared.metrics.duplicates.inc_by(duplicates as u64);
     shared.metrics.batch_size.observe(part.len() as f64);
     if duplicates > 0 {
-        log::info!(
-            "{duplicates} redelivered demand(s) already recorded: acknowledged without writing"
-        );
+        log::info!("{duplicates} {DUPLICATES_LOGGED}: acknowledged without writing");
     }
     for pending in part {
         // Recorded but not acked (the connection dropped) is safe: the redelivery will be

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use pp_lib::amqp::{Broker, Topology};
 use pp_lib::cache::{Redis, WorkCache};
 use pp_lib::db::build_pool_lazy;
-use pp_lib::shutdown::Shutdown;
+use pp_lib::shutdown::{Shutdown, ShutdownTrigger};
 
 use anyhow::Context;
 
@@ -41,17 +41,18 @@ pub struct Running {
     /// The bound metrics address (the port chosen when 0 was asked for), if any.
     pub metrics_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Result<(), pp_lib::Error>>,
 }
 
 impl Running {
     /// Waits until the consumer has stopped (after shutdown), in-flight work finished.
     pub async fn stopped(self) -> anyhow::Result<()> {
-        self.task
+        let consumed = self
+            .task
             .await
             .map_err(|error| anyhow::anyhow!("the consumer task failed: {error}"))?;
         log::info!("stopped: {}", self.metrics.summary());
-        Ok(())
+        Ok(consumed?)
     }
 }
 
@@ -59,6 +60,8 @@ impl Running {
 /// down: the consumer waits for them (and reports it) instead of failing.
 pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::new()?);
+    // Everything stops when asked to, or when the consumer finds it cannot run at all.
+    let (stop, shutdown) = stop_on(shutdown);
     let pool = build_pool_lazy(&settings.database);
     let mut metrics_addr = None;
     let server = match settings.metrics_addr.0 {
@@ -108,7 +111,10 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
         shutdown,
     );
     let task = tokio::spawn(async move {
-        consumer.await;
+        let consumed = consumer.await;
+        if consumed.is_err() {
+            stop.trigger();
+        }
         if let Err(error) = sweeper.await {
             log::error!("the sweeper failed: {error}");
         }
@@ -117,12 +123,25 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
         {
             log::error!("the metrics endpoint failed: {error}");
         }
+        consumed
     });
     Ok(Running {
         metrics_addr,
         metrics,
         task,
     })
+}
+
+/// A shutdown pulled when `outer` is, or by the trigger returned with it.
+fn stop_on(outer: Shutdown) -> (Arc<ShutdownTrigger>, Shutdown) {
+    let (trigger, inner) = Shutdown::new();
+    let trigger = Arc::new(trigger);
+    let pulled = trigger.clone();
+    tokio::spawn(async move {
+        outer.requested().await;
+        pulled.trigger();
+    });
+    (trigger, inner)
 }
 
 /// `task_consumer sweep`: sweeps pending API-created works once (in the window, or of any age),

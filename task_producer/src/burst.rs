@@ -13,6 +13,9 @@ use pp_lib::shutdown::Shutdown;
 
 use crate::settings::BurstSettings;
 
+/// What the report says after the number of demands published again (a fault run reads it).
+pub const REPUBLISHED_REPORTED: &str = "published again after a lost connection";
+
 /// What a burst achieved.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BurstReport {
@@ -36,11 +39,7 @@ impl fmt::Display for BurstReport {
             self.elapsed.as_secs_f64()
         )?;
         if self.republished > 0 {
-            write!(
-                f,
-                ", {} published again after a lost connection",
-                self.republished
-            )?;
+            write!(f, ", {} {REPUBLISHED_REPORTED}", self.republished)?;
         }
         write!(f, ")")
     }
@@ -92,8 +91,11 @@ pub async fn publish_burst(settings: BurstSettings, shutdown: Shutdown) -> Burst
     };
     // A wait for the rate, however long, ends on shutdown.
     let mut publisher = Publisher::new(crate::broker(&settings.amqp)).stopping_on(shutdown.clone());
-    if let Err(error) = publisher.ensure_connected(&options.reconnect).await {
-        return BurstOutcome::Unreachable(error);
+    match publisher.ensure_connected(&options.reconnect).await {
+        Ok(()) => {}
+        // Reached, and refused for good: a queue that exists with another type.
+        Err(error @ pp_lib::Error::Config(_)) => return failed_early(error),
+        Err(error) => return BurstOutcome::Unreachable(error),
     }
     let progress = Progress::new(count);
     let started = Instant::now();

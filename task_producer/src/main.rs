@@ -24,8 +24,13 @@ async fn main() -> ExitCode {
     let shutdown = pp_lib::shutdown::on_signals();
     match command {
         Command::Run(settings) => {
-            task_producer::schedule::run_until_stopped(settings, shutdown).await;
-            ExitCode::SUCCESS
+            match task_producer::schedule::run_until_stopped(settings, shutdown).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("task_producer: error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Burst(settings) => match burst::publish_burst(settings, shutdown).await {
             BurstOutcome::Unreachable(error) => {

@@ -12,7 +12,10 @@ use pp_lib::shutdown::Shutdown;
 use crate::settings::ScheduleSettings;
 
 /// Publishes on the schedule until shutdown; returns how many demands the broker confirmed.
-pub async fn run_until_stopped(settings: ScheduleSettings, shutdown: Shutdown) -> u64 {
+pub async fn run_until_stopped(
+    settings: ScheduleSettings,
+    shutdown: Shutdown,
+) -> Result<u64, pp_lib::Error> {
     let ScheduleSettings {
         amqp,
         every,
@@ -25,6 +28,7 @@ pub async fn run_until_stopped(settings: ScheduleSettings, shutdown: Shutdown) -
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut published: u64 = 0;
+    let mut refused = None;
     log::info!("publishing {per_tick} demand(s) every {every:?}; Ctrl-C stops");
     loop {
         tokio::select! {
@@ -51,11 +55,16 @@ pub async fn run_until_stopped(settings: ScheduleSettings, shutdown: Shutdown) -
                     log::info!("stopping before the broker came back: {}", error.reason);
                     break;
                 }
+                // No retry mends a queue that exists with another type.
+                if matches!(error.reason, pp_lib::Error::Config(_)) {
+                    refused = Some(error.reason);
+                    break;
+                }
                 log::error!("publishing failed: {error}");
             }
         }
     }
     publisher.close().await;
     log::info!("stopped after publishing {published} demand(s)");
-    published
+    refused.map_or(Ok(published), Err)
 }

@@ -283,3 +283,36 @@ async fn a_burst_passes_over_a_node_that_takes_connections_but_never_answers() {
     assert!(stdout.contains("confirmed 20 of 20 demands"), "{stdout}");
     drop(listener);
 }
+
+#[tokio::test]
+async fn a_queue_of_another_type_stops_burst_and_run_with_one_line_and_the_way_out() {
+    // The test's queue is classic; the producer is told it is a quorum queue.
+    let queue = TestQueue::create().await;
+    for args in [&["burst", "--count", "5"][..], &["run", "--every", "10ms"][..]] {
+        let mut command = producer(queue.url(), queue.name());
+        command
+            .env("PP_QUEUE_TYPE", "quorum")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = KillOnDrop(command.spawn().expect("the producer starts"));
+
+        let status = wait_exit(&mut child, Duration::from_secs(30)).await;
+
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(
+            &mut child.stderr.take().expect("stderr is piped"),
+            &mut stderr,
+        )
+        .expect("its stderr");
+        assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.starts_with("task_producer: error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
+        for named in [queue.name(), "another type", "PP_QUEUE"] {
+            assert!(errors[0].contains(named), "{args:?}: {named} in {}", errors[0]);
+        }
+    }
+}

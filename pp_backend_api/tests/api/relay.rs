@@ -350,3 +350,42 @@ async fn a_node_that_never_confirms_is_left_for_the_next_once_a_round_times_out(
     wait_until_relayed(&app, &queue, &ids).await;
     assert!(broker.connections() >= 1, "it tried the first node");
 }
+
+#[tokio::test]
+async fn a_queue_of_another_type_stops_the_api_at_start_with_the_way_out() {
+    // The test's queue is classic; the API's relay is told it is a quorum queue.
+    let queue = TestQueue::create().await;
+    let db = TestDatabase::create_async().await;
+    let mut child = pp_lib::testkit::KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_pp_backend_api"))
+            .env("DATABASE_URL", db.url().expose())
+            .env("AMQP_URL", queue.url().expose())
+            .env("PP_QUEUE", queue.name())
+            .env("PP_QUEUE_TYPE", "quorum")
+            .env("PP_HTTP_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the API binary starts"),
+    );
+
+    let status = pp_lib::testkit::wait_exit(&mut child, Duration::from_secs(30)).await;
+
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(
+        &mut child.stderr.take().expect("stderr is piped"),
+        &mut stderr,
+    )
+    .expect("its stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("pp_backend_api: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    for named in [queue.name(), "another type", "PP_QUEUE"] {
+        assert!(errors[0].contains(named), "{named} in {}", errors[0]);
+    }
+}

@@ -329,23 +329,26 @@ impl Broker {
         }
     }
 
-    /// Connects, retrying with backoff until it succeeds or shutdown is asked for (`None`).
-    pub async fn connect(&mut self, shutdown: &Shutdown) -> Option<BrokerSession> {
+    /// Connects, retrying with backoff until it succeeds or shutdown is asked for (`None`). A
+    /// queue that exists with another type or other arguments is no outage but a configuration
+    /// error, which no retry mends: it is returned at once.
+    pub async fn connect(&mut self, shutdown: &Shutdown) -> Result<Option<BrokerSession>, Error> {
         loop {
             if shutdown.is_requested() {
-                return None;
+                return Ok(None);
             }
             let attempt = tokio::select! {
                 attempt = self.try_connect() => attempt,
-                () = shutdown.requested() => return None,
+                () = shutdown.requested() => return Ok(None),
             };
             match attempt {
-                Ok(session) => return Some(self.connected(session)),
+                Ok(session) => return Ok(Some(self.connected(session))),
+                Err(error @ Error::Config(_)) => return Err(error),
                 Err(error) => {
                     self.failed(&error);
                     let delay = self.delay_after_failure();
                     if !delay.is_zero() && !shutdown.sleep(delay).await {
-                        return None;
+                        return Ok(None);
                     }
                 }
             }
@@ -361,6 +364,7 @@ impl Broker {
             let timeout = self.connect_timeout().min(left.max(MIN_ATTEMPT));
             match self.try_connect_for(timeout).await {
                 Ok(session) => return Ok(self.connected(session)),
+                Err(error @ Error::Config(_)) => return Err(error),
                 Err(error) => {
                     self.failed(&error);
                     let delay = self.delay_after_failure();
@@ -439,10 +443,12 @@ impl Broker {
                     connection.close(200, "setup failed".into()),
                 )
                 .await;
-                Err(Error::broker(format!(
-                    "{} (on {node})",
-                    self.topology.explain(&error)
-                )))
+                let explained = format!("{} (on {node})", self.topology.explain(&error));
+                if Topology::is_mismatch(&error) {
+                    Err(Error::Config(explained))
+                } else {
+                    Err(Error::broker(explained))
+                }
             }
         }
     }

@@ -177,7 +177,7 @@ impl Publisher {
             Reconnect::UntilShutdown(shutdown) => self
                 .broker
                 .connect(shutdown)
-                .await
+                .await?
                 .ok_or_else(|| Error::broker("shutting down before RabbitMQ answered"))?,
             Reconnect::Within(patience) => self.broker.connect_within(*patience).await?,
         };

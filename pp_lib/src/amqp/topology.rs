@@ -114,11 +114,18 @@ impl Topology {
         Ok(())
     }
 
+    /// Whether declaring failed because a queue exists with another type or other arguments
+    /// (RabbitMQ's 406 PRECONDITION_FAILED): a configuration error, which no retry mends.
+    pub fn is_mismatch(error: &lapin::Error) -> bool {
+        let text = error.to_string();
+        text.contains("PRECONDITION_FAILED") || text.contains("PRECONDITION-FAILED")
+    }
+
     /// What to say when declaring failed with `error`: a queue that exists with another type or
     /// other arguments is named, with the way out.
     pub fn explain(&self, error: &lapin::Error) -> String {
         let text = error.to_string();
-        if text.contains("PRECONDITION_FAILED") || text.contains("PRECONDITION-FAILED") {
+        if Topology::is_mismatch(error) {
             let wanted = match self.queue_type {
                 QueueType::Classic => "classic",
                 QueueType::Quorum => "quorum",

@@ -183,3 +183,37 @@ async fn sweep_exits_0_run_after_run_without_crashing_at_exit() {
     assert!(codes.iter().all(|code| *code == Some(0)), "{codes:?}");
     assert_eq!(services.db.count(PENDING_API_WORKS), 0);
 }
+
+#[tokio::test]
+async fn a_queue_of_another_type_stops_the_consumer_with_one_line_and_the_way_out() {
+    let services = TestServices::create().await;
+    // The test's queue is classic; this consumer is told it is a quorum queue.
+    let mut child = KillOnDrop(
+        consumer_command(&services)
+            .env("PP_QUEUE_TYPE", "quorum")
+            .args(["run", "--metrics-addr", "off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the consumer binary starts"),
+    );
+
+    let status = wait_exit(&mut child, Duration::from_secs(30)).await;
+
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(
+        &mut child.stderr.take().expect("stderr is piped"),
+        &mut stderr,
+    )
+    .expect("its stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("task_consumer: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    for named in [services.queue.name(), "another type", "PP_QUEUE"] {
+        assert!(errors[0].contains(named), "{named} in {}", errors[0]);
+    }
+    assert!(!stderr.contains("reconnecting"), "no outage: {stderr}");
+}
