@@ -37,8 +37,8 @@ const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const QUEUE_CHECK_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Refuses to start when the relay's queue exists with another type or other arguments than
-/// this configuration declares: a configuration error no retry mends, said once, with the way
-/// out. A broker that cannot be reached is no such error: demands wait in the outbox.
+/// this configuration declares, or is a quorum queue on a cluster without the feature it needs:
+/// a configuration error no retry mends, said once, with the way out. A broker that cannot be reached is no such error: demands wait in the outbox.
 async fn check_queue(relay: &RelayConfig) -> anyhow::Result<()> {
     if !relay.enabled {
         return Ok(());
@@ -48,6 +48,7 @@ async fn check_queue(relay: &RelayConfig) -> anyhow::Result<()> {
         Topology::from_config(&relay.amqp),
         "pp_backend_api start",
     );
+    broker.check_features().await?;
     match broker.connect_within(QUEUE_CHECK_PATIENCE).await {
         Ok(session) => {
             session.close().await;

@@ -82,6 +82,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
         Topology::from_config(&settings.amqp),
         "task_consumer",
     );
+    broker.check_features().await?;
     log::info!(
         "consuming {} (prefetch {}, batches of up to {}, {} workers), database {}{}",
         settings.amqp.queue,

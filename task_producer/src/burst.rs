@@ -91,6 +91,9 @@ pub async fn publish_burst(settings: BurstSettings, shutdown: Shutdown) -> Burst
     };
     // A wait for the rate, however long, ends on shutdown.
     let mut publisher = Publisher::new(crate::broker(&settings.amqp)).stopping_on(shutdown.clone());
+    if let Err(error) = publisher.check_features().await {
+        return failed_early(error);
+    }
     match publisher.ensure_connected(&options.reconnect).await {
         Ok(()) => {}
         // Reached, and refused for good: a queue that exists with another type.

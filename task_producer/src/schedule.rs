@@ -24,6 +24,7 @@ pub async fn run_until_stopped(
     } = settings;
     // A tick of many demands stops early on shutdown, after confirming what is in flight.
     let mut publisher = Publisher::new(crate::broker(&amqp)).stopping_on(shutdown.clone());
+    publisher.check_features().await?;
     let options = PublishOptions::new(Reconnect::UntilShutdown(shutdown.clone()));
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

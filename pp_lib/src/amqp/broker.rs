@@ -19,13 +19,14 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use lapin::options::ConfirmSelectOptions;
+use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ConnectionStatus, Event};
 use rand::Rng;
 use tokio::sync::watch;
 
 use crate::amqp::topology::Topology;
-use crate::config::{AmqpNodes, SecretUrl};
+use crate::config::{AmqpNodes, QueueType, SecretUrl};
 use crate::error::Error;
 use crate::outage::{Outage, Transition};
 use crate::shutdown::Shutdown;
@@ -45,6 +46,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// three fits well inside the 10 s a burst waits by default. A healthy node connects in a few
 /// milliseconds on a LAN; it is far above that.
 pub const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What RabbitMQ says when it refuses a queue whose type's feature flag is off.
+const FEATURE_FLAG_DISABLED: &str = "feature flag is disabled";
 
 /// The shortest an attempt is given when little patience is left: enough for a healthy node.
 const MIN_ATTEMPT: Duration = Duration::from_millis(500);
@@ -305,6 +309,61 @@ impl Broker {
             NODE_CONNECT_TIMEOUT
         } else {
             DEFAULT_CONNECT_TIMEOUT
+        }
+    }
+
+    /// For a quorum queue, checks on one connection to the next node that the cluster has the
+    /// `stream_queue` feature flag on: at-least-once dead-lettering needs it, and without it
+    /// RabbitMQ declares the queue all the same and dead-letters at most once, silently (a dead
+    /// letter can then be lost). RabbitMQ tells no client its feature flags, but refuses to
+    /// declare a stream while that one is off: a stream `<queue>.stream-probe` is declared and
+    /// deleted at once. The flag off is a configuration error, with the command that turns it
+    /// on; anything else (a node down, a slow cluster, no permission) is left to the
+    /// connections that follow.
+    pub async fn check_features(&self) -> Result<(), Error> {
+        if self.topology.queue_type() != QueueType::Quorum {
+            return Ok(());
+        }
+        let url = with_session_defaults(self.next_node().expose());
+        let probe = format!("{}.stream-probe", self.topology.queue());
+        let declared = async {
+            let properties = ConnectionProperties::default()
+                .with_connection_name(format!("{} feature check", self.name).into());
+            let connection = Connection::connect(&url, properties).await?;
+            let channel = connection.create_channel().await?;
+            let mut arguments = FieldTable::default();
+            arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("stream".into()),
+            );
+            let declared = channel
+                .queue_declare(
+                    probe.as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    arguments,
+                )
+                .await;
+            if declared.is_ok() {
+                let _ = channel
+                    .queue_delete(probe.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+            // Refused, the connection is closed already.
+            let _ = connection.close(200, "checked".into()).await;
+            declared.map(|_| ())
+        };
+        match tokio::time::timeout(self.connect_timeout(), declared).await {
+            Ok(Err(error)) if error.to_string().contains(FEATURE_FLAG_DISABLED) => {
+                Err(Error::Config(format!(
+                    "the quorum queue {} dead-letters at least once, which needs RabbitMQ's \
+                     stream_queue feature flag, and it is off on {} (RabbitMQ would dead-letter \
+                     at most once, silently): turn it on with `rabbitmqctl enable_feature_flag \
+                     stream_queue`",
+                    self.topology.queue(),
+                    self.next_node()
+                )))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -165,6 +165,11 @@ impl Publisher {
         }
     }
 
+    /// Whether the broker has the features this queue needs ([`Broker::check_features`]).
+    pub async fn check_features(&self) -> Result<(), Error> {
+        self.broker.check_features().await
+    }
+
     /// Connects now, if not connected, under `reconnect`'s rules.
     pub async fn ensure_connected(&mut self, reconnect: &Reconnect) -> Result<(), Error> {
         if self.is_connected() {

@@ -46,7 +46,15 @@ pub struct TestBrokerNode {
     /// once, and what it printed is kept (`-detached` loses both, and a taken distribution
     /// port left a wait of minutes for a pid file that never came).
     server: Mutex<Option<Child>>,
+    /// The feature flags a new node turns on (`RABBITMQ_FEATURE_FLAGS`), when not all.
+    feature_flags: Option<&'static str>,
 }
+
+/// Every feature flag of RabbitMQ 3.10 but `stream_queue`: a cluster upgraded from an older
+/// version, where nobody turned the new flags on.
+const ALL_BUT_STREAMS: &str = "classic_mirrored_queue_version,implicit_default_bindings,\
+                               maintenance_mode_status,quorum_queue,user_limits,\
+                               virtual_host_metadata";
 
 /// Why a node did not start.
 #[derive(Debug)]
@@ -73,7 +81,20 @@ impl TestBrokerNode {
 
     /// [`TestBrokerNode::start`] on the ports `reserve` gives, the AMQP port first: on other
     /// ones when a port was taken before the node bound it, [`PORT_ATTEMPTS`] times at most.
-    pub fn start_reserving(mut reserve: impl FnMut() -> PortReservation) -> TestBrokerNode {
+    pub fn start_reserving(reserve: impl FnMut() -> PortReservation) -> TestBrokerNode {
+        TestBrokerNode::start_with(reserve, None)
+    }
+
+    /// A node with the `stream_queue` feature flag off, as on a cluster upgraded from before
+    /// RabbitMQ 3.9 where nobody turned it on.
+    pub fn start_without_streams() -> TestBrokerNode {
+        TestBrokerNode::start_with(reserve_port, Some(ALL_BUT_STREAMS))
+    }
+
+    fn start_with(
+        mut reserve: impl FnMut() -> PortReservation,
+        feature_flags: Option<&'static str>,
+    ) -> TestBrokerNode {
         for program in [RABBITMQ_SERVER, RABBITMQCTL] {
             assert!(
                 Path::new(program).exists(),
@@ -84,7 +105,8 @@ impl TestBrokerNode {
         }
         let mut taken = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
-            let node = TestBrokerNode::prepare(reserve(), reserve());
+            let mut node = TestBrokerNode::prepare(reserve(), reserve());
+            node.feature_flags = feature_flags;
             match node.try_boot() {
                 Ok(()) => return node,
                 Err(BootFailure::PortTaken(report)) => taken.push(report),
@@ -117,6 +139,7 @@ impl TestBrokerNode {
             amqp_port,
             dist_port,
             server: Mutex::new(None),
+            feature_flags: None,
         }
     }
 
@@ -153,6 +176,9 @@ impl TestBrokerNode {
             .stdin(Stdio::null())
             .stdout(output)
             .stderr(console);
+        if let Some(flags) = self.feature_flags {
+            command.env("RABBITMQ_FEATURE_FLAGS", flags);
+        }
         // Not in the test's process group: a ^C to the tests does not take the node down
         // before its drop stops it.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
@@ -279,6 +305,13 @@ impl TestBrokerNode {
     /// [`TestBrokerNode::start`] on a blocking thread.
     pub async fn start_async() -> TestBrokerNode {
         tokio::task::spawn_blocking(TestBrokerNode::start)
+            .await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+    }
+
+    /// [`TestBrokerNode::start_without_streams`] on a blocking thread.
+    pub async fn start_async_without_streams() -> TestBrokerNode {
+        tokio::task::spawn_blocking(TestBrokerNode::start_without_streams)
             .await
             .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
     }

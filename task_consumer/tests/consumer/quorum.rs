@@ -9,7 +9,7 @@ use lapin::options::{BasicGetOptions, BasicNackOptions};
 use pp_lib::amqp::topology::DELIVERY_LIMIT;
 use pp_lib::amqp::{Broker, Outgoing, Topology};
 use pp_lib::config::{AmqpNodes, QueueType};
-use pp_lib::testkit::TestQueue;
+use pp_lib::testkit::{TestBrokerNode, TestQueue};
 use pp_storage::testkit::{DONE_DEMANDS, TestDatabase};
 use task_consumer::testkit::{TestConsumer, TestServices, demands, test_settings};
 
@@ -111,4 +111,59 @@ async fn a_running_system_moves_from_a_classic_queue_to_a_quorum_one_without_los
     new.stop().await;
     db.assert_recorded_once(&ids);
     assert_eq!(quorum.ready_count(quorum.name()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_on_a_broker_without_streams_is_refused_with_the_command_that_turns_them_on()
+{
+    let node = TestBrokerNode::start_async_without_streams().await;
+    let queue = format!("{}_q", pp_lib::testkit::unique_name());
+    let broker = Broker::new(
+        AmqpNodes::one(node.url()),
+        Topology::new(&queue, QueueType::Quorum),
+        "test",
+    );
+
+    let refused = broker
+        .check_features()
+        .await
+        .expect_err("no at-least-once dead-lettering without streams");
+    let classic = Broker::new(
+        AmqpNodes::one(node.url()),
+        Topology::new(&queue, QueueType::Classic),
+        "test",
+    );
+
+    let message = refused.to_string();
+    for named in [
+        queue.as_str(),
+        "stream_queue",
+        "rabbitmqctl enable_feature_flag stream_queue",
+    ] {
+        assert!(message.contains(named), "{named} in {message}");
+    }
+    assert!(!message.contains("guest:guest"), "{message}");
+    classic
+        .check_features()
+        .await
+        .expect("a classic queue needs no stream");
+    // The consumer refuses to start on it, in one line.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_task_consumer"))
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/unused")
+        .env("AMQP_URL", node.url().expose())
+        .env("PP_QUEUE", &queue)
+        .env("PP_QUEUE_TYPE", "quorum")
+        .env("RUST_LOG", "off")
+        .args(["run", "--metrics-addr", "off"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("the consumer runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("enable_feature_flag stream_queue"),
+        "{stderr}"
+    );
 }
