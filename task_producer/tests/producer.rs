@@ -288,7 +288,10 @@ async fn a_burst_passes_over_a_node_that_takes_connections_but_never_answers() {
 async fn a_queue_of_another_type_stops_burst_and_run_with_one_line_and_the_way_out() {
     // The test's queue is classic; the producer is told it is a quorum queue.
     let queue = TestQueue::create().await;
-    for args in [&["burst", "--count", "5"][..], &["run", "--every", "10ms"][..]] {
+    for args in [
+        &["burst", "--count", "5"][..],
+        &["run", "--every", "10ms"][..],
+    ] {
         let mut command = producer(queue.url(), queue.name());
         command
             .env("PP_QUEUE_TYPE", "quorum")
@@ -312,7 +315,11 @@ async fn a_queue_of_another_type_stops_burst_and_run_with_one_line_and_the_way_o
             .collect();
         assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
         for named in [queue.name(), "another type", "PP_QUEUE"] {
-            assert!(errors[0].contains(named), "{args:?}: {named} in {}", errors[0]);
+            assert!(
+                errors[0].contains(named),
+                "{args:?}: {named} in {}",
+                errors[0]
+            );
         }
     }
 }
