@@ -19,6 +19,9 @@
 //! Giving up: when recording keeps failing for longer than `--retry-for` (or past the shutdown
 //! grace), the worker hands its batch back to the broker — nacked with requeue, never acked —
 //! for itself or another consumer to take again later, and keeps its long backoff for the next.
+//! On a quorum queue, which counts every requeue toward its delivery limit, a demand is handed
+//! back as a confirmed copy instead, and the delivery acked: an outage never has the broker
+//! dead-letter a good demand.
 //!
 //! Dead letters carry their reason: the message is published to `<queue>.dlq` as it came, with
 //! an `x-pp-reason` header (see [`pp_lib::amqp::dead_lettering`]), on the channel it came from (in
@@ -51,7 +54,7 @@ use lapin::{BasicProperties, Channel};
 use pp_lib::Error;
 use pp_lib::amqp::broker::BROKER_CALL_TIMEOUT;
 use pp_lib::amqp::dead_lettering::{
-    DeadLetterPublished, dead_letter_properties, publish_dead_letter,
+    DeadLetterPublished, dead_letter_properties, publish_copy, publish_dead_letter,
 };
 use pp_lib::amqp::{Backoff, Broker, DemandId};
 use pp_lib::db::{PgPool, with_connection};
@@ -121,6 +124,8 @@ struct Shared {
     /// The queue consumed, and its dead-letter queue.
     queue: String,
     dead_letter_queue: String,
+    /// A quorum queue counts every hand-back toward its delivery limit: hand-backs go as copies.
+    quorum: bool,
     /// Down while recording fails, so the outage is logged once for every worker.
     database: std::sync::Mutex<Outage>,
     /// After shutdown was asked for: when in-flight demands stop being retried. One deadline for
@@ -168,6 +173,7 @@ pub async fn consume(
         shutdown: shutdown.clone(),
         queue: broker.topology().queue().to_owned(),
         dead_letter_queue: broker.topology().dead_letter_queue(),
+        quorum: broker.topology().queue_type() == pp_lib::config::QueueType::Quorum,
         database: std::sync::Mutex::new(database),
         give_up_at: OnceLock::new(),
     });
@@ -513,16 +519,52 @@ async fn hand_back(
     }
     shared.metrics.handed_back.inc_by(pending.len() as u64);
     for pending in pending {
-        let requeue = BasicNackOptions {
-            multiple: false,
-            requeue: true,
-        };
-        settle(
-            pending.taken.delivery.acker.nack(requeue),
-            &format!("requeue of demand {}", pending.id),
-        )
-        .await;
+        give_back(pending.taken, pending.id, shared).await;
     }
+}
+
+/// The header a quorum queue adds to a message it delivers again: how often it did.
+const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+
+/// Gives one delivery back to the broker. On a quorum queue, as a new message: a copy is
+/// published to the work queue with confirm, then the delivery is acked. A quorum queue counts
+/// every nack with requeue toward its delivery limit, so a database outage longer than the
+/// limit's worth of `--retry-for` would have the broker dead-letter good demands; the copy's
+/// count starts again from nothing. (Should the ack be lost, the broker delivers the original
+/// again beside the copy, and the deduplication records it once.) Elsewhere, or when the copy
+/// is not confirmed, the delivery is nacked with requeue.
+async fn give_back(taken: Taken, id: Uuid, shared: &Shared) {
+    let Taken { delivery, channel } = taken;
+    if shared.quorum {
+        let mut headers = FieldTable::default();
+        if let Some(original) = delivery.properties.headers() {
+            for (name, value) in original.inner() {
+                if name.as_str() != DELIVERY_COUNT_HEADER {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        let properties = delivery.properties.clone().with_headers(headers);
+        let copied = publish_copy(&channel, &shared.queue, &delivery.data, properties).await;
+        if let Ok(DeadLetterPublished::Confirmed) = copied {
+            settle(
+                delivery.acker.ack(BasicAckOptions::default()),
+                &format!("ack of demand {id}, handed back as a copy"),
+            )
+            .await;
+            return;
+        }
+        log::debug!("demand {id} could not be handed back as a copy ({copied:?}): requeued");
+    }
+    let requeue = BasicNackOptions {
+        multiple: false,
+        requeue: true,
+    };
+    settle(
+        delivery.acker.nack(requeue),
+        &format!("requeue of demand {id}"),
+    )
+    .await;
 }
 
 /// The `message_id` property, if the message has one.

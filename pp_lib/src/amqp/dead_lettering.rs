@@ -98,11 +98,23 @@ pub async fn publish_dead_letter(
     body: &[u8],
     properties: BasicProperties,
 ) -> Result<DeadLetterPublished, Error> {
+    publish_copy(channel, dead_letter_queue, body, properties).await
+}
+
+/// Publishes a copy of a message (`body`, `properties`) to `queue` on `channel`, in confirm
+/// mode, and waits at most [`BROKER_CALL_TIMEOUT`] for the broker's confirm: a dead letter to
+/// the dead-letter queue, or a demand handed back to the work queue as a new message.
+pub async fn publish_copy(
+    channel: &Channel,
+    queue: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<DeadLetterPublished, Error> {
     let published = async {
         channel
             .basic_publish(
                 "".into(),
-                dead_letter_queue.into(),
+                queue.into(),
                 // Mandatory: a missing queue comes back as a return instead of vanishing.
                 BasicPublishOptions {
                     mandatory: true,
@@ -124,7 +136,7 @@ pub async fn publish_dead_letter(
         )),
         Ok(Err(error)) => Err(Error::broker(error)),
         Err(_) => Err(Error::broker(format!(
-            "no confirm of the dead letter within {BROKER_CALL_TIMEOUT:?}"
+            "no confirm of the copy within {BROKER_CALL_TIMEOUT:?}"
         ))),
     }
 }

@@ -9,7 +9,9 @@ use lapin::options::{BasicGetOptions, BasicNackOptions};
 use pp_lib::amqp::topology::DELIVERY_LIMIT;
 use pp_lib::amqp::{Broker, Outgoing, Topology};
 use pp_lib::config::{AmqpNodes, QueueType};
-use pp_lib::testkit::{TestBrokerNode, TestQueue};
+use pp_lib::testkit::{
+    TcpProxy, TestBrokerNode, TestQueue, at_least, eventually_within, socket_addr_of, via,
+};
 use pp_storage::testkit::{DONE_DEMANDS, TestDatabase};
 use task_consumer::testkit::{TestConsumer, TestServices, demands, test_settings};
 
@@ -165,5 +167,40 @@ async fn a_quorum_queue_on_a_broker_without_streams_is_refused_with_the_command_
     assert!(
         stderr.contains("enable_feature_flag stream_queue"),
         "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demand_handed_back_more_often_than_the_delivery_limit_is_still_recorded() {
+    let services = TestServices::create_quorum().await;
+    let proxy = TcpProxy::start(socket_addr_of(services.db.url(), 5432));
+    let mut database = services.db.config();
+    database.url = via(services.db.url(), proxy.addr());
+    database.connect_timeout = Duration::from_secs(1);
+    let mut settings = test_settings(database, services.queue.config());
+    // Give up on the batch (and hand it back) after a few tries, while the database is down.
+    settings.consumer.retry_for = Duration::from_millis(50);
+    settings.consumer.retry_max = Duration::from_millis(20);
+    proxy.cut();
+    let consumer = TestConsumer::start(settings).await;
+    let ids = services.queue.publish_demands(&demands(1)).await;
+    let metrics = consumer.metrics.clone();
+
+    let limit = u64::try_from(DELIVERY_LIMIT).expect("a small limit");
+    eventually_within(
+        Duration::from_secs(120),
+        "the demand handed back past the delivery limit",
+        async || at_least(metrics.handed_back.get(), limit + 5),
+    )
+    .await;
+    proxy.restore();
+
+    services.db.eventually_count(DONE_DEMANDS, 1).await;
+    consumer.stop().await;
+    services.db.assert_recorded_once(&ids);
+    assert_eq!(
+        services.queue.ready_count(&services.queue.dlq()).await,
+        0,
+        "never dead-lettered"
     );
 }
