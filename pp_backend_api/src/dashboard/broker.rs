@@ -2,11 +2,13 @@
 //! dead-letter queue's page and actions (through `pp_lib::amqp::dead_letter_queue`).
 //!
 //! One connection per API process, made on first use through pp_lib's [`Broker`] (so the
-//! topology is declared as everywhere else) and made again after any failure. Calls run one at a
-//! time: a browse holds messages while it reads them, and another browse meanwhile would see the
-//! queue without them. Every call is bounded in time; while RabbitMQ is down, a failed attempt
-//! is not repeated for [`RETRY_PAUSE`], so a page polling the overview gets "down, because …" at
-//! once instead of waiting for a connection timeout each time. The outage is logged once.
+//! topology is declared as everywhere else, and a cluster's nodes are tried in turn, a lost
+//! session's node last) and made again after any failure. Calls run one at a time: a browse
+//! holds messages while it reads them, and another browse meanwhile would see the queue without
+//! them. Every call is bounded in time; while every node is down, a failed attempt is not
+//! repeated for [`RETRY_PAUSE`], so a page polling the overview gets "down, because …" at once
+//! instead of waiting for a connection timeout each time. The outage is logged once, by the
+//! [`Broker`].
 
 use std::time::{Duration, Instant};
 
@@ -15,10 +17,9 @@ use pp_lib::amqp::dead_letter_queue::{
 };
 use pp_lib::amqp::{Broker, BrokerSession, Topology};
 use pp_lib::config::AmqpConfig;
-use pp_lib::outage::Outage;
 use tokio::sync::{Mutex, MutexGuard};
 
-/// Longest wait for a connection.
+/// Longest wait for a connection, every node of a list tried in turn within it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest wait for one call (a browse of hundreds of messages included).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,8 +37,6 @@ struct State {
     session: Option<BrokerSession>,
     /// Set after a failure: until then, calls fail at once with the reason.
     paused_until: Option<(Instant, String)>,
-    /// RabbitMQ's outages, logged once when each starts and once when it ends.
-    outage: Outage,
 }
 
 impl DashboardBroker {
@@ -52,11 +51,6 @@ impl DashboardBroker {
                 ),
                 session: None,
                 paused_until: None,
-                outage: Outage::new(
-                    module_path!(),
-                    "dashboard: RabbitMQ",
-                    "the dashboard shows it as down",
-                ),
             }),
             topology,
         }
@@ -132,17 +126,14 @@ impl DashboardBroker {
         if let Some(stale) = state.session.take() {
             stale.close().await;
         }
-        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, state.broker.try_connect()).await;
+        // Each node in turn, from the one after a lost session's; the broker logs the outage.
+        let attempt = state.broker.connect_within(CONNECT_TIMEOUT).await;
         match attempt {
-            Ok(Ok(session)) => {
-                state.outage.recovered();
+            Ok(session) => {
                 state.session = Some(session);
                 Ok(state)
             }
-            Ok(Err(error)) => Err(state.failed(error.to_string())),
-            Err(_) => Err(state.failed(format!(
-                "RabbitMQ did not answer within {CONNECT_TIMEOUT:?}"
-            ))),
+            Err(error) => Err(state.paused(error.to_string())),
         }
     }
 }
@@ -166,14 +157,15 @@ impl State {
                 if let Some(session) = self.session.take() {
                     session.close().await;
                 }
-                Err(self.failed(reason))
+                // The next connection goes to the next node first.
+                self.broker.lost(&reason);
+                Err(self.paused(reason))
             }
         }
     }
 
-    /// Records a failure: logged once per outage, and calls answer with it for a while.
-    fn failed(&mut self, reason: String) -> String {
-        self.outage.failed(&reason);
+    /// Calls answer with `reason` for a while.
+    fn paused(&mut self, reason: String) -> String {
         self.paused_until = Some((Instant::now() + RETRY_PAUSE, reason.clone()));
         reason
     }

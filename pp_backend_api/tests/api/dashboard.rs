@@ -483,3 +483,25 @@ async fn the_dashboards_endpoints_and_every_answer_are_in_the_openapi_document()
     );
     assert!(document["components"]["schemas"]["Overview"].is_object());
 }
+
+#[tokio::test]
+async fn the_overview_reaches_the_broker_through_the_next_node_when_the_first_is_down() {
+    // Held for the whole test: the first node refuses throughout.
+    let down = pp_lib::testkit::ports::closed_port();
+    let first = down.addr();
+    let app = spawn_dashboard(move |settings| {
+        let live = settings.relay.amqp.nodes.at(0).expose().to_owned();
+        settings.relay.amqp.nodes = format!("amqp://guest:guest@{first}/%2f,{live}")
+            .parse()
+            .expect("two nodes");
+    })
+    .await;
+    let queue = app.queue();
+    dead_letters_of(queue, 1).await;
+
+    let overview = app.get_json("/dashboard/api/overview").await;
+
+    assert_eq!(overview["broker"]["status"], "up", "{overview}");
+    assert_eq!(overview["broker"]["dead_letters"]["messages"], 1);
+    drop(down);
+}
