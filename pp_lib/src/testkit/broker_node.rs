@@ -294,6 +294,24 @@ impl TestBrokerNode {
         self.reap();
     }
 
+    /// Consumers of `queue` whose channel is on this node (the cluster lists every node's; a
+    /// channel's process id names the node it is on).
+    pub fn consumers_of(&self, queue: &str) -> usize {
+        let listed = self.ctl(&[
+            "list_consumers",
+            "-q",
+            "--no-table-headers",
+            "queue_name",
+            "channel_pid",
+        ]);
+        let text = String::from_utf8_lossy(&listed.stdout);
+        let mine = format!("<{}.", self.name);
+        text.lines()
+            .filter_map(|line| line.split_once('\t'))
+            .filter(|(name, pid)| name.trim() == queue && pid.trim().starts_with(&mine))
+            .count()
+    }
+
     /// Joins this node to `other`'s cluster (it must hold no data of its own yet).
     pub fn join(&self, other: &TestBrokerNode) {
         self.ctl(&["stop_app"]);

@@ -55,6 +55,22 @@ impl TestCluster {
         &self.nodes[index]
     }
 
+    /// How many nodes it has.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Never: a cluster has a node at least.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The node that holds most of `queue`'s consumers now (`None` when it has none). Every node
+    /// must be running and answering.
+    pub fn node_with_most_consumers(&self, queue: &str) -> Option<usize> {
+        most(self.nodes.iter().map(|node| node.consumers_of(queue)))
+    }
+
     /// Which node leads the quorum queue `queue`, as a running node other than `except` sees
     /// it (`None` when no running node names a leader).
     pub fn leader_of(&self, queue: &str, except: Option<usize>) -> Option<usize> {
@@ -71,5 +87,29 @@ impl TestCluster {
             .find(|(name, _)| name.trim() == queue)
             .map(|(_, leader)| leader.trim().to_owned())?;
         self.nodes.iter().position(|node| node.name() == leader)
+    }
+}
+
+/// The index of the largest count, when it is above zero (the first of equals).
+fn most(counts: impl Iterator<Item = usize>) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for (index, count) in counts.enumerate() {
+        if count > 0 && best.is_none_or(|(_, most)| count > most) {
+            best = Some((index, count));
+        }
+    }
+    best.map(|(index, _)| index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::most;
+
+    #[test]
+    fn the_node_with_most_is_the_first_of_the_largest_count_above_zero() {
+        assert_eq!(most([0, 0, 0].into_iter()), None, "no node has any");
+        assert_eq!(most([0, 3, 1].into_iter()), Some(1));
+        assert_eq!(most([2, 2, 1].into_iter()), Some(0), "the first of equals");
+        assert_eq!(most(std::iter::empty()), None);
     }
 }
