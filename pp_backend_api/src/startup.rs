@@ -32,13 +32,10 @@ use crate::state::AppState;
 /// Longest wait, at shutdown, for the outbox relay to finish its round.
 const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the check of the queue at start may take: a broker that does not answer by then is
-/// an outage the relay rides out, not a reason to refuse to start.
-const QUEUE_CHECK_PATIENCE: Duration = Duration::from_secs(3);
-
 /// Refuses to start when the relay's queue exists with another type or other arguments than
 /// this configuration declares, or is a quorum queue on a cluster without the feature it needs:
-/// a configuration error no retry mends, said once, with the way out. A broker that cannot be reached is no such error: demands wait in the outbox.
+/// a configuration error no retry mends, said once, with the way out. A broker that cannot be
+/// reached is no such error: demands wait in the outbox.
 async fn check_queue(relay: &RelayConfig) -> anyhow::Result<()> {
     if !relay.enabled {
         return Ok(());
@@ -48,15 +45,7 @@ async fn check_queue(relay: &RelayConfig) -> anyhow::Result<()> {
         Topology::from_config(&relay.amqp),
         "pp_backend_api start",
     );
-    broker.check_features().await?;
-    match broker.connect_within(QUEUE_CHECK_PATIENCE).await {
-        Ok(session) => {
-            session.close().await;
-            Ok(())
-        }
-        Err(error @ pp_lib::Error::Config(_)) => Err(error.into()),
-        Err(_) => Ok(()),
-    }
+    Ok(broker.check_at_start().await?)
 }
 
 /// Says where Redis is and what it is used for.
@@ -122,6 +111,9 @@ impl Application {
         let address = listener
             .local_addr()
             .context("failed to read the bound address")?;
+        // Before any database connection is opened: a process that exits while a pooled
+        // connection is still being opened in the background (inside OpenSSL) can crash there.
+        check_queue(&settings.relay).await?;
         let pool = build_pool_lazy(&settings.database);
         let metrics = Arc::new(Metrics::new().context("failed to create the metrics registry")?);
         let redis = Redis::start(&settings.redis, metrics.redis.clone())?;
@@ -129,7 +121,6 @@ impl Application {
         if let Some(redis) = &redis {
             log_redis(&settings, redis);
         }
-        check_queue(&settings.relay).await?;
         let cache = WorkCache::new(redis, settings.cache.work_cache_settings());
         let mut state = AppState::new(
             pool.clone(),

@@ -59,6 +59,15 @@ impl Running {
 /// Starts the consumer, the sweeper and the metrics endpoint. The database and the broker may be
 /// down: the consumer waits for them (and reports it) instead of failing.
 pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Running> {
+    let mut broker = Broker::new(
+        settings.amqp.nodes.clone(),
+        Topology::from_config(&settings.amqp),
+        "task_consumer",
+    );
+    // A queue that cannot be used is said before anything else starts: a process that exits
+    // while a pooled database connection is still being opened in the background (inside
+    // OpenSSL) can crash there.
+    broker.check_at_start().await?;
     let metrics = Arc::new(Metrics::new()?);
     // Everything stops when asked to, or when the consumer finds it cannot run at all.
     let (stop, shutdown) = stop_on(shutdown);
@@ -76,13 +85,8 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
         }
         None => None,
     };
-    // Confirms on: dead letters are published, and acked only once the broker has them.
-    let broker = Broker::new(
-        settings.amqp.nodes.clone(),
-        Topology::from_config(&settings.amqp),
-        "task_consumer",
-    );
-    broker.check_features().await?;
+    // Confirms on (the broker's default): dead letters are published, and acked only once the
+    // broker has them.
     log::info!(
         "consuming {} (prefetch {}, batches of up to {}, {} workers), database {}{}",
         settings.amqp.queue,

@@ -50,6 +50,9 @@ pub const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// What RabbitMQ says when it refuses a queue whose type's feature flag is off.
 const FEATURE_FLAG_DISABLED: &str = "feature flag is disabled";
 
+/// The longest the check at start waits for one node.
+pub const START_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The shortest an attempt is given when little patience is left: enough for a healthy node.
 const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 
@@ -310,6 +313,27 @@ impl Broker {
         } else {
             DEFAULT_CONNECT_TIMEOUT
         }
+    }
+
+    /// The check a process makes at start, before it opens anything else: the queue's features
+    /// ([`Broker::check_features`]), then one attempt at each node in turn, each for at most
+    /// [`START_CHECK_TIMEOUT`], until one connects (its session is closed again). A queue that
+    /// exists with another type is the error returned; nodes that cannot be reached are no
+    /// error here (the process rides the outage out, and logs it, once it runs).
+    pub async fn check_at_start(&mut self) -> Result<(), Error> {
+        self.check_features().await?;
+        for _ in 0..self.nodes.len() {
+            let timeout = self.connect_timeout().min(START_CHECK_TIMEOUT);
+            match self.try_connect_for(timeout).await {
+                Ok(session) => {
+                    session.close().await;
+                    return Ok(());
+                }
+                Err(error @ Error::Config(_)) => return Err(error),
+                Err(_) => self.next_node = (self.next_node + 1) % self.nodes.len(),
+            }
+        }
+        Ok(())
     }
 
     /// For a quorum queue, checks on one connection to the next node that the cluster has the
