@@ -53,13 +53,19 @@ start_node() {
         port_taken "$port" && die "port $port is taken by another program: set PP_CLUSTER_PORT to a free range (it uses PP_CLUSTER_PORT..+2 and the same +20000)"
     done
     mkdir -p "$home/log" "$home/data"
-    printf 'listeners.tcp.local = 127.0.0.1:%s\ncluster_name = pp_cluster\n' "$amqp" >"$home/rabbitmq.conf"
+    # A partition is healed by restarting the side that lost (autoheal): a node frozen past the
+    # tick time (a long GC pause, a suspended VM, SIGSTOP) rejoins by itself, where with
+    # pause_minority it stayed apart until restarted by hand. A silent peer is declared down
+    # within 10 s (net_ticktime; Erlang's default is 60 s).
+    printf 'listeners.tcp.local = 127.0.0.1:%s\ncluster_name = pp_cluster\ncluster_partition_handling = autoheal\n' "$amqp" >"$home/rabbitmq.conf"
+    printf '[{kernel, [{net_ticktime, 10}]}].\n' >"$home/advanced.config"
     : >"$home/plugins"
     # Run as root, rabbitmq-server drops to the rabbitmq user: the directory must be theirs.
     if [ "$(id -u)" = 0 ]; then chown -R rabbitmq:rabbitmq "$dir"; fi
     log "starting $node: AMQP 127.0.0.1:$amqp, distribution $dist, files in $home"
     RABBITMQ_NODENAME=$node RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$amqp \
         RABBITMQ_DIST_PORT=$dist RABBITMQ_CONFIG_FILE=$home/rabbitmq.conf \
+        RABBITMQ_ADVANCED_CONFIG_FILE=$home/advanced.config \
         RABBITMQ_MNESIA_BASE=$home/data RABBITMQ_LOG_BASE=$home/log \
         RABBITMQ_ENABLED_PLUGINS_FILE=$home/plugins RABBITMQ_PID_FILE=$home/node.pid \
         timeout "$limit" "$server" -detached

@@ -23,6 +23,9 @@ use crate::testkit::wait::within_blocking;
 const RABBITMQ_SERVER: &str = "/usr/sbin/rabbitmq-server";
 const RABBITMQCTL: &str = "/usr/sbin/rabbitmqctl";
 
+/// Seconds after which a silent peer of a cluster is declared down (Erlang's `net_ticktime`).
+pub const NET_TICKTIME_SECONDS: u64 = 10;
+
 /// Seconds any `rabbitmqctl` call may take (a boot, a restart, a stop), at most.
 const CTL_TIMEOUT_SECONDS: &str = "120";
 
@@ -34,6 +37,15 @@ const REAP_PATIENCE: Duration = Duration::from_secs(30);
 
 /// What a node that would not start printed, when it says its port was taken.
 const PORT_TAKEN_SIGNS: [&str; 2] = ["eaddrinuse", "dist_port_already_used"];
+
+/// What a node sees of its cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// The nodes it sees running, by name, sorted.
+    pub running: Vec<String>,
+    /// Whether it saw a network partition (nodes that lost sight of each other).
+    pub partitioned: bool,
+}
 
 /// A running RabbitMQ node of the test's own.
 #[derive(Debug)]
@@ -127,11 +139,24 @@ impl TestBrokerNode {
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
         let config = dir.join("rabbitmq.conf");
+        // As `make cluster-up`'s nodes: partitions healed by restarting the losing side
+        // (autoheal: a node frozen past the tick time rejoins by itself, which pause_minority
+        // never did), and a silent peer declared down within 10 s rather than the default 60 s.
         std::fs::write(
             &config,
-            format!("listeners.tcp.local = 127.0.0.1:{}\n", amqp_port.port()),
+            format!(
+                "listeners.tcp.local = 127.0.0.1:{}\n\
+                 cluster_partition_handling = autoheal\n",
+                amqp_port.port()
+            ),
         )
         .unwrap_or_else(|error| panic!("cannot write {}: {error}", config.display()));
+        let advanced = dir.join("advanced.config");
+        std::fs::write(
+            &advanced,
+            format!("[{{kernel, [{{net_ticktime, {NET_TICKTIME_SECONDS}}}]}}].\n"),
+        )
+        .unwrap_or_else(|error| panic!("cannot write {}: {error}", advanced.display()));
         hand_to_rabbitmq(&dir);
         TestBrokerNode {
             name,
@@ -168,6 +193,10 @@ impl TestBrokerNode {
             .env("RABBITMQ_NODE_PORT", self.amqp_port.port().to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.port().to_string())
             .env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq.conf"))
+            .env(
+                "RABBITMQ_ADVANCED_CONFIG_FILE",
+                self.dir.join("advanced.config"),
+            )
             .env("RABBITMQ_MNESIA_BASE", self.dir.join("data"))
             .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", self.dir.join("plugins"))
@@ -294,6 +323,27 @@ impl TestBrokerNode {
         self.reap();
     }
 
+    /// Stops the node's process (SIGSTOP): it holds its connections and answers nothing, as a
+    /// machine that froze does, until [`TestBrokerNode::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused node run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(self.pid_file())
+            .unwrap_or_else(|error| panic!("no pid file for {}: {error}", self.name));
+        let sent = Command::new("kill")
+            .args([signal, pid.trim()])
+            .status()
+            .unwrap_or_else(|error| panic!("cannot run kill: {error}"));
+        assert!(sent.success(), "kill {signal} {} failed", self.name);
+    }
+
     /// Consumers of `queue` whose channel is on this node (the cluster lists every node's; a
     /// channel's process id names the node it is on).
     pub fn consumers_of(&self, queue: &str) -> usize {
@@ -365,6 +415,35 @@ impl TestBrokerNode {
         output
     }
 
+    /// Runs `rabbitmqctl -n <node> args` within its time bound; its output, or `None` when it
+    /// failed (a node that is stopped, paused or still booting).
+    pub fn try_ctl(&self, args: &[&str]) -> Option<Output> {
+        self.ctl_command(args)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+    }
+
+    /// The names of the nodes this node sees running in its cluster, and whether it sees a
+    /// partition; `None` while it does not answer.
+    pub fn cluster_view(&self) -> Option<ClusterView> {
+        let output = self.try_ctl(&["cluster_status", "--formatter", "json"])?;
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        let mut running: Vec<String> = status["running_nodes"]
+            .as_array()?
+            .iter()
+            .filter_map(|name| name.as_str().map(str::to_owned))
+            .collect();
+        running.sort();
+        let partitioned = status["partitions"]
+            .as_object()
+            .is_some_and(|partitions| !partitions.is_empty());
+        Some(ClusterView {
+            running,
+            partitioned,
+        })
+    }
+
     /// `rabbitmqctl -n <node> args`, bounded: its own `--timeout`, and timeout(1) around it.
     fn ctl_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new("timeout");
@@ -397,7 +476,11 @@ impl Drop for TestBrokerNode {
     fn drop(&mut self) {
         // Given the pid file, `stop` returns once the node's process is gone, so the directory
         // is no longer written to.
-        // A node killed and not booted again has nothing left to stop.
+        // A node killed and not booted again has nothing left to stop; one left frozen by a
+        // failing test runs again first, or `stop` would wait on it for nothing.
+        if let Ok(pid) = std::fs::read_to_string(self.pid_file()) {
+            let _ = Command::new("kill").args(["-CONT", pid.trim()]).status();
+        }
         if self.pid_file().exists() {
             let pid_file = self.pid_file().display().to_string();
             let stopped = self.ctl_command(&["stop", &pid_file]).output();

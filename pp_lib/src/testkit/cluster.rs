@@ -71,6 +71,26 @@ impl TestCluster {
         most(self.nodes.iter().map(|node| node.consumers_of(queue)))
     }
 
+    /// Waits until every node answers and sees every node running, with no partition: after a
+    /// node was killed, frozen or restarted, the cluster is whole again.
+    pub fn wait_until_whole(&self) {
+        let mut all: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| node.name().to_owned())
+            .collect();
+        all.sort();
+        for node in &self.nodes {
+            crate::testkit::wait::eventually_blocking(
+                &format!("{} to see the whole cluster", node.name()),
+                || match node.cluster_view() {
+                    Some(view) if view.running == all && !view.partitioned => Ok(()),
+                    other => Err(other),
+                },
+            );
+        }
+    }
+
     /// Which node leads the quorum queue `queue`, as a running node other than `except` sees
     /// it (`None` when no running node names a leader).
     pub fn leader_of(&self, queue: &str, except: Option<usize>) -> Option<usize> {

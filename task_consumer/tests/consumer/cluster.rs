@@ -1,7 +1,8 @@
 //! On a RabbitMQ cluster of the test's own (three nodes, a quorum queue replicated on each): the
 //! node that leads the queue, which the consumer and the publisher are both connected to, is
 //! killed with SIGKILL while demands flow, and booted again. Both move to another node (every
-//! process lists the three), and every demand the broker confirmed is recorded, once.
+//! process lists the three), and every demand the broker confirmed is recorded, once. And a node
+//! frozen (SIGSTOP) past the cluster's tick time rejoins by itself once resumed.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -121,4 +122,52 @@ async fn killing_the_node_that_leads_the_queue_and_serves_both_ends_loses_no_dem
     consumer.stop().await;
     db.assert_recorded_once(&ids);
     drop(queue);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_frozen_past_the_tick_time_rejoins_and_the_queue_serves_through_every_node() {
+    let cluster = Arc::new(TestCluster::start_async(3).await);
+    let queue = TestQueue::create_quorum_on(cluster.nodes()).await;
+
+    // Frozen (SIGSTOP) until the others declare it down, then resumed: both sides saw a
+    // partition.
+    let frozen = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        frozen.node(2).pause();
+        pp_lib::testkit::eventually_blocking("the others to see the frozen node down", || {
+            match frozen.node(0).cluster_view() {
+                Some(view) if view.running.len() == 2 => Ok(()),
+                other => Err(other),
+            }
+        });
+        frozen.node(2).resume();
+        frozen.wait_until_whole();
+    })
+    .await
+    .expect("the cluster whole again");
+
+    // Published through each node in turn (the frozen one first), all taken from the queue.
+    for first in [2, 0, 1] {
+        let broker = Broker::new(
+            nodes_from(&cluster, first),
+            queue.topology().clone(),
+            "test",
+        );
+        let mut publisher = Publisher::new(broker);
+        let options = PublishOptions::new(Reconnect::Within(Duration::from_secs(30)));
+        let messages: Vec<Outgoing> = demands(10).iter().map(Outgoing::demand).collect();
+        let ids: HashSet<Uuid> = messages.iter().map(|message| message.id).collect();
+        let confirmed = publisher
+            .publish(messages, &options, |_| {})
+            .await
+            .expect("confirmed");
+        publisher.close().await;
+        let taken: HashSet<Uuid> = queue
+            .take_all(queue.name())
+            .await
+            .iter()
+            .map(pp_lib::testkit::Taken::id)
+            .collect();
+        assert_eq!((confirmed, taken), (10, ids), "through node {first} first");
+    }
 }
