@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pp_lib::config::SecretUrl;
+use pp_lib::testkit::process::{error_lines, wait_exit_with_stderr};
 use pp_lib::testkit::{
     FaultyBroker, KillOnDrop, TcpProxy, TestQueue, at_least, eventually, socket_addr_of, terminate,
     via, wait_exit,
@@ -300,19 +301,10 @@ async fn a_queue_of_another_type_stops_burst_and_run_with_one_line_and_the_way_o
             .stderr(Stdio::piped());
         let mut child = KillOnDrop(command.spawn().expect("the producer starts"));
 
-        let status = wait_exit(&mut child, Duration::from_secs(30)).await;
+        let (status, stderr) = wait_exit_with_stderr(&mut child, Duration::from_secs(30)).await;
 
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(
-            &mut child.stderr.take().expect("stderr is piped"),
-            &mut stderr,
-        )
-        .expect("its stderr");
         assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|line| line.starts_with("task_producer: error:"))
-            .collect();
+        let errors = error_lines(&stderr, "task_producer");
         assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
         for named in [queue.name(), "another type", "PP_QUEUE"] {
             assert!(

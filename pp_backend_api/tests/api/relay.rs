@@ -371,19 +371,11 @@ async fn a_queue_of_another_type_stops_the_api_at_start_with_the_way_out() {
             .expect("the API binary starts"),
     );
 
-    let status = pp_lib::testkit::wait_exit(&mut child, Duration::from_secs(30)).await;
+    let (status, stderr) =
+        pp_lib::testkit::process::wait_exit_with_stderr(&mut child, Duration::from_secs(30)).await;
 
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(
-        &mut child.stderr.take().expect("stderr is piped"),
-        &mut stderr,
-    )
-    .expect("its stderr");
     assert_eq!(status.code(), Some(1), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.starts_with("pp_backend_api: error:"))
-        .collect();
+    let errors = pp_lib::testkit::process::error_lines(&stderr, "pp_backend_api");
     assert_eq!(errors.len(), 1, "{stderr}");
     for named in [queue.name(), "another type", "PP_QUEUE"] {
         assert!(errors[0].contains(named), "{named} in {}", errors[0]);

@@ -55,6 +55,26 @@ pub async fn wait_exit(child: &mut Child, patience: Duration) -> ExitStatus {
     .await
 }
 
+/// Waits for `child`, whose stderr is piped, to exit (as [`wait_exit`]) and returns its status
+/// with what it wrote on stderr.
+pub async fn wait_exit_with_stderr(child: &mut Child, patience: Duration) -> (ExitStatus, String) {
+    let status = wait_exit(child, patience).await;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("the child's stderr");
+    }
+    (status, stderr)
+}
+
+/// The lines of `stderr` that are `program`'s own errors (`program: error: …`).
+pub fn error_lines<'a>(stderr: &'a str, program: &str) -> Vec<&'a str> {
+    let start = format!("{program}: error:");
+    stderr
+        .lines()
+        .filter(|line| line.starts_with(&start))
+        .collect()
+}
+
 /// Kills a process when dropped during a panic: a test that gave up on it leaves nothing running.
 struct KillIfPanicking(u32);
 

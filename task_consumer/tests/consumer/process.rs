@@ -4,6 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use pp_lib::testkit::process::{error_lines, wait_exit_with_stderr};
 use pp_lib::testkit::{KillOnDrop, at_least, eventually, terminate, wait_exit};
 use pp_storage::testkit::{DONE_API_WORKS, DONE_DEMANDS, PENDING_API_WORKS};
 use task_consumer::testkit::{TestServices, demands};
@@ -198,19 +199,10 @@ async fn a_queue_of_another_type_stops_the_consumer_with_one_line_and_the_way_ou
             .expect("the consumer binary starts"),
     );
 
-    let status = wait_exit(&mut child, Duration::from_secs(30)).await;
+    let (status, stderr) = wait_exit_with_stderr(&mut child, Duration::from_secs(30)).await;
 
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(
-        &mut child.stderr.take().expect("stderr is piped"),
-        &mut stderr,
-    )
-    .expect("its stderr");
     assert_eq!(status.code(), Some(1), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.starts_with("task_consumer: error:"))
-        .collect();
+    let errors = error_lines(&stderr, "task_consumer");
     assert_eq!(errors.len(), 1, "{stderr}");
     for named in [services.queue.name(), "another type", "PP_QUEUE"] {
         assert!(errors[0].contains(named), "{named} in {}", errors[0]);
