@@ -105,7 +105,7 @@ pub struct Publisher {
     broker: Broker,
     session: Option<BrokerSession>,
     republished: u64,
-    /// Nacks in a row, for the pause after the next one.
+    /// Refusals in a row (nacks, returned messages), for the pause after the next one.
     nacks: u32,
     /// When set and pulled, no new message is published: the ones in flight are confirmed and
     /// `publish` returns. It cuts short a wait for the rate, however long.
@@ -297,7 +297,7 @@ impl Publisher {
     }
 
     /// Waits for the confirm of the oldest message in flight: `None` when it was acked, the
-    /// interruption when the connection failed or the broker nacked it.
+    /// interruption when the connection failed or the broker nacked or returned it.
     async fn confirm(
         &mut self,
         sending: &mut Sending<impl Iterator<Item = Outgoing>, PublisherConfirm>,
