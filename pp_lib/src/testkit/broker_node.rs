@@ -43,7 +43,8 @@ const PORT_TAKEN_SIGNS: [&str; 2] = ["eaddrinuse", "dist_port_already_used"];
 pub struct ClusterView {
     /// The nodes it sees running, by name, sorted.
     pub running: Vec<String>,
-    /// Whether it saw a network partition (nodes that lost sight of each other).
+    /// Whether it lists a network partition it saw (nodes that lost sight of each other); kept
+    /// until the node restarts.
     pub partitioned: bool,
 }
 
