@@ -245,8 +245,8 @@ impl Publisher {
         };
         let channel = session.channel().clone();
         let queue = self.broker.topology().queue();
-        while let Some(message) = sending.next() {
-            let on_time = match sending.due(options.rate) {
+        while let Some((message, due)) = sending.next(options.rate) {
+            let on_time = match due {
                 Some(due) => self.wait_until(started + due).await,
                 None => true,
             };
@@ -388,7 +388,9 @@ struct Sending<I, C> {
     again: VecDeque<Outgoing>,
     in_flight: VecDeque<(Outgoing, C)>,
     window: usize,
-    sent: u64,
+    /// New messages taken from `source` so far (what goes out again is not counted: the rate
+    /// paces new messages only, so a reconnection's resend does not put off the ones after it).
+    drawn: u64,
     confirmed: u64,
     stopped: bool,
 }
@@ -400,35 +402,30 @@ impl<I: Iterator<Item = Outgoing>, C> Sending<I, C> {
             again: VecDeque::new(),
             in_flight: VecDeque::new(),
             window: window.max(1),
-            sent: 0,
+            drawn: 0,
             confirmed: 0,
             stopped: false,
         }
     }
 
-    /// The next message to publish: one to publish again first, else a new one; none while the
-    /// window is full, once publishing stopped, or when none is left.
-    fn next(&mut self) -> Option<Outgoing> {
+    /// The next message to publish, and when it is due from the start at `rate` new messages a
+    /// second: one to publish again first (due at once), else a new one (`None` as its time when
+    /// there is no rate); none while the window is full, once publishing stopped, or when none is
+    /// left.
+    fn next(&mut self, rate: Option<f64>) -> Option<(Outgoing, Option<Duration>)> {
         if self.stopped || self.in_flight.len() >= self.window {
             return None;
         }
-        self.again.pop_front().or_else(|| self.source.next())
-    }
-
-    /// When the next message is due, from the start, at `rate` messages a second (`None`: at
-    /// once, there is no rate). Checked: a rate too slow for the clock waits a century, never
-    /// panics.
-    fn due(&self, rate: Option<f64>) -> Option<Duration> {
-        let rate = rate.filter(|rate| *rate > 0.0)?;
-        Some(
-            Duration::try_from_secs_f64(self.sent as f64 / rate)
-                .unwrap_or(crate::config::MAX_DURATION_SETTING)
-                .min(crate::config::MAX_DURATION_SETTING),
-        )
+        if let Some(again) = self.again.pop_front() {
+            return Some((again, None));
+        }
+        let message = self.source.next()?;
+        let due = due(self.drawn, rate);
+        self.drawn += 1;
+        Some((message, due))
     }
 
     fn published(&mut self, message: Outgoing, confirm: C) {
-        self.sent += 1;
         self.in_flight.push_back((message, confirm));
     }
 
@@ -467,6 +464,18 @@ impl<I: Iterator<Item = Outgoing>, C> Sending<I, C> {
     }
 }
 
+/// When new message number `index` (from 0) is due, from the start, at `rate` messages a second
+/// (`None`: at once, there is no rate). Checked: a rate too slow for the clock waits a century,
+/// never panics.
+fn due(index: u64, rate: Option<f64>) -> Option<Duration> {
+    let rate = rate.filter(|rate| *rate > 0.0)?;
+    Some(
+        Duration::try_from_secs_f64(index as f64 / rate)
+            .unwrap_or(crate::config::MAX_DURATION_SETTING)
+            .min(crate::config::MAX_DURATION_SETTING),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,9 +495,20 @@ mod tests {
 
     /// Publishes what `sending` gives until it gives nothing; the ids published.
     fn publish_all(sending: &mut Sending<std::vec::IntoIter<Outgoing>, ()>) -> Vec<u128> {
+        publish_all_at(sending, None)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// The same, at `rate`: each id with when it was due.
+    fn publish_all_at(
+        sending: &mut Sending<std::vec::IntoIter<Outgoing>, ()>,
+        rate: Option<f64>,
+    ) -> Vec<(u128, Option<Duration>)> {
         let mut published = Vec::new();
-        while let Some(message) = sending.next() {
-            published.push(id(&message));
+        while let Some((message, due)) = sending.next(rate) {
+            published.push((id(&message), due));
             sending.published(message, ());
         }
         published
@@ -517,7 +537,7 @@ mod tests {
 
         assert_eq!(again, 4, "the unconfirmed one and the three behind it");
         assert_eq!(publish_all(&mut sending), [0, 1, 2, 3]);
-        assert_eq!(sending.sent, 8, "sent twice, counted twice");
+        assert_eq!(sending.drawn, 4, "taken from the source once");
     }
 
     #[test]
@@ -533,23 +553,56 @@ mod tests {
     #[test]
     fn once_stopped_nothing_new_goes_out() {
         let mut sending: Sending<_, ()> = Sending::new(messages(3).into_iter(), 8);
-        let first = sending.next().expect("a message");
+        let (first, _) = sending.next(None).expect("a message");
         sending.not_published(first);
         sending.stop();
 
-        assert!(sending.next().is_none());
+        assert!(sending.next(None).is_none());
     }
 
     #[test]
-    fn messages_are_due_at_the_rate_and_a_rate_too_slow_for_the_clock_waits_a_century() {
+    fn new_messages_are_due_at_the_rate_and_a_rate_too_slow_for_the_clock_waits_a_century() {
         let mut sending = Sending::new(messages(3).into_iter(), 8);
-        publish_all(&mut sending);
 
-        assert_eq!(sending.due(None), None);
-        assert_eq!(sending.due(Some(2.0)), Some(Duration::from_millis(1_500)));
+        let dues: Vec<_> = publish_all_at(&mut sending, Some(2.0))
+            .into_iter()
+            .map(|(_, due)| due)
+            .collect();
+
         assert_eq!(
-            sending.due(Some(1e-300)),
+            dues,
+            [0, 500, 1_000].map(|millis| Some(Duration::from_millis(millis)))
+        );
+        assert_eq!(due(3, None), None);
+        assert_eq!(
+            due(3, Some(1e-300)),
             Some(crate::config::MAX_DURATION_SETTING)
+        );
+    }
+
+    #[test]
+    fn what_goes_out_again_is_due_at_once_and_does_not_put_off_the_new_ones() {
+        let mut sending = Sending::new(messages(6).into_iter(), 4);
+        publish_all_at(&mut sending, Some(2.0));
+        sending.lost(None);
+
+        let published = publish_all_at(&mut sending, Some(2.0));
+
+        assert_eq!(
+            published,
+            [(0, None), (1, None), (2, None), (3, None)],
+            "the unconfirmed, at once"
+        );
+        while sending.take_oldest().is_some() {
+            sending.acked();
+        }
+        assert_eq!(
+            publish_all_at(&mut sending, Some(2.0)),
+            [
+                (4, Some(Duration::from_millis(2_000))),
+                (5, Some(Duration::from_millis(2_500)))
+            ],
+            "the new ones at their own time"
         );
     }
 }
