@@ -4,9 +4,12 @@
 //! lapin's own recovery is not relied on (it does not survive every broker restart). Instead a
 //! [`Broker`] makes fresh [`BrokerSession`]s: its user runs on a session until an operation fails
 //! (a publish, the consumer stream ending), reports it with [`Broker::lost`], and asks for a new
-//! one. With several nodes (`AMQP_URL` lists a cluster's), each attempt goes to the next node
-//! round the list, starting after the one a lost session was on; the backoff grows after a whole
-//! round failed, so a dead node costs one attempt and the live ones are found at once. Heartbeats (10 s unless the URL sets `heartbeat=`) make a silent broker fail a session
+//! one. With several nodes (`AMQP_URL` lists a cluster's), the first attempt goes to the first
+//! node, and each failed attempt's successor to the next node round the list; after a lost
+//! session the next attempt goes to another node drawn at random, so the processes of a lost node
+//! spread over the others instead of all landing on the one after it (where one more fault would
+//! stop them all). The backoff grows after a whole round failed, so a dead node costs one attempt
+//! and the live ones are found at once. Heartbeats (10 s unless the URL sets `heartbeat=`) make a silent broker fail a session
 //! within seconds. Each outage is logged once when it starts and once when it ends, however many
 //! attempts it takes (an [`Outage`]).
 //!
@@ -460,10 +463,10 @@ impl Broker {
         }
     }
 
-    /// Reports that a session stopped working; the next `connect` makes a new one, on the next
-    /// node first.
+    /// Reports that a session stopped working; the next `connect` makes a new one, on another
+    /// node first (drawn at random among the others).
     pub fn lost(&mut self, reason: impl std::fmt::Display) {
-        self.next_node = (self.next_node + 1) % self.nodes.len();
+        self.next_node = another_node(self.next_node, self.nodes.len());
         let reason = match Error::broker(reason) {
             Error::Broker(text) => text,
             other => other.to_string(),
@@ -558,9 +561,29 @@ fn with_session_defaults(url: &str) -> String {
     url
 }
 
+/// A node of `count` other than `current`, drawn at random (`current` itself when it is the only
+/// one).
+fn another_node(current: usize, count: usize) -> usize {
+    if count < 2 {
+        return 0;
+    }
+    (current + 1 + rand::rng().random_range(0..count - 1)) % count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_a_lost_session_any_other_node_may_come_next_and_never_the_same() {
+        let drawn: std::collections::BTreeSet<usize> =
+            (0..200).map(|_| another_node(1, 3)).collect();
+
+        assert_eq!(drawn, [0, 2].into(), "both others, never node 1 again");
+        assert_eq!(another_node(0, 2), 1);
+        assert_eq!(another_node(1, 2), 0);
+        assert_eq!(another_node(0, 1), 0);
+    }
 
     #[test]
     fn session_defaults_are_added_once() {
