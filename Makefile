@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset api producer consumer run test test-repeat contract bench-api bench-queue bench-dashboard seed-big screenshots bench-overload chaos cluster-up cluster-status cluster-down cli-run-01 cli-run-02 compose-check lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api producer consumer run test test-repeat contract bench-api bench-queue bench-dashboard seed-big screenshots bench-overload chaos cluster-chaos cluster-up cluster-status cluster-down cli-run-01 cli-run-02 compose-check lint fmt ci clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -100,6 +100,10 @@ cluster-down: ## Stop the local RabbitMQ cluster and remove its files
 chaos: setup ## The fault run: SIGKILLs, broker, database and Redis restarts under load; prints lost / duplicated counts (restarts the shared services: not part of make test)
 	$(CARGO) build --release -p pp_backend_api -p task_consumer -p task_producer
 	$(CARGO) run --release -p pp_backend_api --example chaos
+
+cluster-chaos: setup ## The fault run on a three-node cluster of its own with quorum queues: leader and node SIGKILLs, a frozen node, a rolling restart; prints lost / duplicated counts and the longest stall (CHAOS_ARGS=--short: one leader kill)
+	$(CARGO) build --release -p pp_backend_api -p task_consumer -p task_producer
+	$(CARGO) run --release -p pp_backend_api --example chaos -- --cluster $(CHAOS_ARGS)
 
 cli-run-01: ## Show cli_01 driving pp over the API and straight from the database (make api in another shell)
 	@scripts/cli-run-01.sh

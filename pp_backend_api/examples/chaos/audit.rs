@@ -28,6 +28,13 @@ pub struct Counts {
     pub recovered: usize,
 }
 
+impl Counts {
+    /// Requests recorded (once or more): the acknowledged not lost, and the recovered.
+    pub fn recorded(&self) -> usize {
+        self.acknowledged - self.lost + self.recovered
+    }
+}
+
 /// The whole verdict.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Audit {
@@ -119,6 +126,17 @@ pub fn read(conn: &mut PgConnection) -> QueryResult<Recorded> {
         pending: usize::try_from(pending.n).unwrap_or(usize::MAX),
         integrity: wrong_works(conn, EXAMPLES)?,
     })
+}
+
+/// The sum of the counts a log gives before `what` on its lines (`"… 3 redelivered demand(s)
+/// already recorded: …"` counts 3): what the processes did that the database cannot show.
+pub fn sum_logged(log: &str, what: &str) -> u64 {
+    log.lines()
+        .filter_map(|line| {
+            let at = line.find(what)?;
+            line[..at].split_whitespace().last()?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
 /// What was recorded, checked against what was sent.
@@ -364,6 +382,32 @@ mod tests {
                 keyed: &keyed,
             },
         )
+    }
+
+    #[test]
+    fn counts_logged_before_a_phrase_are_summed_and_other_lines_ignored() {
+        let log = "[t INFO task_consumer::consume] 3 redelivered demand(s) already recorded: ok\n\
+                   [t INFO task_consumer::consume] connected to RabbitMQ\n\
+                   [t INFO task_consumer::consume] 12 redelivered demand(s) already recorded: ok\n\
+                   redelivered demand(s) already recorded with no count\n";
+
+        assert_eq!(
+            sum_logged(log, "redelivered demand(s) already recorded"),
+            15
+        );
+        assert_eq!(sum_logged("", "anything"), 0);
+    }
+
+    #[test]
+    fn recorded_counts_what_was_acknowledged_and_not_lost_and_what_was_recovered() {
+        let counts = Counts {
+            acknowledged: 10,
+            lost: 1,
+            duplicated: 2,
+            recovered: 3,
+        };
+
+        assert_eq!(counts.recorded(), 12);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! audit finds in the database what each request made, and how many times.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,6 +15,28 @@ use uuid::Uuid;
 /// HTTP demands get `add_up_to` from here up; keyed creates from [`KEYED_BASE`] up.
 pub const DEMAND_BASE: i32 = 1_000_000;
 pub const KEYED_BASE: i32 = 2_000_000;
+
+/// When the clients stop sending new requests: whenever the run says so (once the faults are
+/// over, and not before a share of the run has passed), so the load covers every fault however
+/// long each one takes.
+#[derive(Debug, Clone, Default)]
+pub struct LoadEnd(Arc<OnceLock<Instant>>);
+
+impl LoadEnd {
+    /// No new request from now on.
+    pub fn end(&self) {
+        let _ = self.0.set(Instant::now());
+    }
+
+    fn is_over(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    /// Whether `grace` has passed since the end.
+    fn is_over_by(&self, grace: Duration) -> bool {
+        self.0.get().is_some_and(|ended| ended.elapsed() >= grace)
+    }
+}
 
 /// What the API answered each HTTP demand.
 #[derive(Debug, Default)]
@@ -26,22 +49,24 @@ pub struct DemandAnswers {
     pub refused: Vec<i32>,
 }
 
-/// Sends demands from `workers` tasks at `per_second` in all, until `until`.
+/// Sends demands from `workers` tasks at `per_second` in all, until the load ends; worker `i`
+/// sends to API `i` round the list of `base_urls`.
 pub async fn send_demands(
-    base_url: String,
+    base_urls: Vec<String>,
     workers: usize,
     per_second: f64,
-    until: Instant,
+    end: LoadEnd,
 ) -> DemandAnswers {
     let client = client();
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(DEMAND_BASE));
+    let next = Arc::new(std::sync::atomic::AtomicI32::new(DEMAND_BASE));
     let pause = Duration::from_secs_f64(workers as f64 / per_second.max(0.1));
     let tasks: Vec<_> = (0..workers)
-        .map(|_| {
-            let (client, base_url, next) = (client.clone(), base_url.clone(), next.clone());
+        .map(|worker| {
+            let base_url = base_urls[worker % base_urls.len()].clone();
+            let (client, next, end) = (client.clone(), next.clone(), end.clone());
             tokio::spawn(async move {
                 let mut answers = DemandAnswers::default();
-                while Instant::now() < until {
+                while !end.is_over() {
                     let add_up_to = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let sent = client
                         .post(format!("{base_url}/work/demand"))
@@ -97,29 +122,38 @@ pub struct KeyedAnswers {
 }
 
 /// Creates works with an `Idempotency-Key` from `workers` tasks at `per_second` in all, new
-/// ones until `until`; each is retried with its key (and its body) until answered 200 or
-/// `give_up` passes.
+/// ones until the load ends; each is retried with its key (and its body) until answered 200 or
+/// `give_up` after the end. Each attempt goes to the next API of `base_urls`, as through a
+/// load balancer: a retry may reach another replica than the first attempt.
 pub async fn create_keyed(
-    base_url: String,
+    base_urls: Vec<String>,
     workers: usize,
     per_second: f64,
-    until: Instant,
-    give_up: Instant,
+    end: LoadEnd,
+    give_up: Duration,
 ) -> KeyedAnswers {
     let client = client();
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(KEYED_BASE));
+    let next = Arc::new(std::sync::atomic::AtomicI32::new(KEYED_BASE));
     let pause = Duration::from_secs_f64(workers as f64 / per_second.max(0.1));
     let run = Uuid::new_v4().simple().to_string();
     let tasks: Vec<_> = (0..workers)
-        .map(|_| {
-            let (client, base_url, next, run) =
-                (client.clone(), base_url.clone(), next.clone(), run.clone());
+        .map(|worker| {
+            let (client, base_urls, next, run, end) = (
+                client.clone(),
+                base_urls.clone(),
+                next.clone(),
+                run.clone(),
+                end.clone(),
+            );
             tokio::spawn(async move {
                 let mut answers = KeyedAnswers::default();
-                while Instant::now() < until {
+                let mut attempt = worker;
+                while !end.is_over() {
                     let add_up_to = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let key = format!("chaos-{run}-{add_up_to}");
                     loop {
+                        let base_url = &base_urls[attempt % base_urls.len()];
+                        attempt += 1;
                         let sent = client
                             .post(format!("{base_url}/work"))
                             .header("content-type", "application/json")
@@ -139,7 +173,7 @@ pub async fn create_keyed(
                             answers.created.insert(add_up_to, (key, id));
                             break;
                         }
-                        if Instant::now() >= give_up {
+                        if end.is_over_by(give_up) {
                             answers.unanswered.push(add_up_to);
                             break;
                         }

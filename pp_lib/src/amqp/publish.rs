@@ -157,7 +157,7 @@ impl Publisher {
     /// Drops the current connection, if any, without waiting for the broker: for a connection
     /// that stopped answering, whose polite close would only time out. Whatever it had
     /// unconfirmed is for the caller to publish again. The loss is reported (`why`), so the next
-    /// connection goes to the next node of a list, not back to the stalled one.
+    /// connection goes to another node of a list, not back to the stalled one.
     pub fn abandon(&mut self, why: impl std::fmt::Display) {
         if let Some(session) = self.session.take() {
             self.broker.lost(why);

@@ -22,6 +22,7 @@ use crate::testkit::wait::within_blocking;
 /// Where Debian installs them (`make setup` does).
 const RABBITMQ_SERVER: &str = "/usr/sbin/rabbitmq-server";
 const RABBITMQCTL: &str = "/usr/sbin/rabbitmqctl";
+const RABBITMQ_QUEUES: &str = "/usr/sbin/rabbitmq-queues";
 
 /// Seconds after which a silent peer of a cluster is declared down (Erlang's `net_ticktime`).
 pub const NET_TICKTIME_SECONDS: u64 = 10;
@@ -345,8 +346,24 @@ impl TestBrokerNode {
         assert!(sent.success(), "kill {signal} {} failed", self.name);
     }
 
-    /// Consumers of `queue` whose channel is on this node (the cluster lists every node's; a
-    /// channel's process id names the node it is on).
+    /// Stops the node the way an operator's restart does (`rabbitmqctl stop`: connections
+    /// closed, queues' state written), and waits until its process is gone; [`TestBrokerNode::boot`]
+    /// runs it again.
+    pub fn stop(&self) {
+        let pid_file = self.pid_file().display().to_string();
+        self.ctl(&["stop", &pid_file]);
+        let _ = std::fs::remove_file(self.pid_file());
+        self.reap();
+    }
+
+    /// Client connections this node holds now (the cluster lists every node's; a connection's
+    /// process id names the node it is on).
+    pub fn connections(&self) -> usize {
+        let listed = self.ctl(&["list_connections", "-q", "--no-table-headers", "pid"]);
+        self.own_processes(&String::from_utf8_lossy(&listed.stdout))
+    }
+
+    /// Consumers of `queue` whose channel is on this node.
     pub fn consumers_of(&self, queue: &str) -> usize {
         let listed = self.ctl(&[
             "list_consumers",
@@ -356,11 +373,34 @@ impl TestBrokerNode {
             "channel_pid",
         ]);
         let text = String::from_utf8_lossy(&listed.stdout);
-        let mine = format!("<{}.", self.name);
-        text.lines()
+        let pids: String = text
+            .lines()
             .filter_map(|line| line.split_once('\t'))
-            .filter(|(name, pid)| name.trim() == queue && pid.trim().starts_with(&mine))
+            .filter(|(name, _)| name.trim() == queue)
+            .map(|(_, pid)| format!("{}\n", pid.trim()))
+            .collect();
+        self.own_processes(&pids)
+    }
+
+    /// How many of the Erlang process ids listed one per line (`<node.N.N.N>`) are this node's.
+    fn own_processes(&self, pids: &str) -> usize {
+        let mine = format!("<{}.", self.name);
+        pids.lines()
+            .filter(|line| line.trim().starts_with(&mine))
             .count()
+    }
+
+    /// Whether stopping this node now would leave a quorum queue without a majority of its
+    /// members running (`rabbitmq-queues check_if_node_is_quorum_critical` fails then, as it
+    /// does while the node is still joining its queues' members back).
+    pub fn is_quorum_critical(&self) -> bool {
+        let mut command = Command::new("timeout");
+        command
+            .arg(CTL_TIMEOUT_SECONDS)
+            .arg(RABBITMQ_QUEUES)
+            .args(["-n", &self.name, "--timeout", CTL_TIMEOUT_SECONDS])
+            .arg("check_if_node_is_quorum_critical");
+        !command.output().is_ok_and(|output| output.status.success())
     }
 
     /// Joins this node to `other`'s cluster (it must hold no data of its own yet).

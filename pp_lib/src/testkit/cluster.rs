@@ -71,6 +71,12 @@ impl TestCluster {
         most(self.nodes.iter().map(|node| node.consumers_of(queue)))
     }
 
+    /// The node that holds most client connections now (`None` when none has any). Every node
+    /// must be running and answering.
+    pub fn node_with_most_connections(&self) -> Option<usize> {
+        most(self.nodes.iter().map(TestBrokerNode::connections))
+    }
+
     /// Waits until every node answers and sees every node running: after a node was killed,
     /// frozen or restarted, the cluster is whole again. (A node may still list the partition it
     /// saw: RabbitMQ keeps that record until the node restarts, and the side that won an
@@ -91,6 +97,27 @@ impl TestCluster {
                 },
             );
         }
+    }
+
+    /// Restarts every node, one after the other, the way RabbitMQ advises for an upgrade: a node
+    /// is stopped only once stopping it leaves each quorum queue a majority of its members
+    /// running (the node restarted before it has caught up), and booted again at once.
+    pub fn restart_one_after_another(&self) {
+        for node in &self.nodes {
+            crate::testkit::wait::eventually_blocking(
+                &format!("{} to be safe to stop", node.name()),
+                || {
+                    if node.is_quorum_critical() {
+                        Err("a quorum queue would lose its majority")
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
+            node.stop();
+            node.boot();
+        }
+        self.wait_until_whole();
     }
 
     /// Which node leads the quorum queue `queue`, as a running node other than `except` sees
