@@ -68,7 +68,7 @@ bench-api: setup ## Benchmark the API against pgbench on the same statements (in
 	@scripts/install.sh wrk pgbench
 	@scripts/bench-api.sh
 
-bench-queue: setup ## Benchmark the pipeline: publish rate, consumer rate, and pgbench on the consumer's transaction
+bench-queue: setup ## Benchmark the pipeline: publish rate, consumer rate, pgbench on the consumer's transaction, and scaling on a three-node cluster beside the broker's own ceiling (classic and quorum, 1, 2, 4 consumers)
 	@scripts/install.sh pgbench
 	@scripts/bench-queue.sh
 

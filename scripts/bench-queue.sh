@@ -7,8 +7,13 @@
 #   (c) the limit: pgbench running the consumer's transaction for ONE demand (same statements,
 #       as many connections as the consumer's workers) for PP_BENCH_SECONDS.
 # and prints consumer / limit. Batching several demands per transaction is how the consumer
-# passes 1.0. Everything is on loopback, bounded in count and time; the database (pp_bench_queue)
-# and the queue are removed afterwards.
+# passes 1.0. Then
+#   (d) scaling, on a three-node RabbitMQ cluster of the run's own: the broker's own ceiling
+#       (publish with confirms, consume with acks, no database) beside pp's publish and consume
+#       rates, for a classic and a quorum queue and 1, 2 and 4 consumer processes
+#       (task_consumer's `scaling` example; PP_BENCH_SCALING=off skips it).
+# Everything is on loopback, bounded in count and time; the database (pp_bench_queue), the
+# queues and the cluster are removed afterwards.
 #
 # Needs pgbench: `make bench-queue` installs it (scripts/install.sh pgbench).
 #
@@ -32,6 +37,7 @@ command -v rabbitmqctl >/dev/null 2>&1 || { echo "bench: error: rabbitmqctl is m
 
 say "building the release producer and consumer"
 cargo build --quiet --release -p task_producer -p task_consumer -p pp_storage
+cargo build --quiet --release -p task_consumer --example scaling
 
 say "recreating pp_bench_queue"
 PGOPTIONS="--client-min-messages=warning" psql "${server_url%/*}/postgres" -qAt \
@@ -84,3 +90,8 @@ printf '%-44s %10s/s %8s\n' "publish, confirmed (task_producer burst)" "$publish
 printf '%-44s %10s/s\n' "consumer, end to end (demands done in DB)" "$consumer_rate"
 printf '%-44s %10.0f/s\n' "limit: pgbench, one demand per transaction" "$pg_tps"
 printf '%-44s %12s %8s\n' "consumer / limit" "$(awk -v a="$consumer_rate" -v b="$pg_tps" 'BEGIN {printf "%.2f", a / b}')" ">=1.00"
+
+if [ "${PP_BENCH_SCALING:-on}" != off ]; then
+    say "(d) scaling on a three-node cluster: $demands demands a step"
+    timeout 1800 target/release/examples/scaling --demands "$demands"
+fi

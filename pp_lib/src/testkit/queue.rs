@@ -96,14 +96,16 @@ impl TestQueue {
     /// A fresh quorum queue on a cluster of the test's own ([`super::TestCluster`]): reached
     /// through any of its `nodes`, as pp's processes reach it.
     pub async fn create_quorum_on(nodes: AmqpNodes) -> TestQueue {
-        TestQueue::create_with(nodes, QueueType::Quorum).await
+        TestQueue::create_on_nodes(nodes, QueueType::Quorum).await
     }
 
     async fn create_typed(url: SecretUrl, queue_type: QueueType) -> TestQueue {
-        TestQueue::create_with(AmqpNodes::one(url), queue_type).await
+        TestQueue::create_on_nodes(AmqpNodes::one(url), queue_type).await
     }
 
-    async fn create_with(nodes: AmqpNodes, queue_type: QueueType) -> TestQueue {
+    /// A fresh queue of `queue_type` (with its dead-letter queue) reached through any of
+    /// `nodes`.
+    pub async fn create_on_nodes(nodes: AmqpNodes, queue_type: QueueType) -> TestQueue {
         let queue = TestQueue {
             topology: Topology::new(super::unique_name(), queue_type),
             nodes,
