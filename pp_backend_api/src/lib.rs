@@ -40,6 +40,7 @@ pub mod error;
 pub mod janitor;
 pub mod metrics;
 pub mod middleware;
+pub mod origin;
 pub mod rate_limit;
 pub mod relay;
 pub mod routes;

@@ -49,6 +49,8 @@ pub enum AuthRefusal {
     InsufficientScope,
     /// A change asked from another site.
     CrossSite,
+    /// No identity, from this machine but naming a host that is not this machine's.
+    ForeignHost,
     /// Too many failed authentications from the address.
     Throttled,
     /// A wrong name or password.
@@ -64,6 +66,7 @@ impl AuthRefusal {
             AuthRefusal::Invalid => "invalid",
             AuthRefusal::InsufficientScope => "insufficient_scope",
             AuthRefusal::CrossSite => "cross_site",
+            AuthRefusal::ForeignHost => "foreign_host",
             AuthRefusal::Throttled => "throttled",
             AuthRefusal::LoginFailed => "login_failed",
             AuthRefusal::LoginThrottled => "login_throttled",

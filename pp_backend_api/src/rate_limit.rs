@@ -2,13 +2,12 @@
 //! enforced together by every replica through Redis (see `pp_lib::cache::rate_limit`).
 //!
 //! A client is who the guard found (an API key, a dashboard account, the admin token: see
-//! [`crate::auth`]), else its address: the peer's, or — only when the peer is one of
-//! `PP_TRUSTED_PROXY` — the nearest address in `X-Forwarded-For` that is not a trusted proxy.
-//! A header a client makes up cannot name it: a new made-up name would be a new quota. Every answer of a limited route carries the IETF draft's `RateLimit-Policy`
+//! [`crate::auth`]), else its address ([`crate::origin`]: the peer's, or what a trusted proxy
+//! forwards). A header a client makes up cannot name it: a new made-up name would be a new
+//! quota. Every answer of a limited route carries the IETF draft's `RateLimit-Policy`
 //! and `RateLimit` headers; a refused request gets 429 with `Retry-After`. When Redis cannot
 //! answer, the request is let through (fail open) and counted.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::body::BoxBody;
@@ -22,6 +21,7 @@ use pp_lib::config::Rate;
 
 use crate::auth::Identity;
 use crate::error::{ErrorBody, ErrorResponse};
+use crate::origin::Origins;
 use crate::state::AppState;
 
 /// The IETF draft's header stating the quota policy.
@@ -51,14 +51,6 @@ pub struct RateLimitConfig {
         action = clap::ArgAction::Set
     )]
     pub reads: bool,
-    /// Comma-separated addresses of the proxies in front of the API: from these peers only,
-    /// X-Forwarded-For names the client.
-    #[arg(
-        long = "trusted-proxy",
-        env = "PP_TRUSTED_PROXY",
-        value_delimiter = ','
-    )]
-    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl RateLimitConfig {
@@ -81,14 +73,19 @@ impl RateLimitConfig {
 pub struct RateLimits {
     limiter: RateLimiter,
     reads: bool,
-    trusted_proxies: Vec<IpAddr>,
+    origins: Arc<Origins>,
     policy: HeaderValue,
 }
 
 impl RateLimits {
-    /// The limits `config` asks for, over `redis`; `None` when no rate is set. A rate without
-    /// Redis is refused at startup: it would silently limit nothing.
-    pub fn new(config: &RateLimitConfig, redis: Option<&Redis>) -> anyhow::Result<Option<Self>> {
+    /// The limits `config` asks for, over `redis`, counting clients as `origins` finds them;
+    /// `None` when no rate is set. A rate without Redis is refused at startup: it would
+    /// silently limit nothing.
+    pub fn new(
+        config: &RateLimitConfig,
+        redis: Option<&Redis>,
+        origins: Arc<Origins>,
+    ) -> anyhow::Result<Option<Self>> {
         let Some(quota) = config.quota() else {
             return Ok(None);
         };
@@ -107,7 +104,7 @@ impl RateLimits {
         Ok(Some(RateLimits {
             limiter: RateLimiter::new(redis.clone(), quota),
             reads: config.reads,
-            trusted_proxies: config.trusted_proxies.clone(),
+            origins,
             policy,
         }))
     }
@@ -148,12 +145,9 @@ pub async fn limit_rate(
         .extensions()
         .get::<Identity>()
         .and_then(Identity::rate_key);
-    let client = identity.unwrap_or_else(|| {
-        client_address(
-            request.headers(),
-            request.peer_addr().map(|peer| peer.ip()),
-            &limits.trusted_proxies,
-        )
+    let client = identity.unwrap_or_else(|| match limits.origins.client_of(request.request()) {
+        Some(ip) => format!("ip:{ip}"),
+        None => "ip:unknown".to_owned(),
     });
     let verdict = limits.limiter.check(&client).await;
     let metrics = request
@@ -211,100 +205,12 @@ fn whole_seconds(duration: std::time::Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-/// The client's address, as a Redis key part: `ip:<address>`.
-pub fn client_address(
-    headers: &HeaderMap,
-    peer: Option<IpAddr>,
-    trusted_proxies: &[IpAddr],
-) -> String {
-    match client_ip(headers, peer, trusted_proxies) {
-        Some(ip) => format!("ip:{ip}"),
-        None => "ip:unknown".to_owned(),
-    }
-}
-
-/// The client's address: the peer's, or — only when the peer is a trusted proxy — the nearest
-/// address in `X-Forwarded-For` that is not a trusted proxy.
-pub fn client_ip(
-    headers: &HeaderMap,
-    peer: Option<IpAddr>,
-    trusted_proxies: &[IpAddr],
-) -> Option<IpAddr> {
-    let peer = peer?;
-    if !trusted_proxies.contains(&peer) {
-        return Some(peer);
-    }
-    // The proxies append, so the nearest untrusted hop is the last one not ours.
-    let forwarded = headers
-        .get_all(HeaderName::from_static("x-forwarded-for"))
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-        .collect::<Vec<_>>();
-    let client = forwarded
-        .iter()
-        .rev()
-        .find(|hop| !trusted_proxies.contains(hop))
-        .copied()
-        .unwrap_or(peer);
-    Some(client)
-}
-
 /// A shared handle, for the app state.
 pub type SharedRateLimits = Option<Arc<RateLimits>>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_str(value).expect("a header value"),
-            );
-        }
-        map
-    }
-
-    fn ip(text: &str) -> IpAddr {
-        text.parse().expect("an address")
-    }
-
-    #[test]
-    fn a_made_up_api_key_names_no_client() {
-        let made_up = client_address(
-            &headers(&[("x-api-key", "anything")]),
-            Some(ip("10.0.0.1")),
-            &[],
-        );
-        assert_eq!(
-            made_up, "ip:10.0.0.1",
-            "a header the client chose is not a quota"
-        );
-    }
-
-    #[test]
-    fn forwarded_addresses_count_only_from_trusted_proxies() {
-        let forwarded = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.9")]);
-        assert_eq!(
-            client_address(&forwarded, Some(ip("192.0.2.1")), &[]),
-            "ip:192.0.2.1",
-            "an untrusted peer cannot name another client"
-        );
-        let proxies = [ip("10.0.0.9"), ip("10.0.0.1")];
-        assert_eq!(
-            client_address(&forwarded, Some(ip("10.0.0.1")), &proxies),
-            "ip:203.0.113.7",
-            "the nearest hop that is not a trusted proxy"
-        );
-        assert_eq!(
-            client_address(&headers(&[]), Some(ip("10.0.0.1")), &proxies),
-            "ip:10.0.0.1",
-            "a trusted proxy that forwards nothing is the client"
-        );
-    }
 
     #[test]
     fn the_burst_defaults_to_one_second_of_the_rate() {

@@ -11,6 +11,7 @@ use pp_lib::config::{
 use crate::auth::AuthConfig;
 use crate::dashboard::DashboardConfig;
 use crate::janitor::RetentionConfig;
+use crate::origin::OriginConfig;
 use crate::rate_limit::RateLimitConfig;
 use crate::relay::RelayConfig;
 
@@ -77,6 +78,8 @@ pub struct Settings {
     pub cache: CacheConfig,
     #[command(flatten)]
     pub rate_limit: RateLimitConfig,
+    #[command(flatten)]
+    pub origin: OriginConfig,
     #[command(flatten)]
     pub dashboard: DashboardConfig,
     #[command(flatten)]

@@ -23,6 +23,7 @@ use crate::dashboard::Dashboard;
 use crate::janitor::{self, RetentionConfig};
 use crate::metrics::Metrics;
 use crate::middleware::{json_errors, observe, security_headers};
+use crate::origin::Origins;
 use crate::rate_limit::RateLimits;
 use crate::relay::{self, RelayConfig};
 use crate::routes;
@@ -117,7 +118,9 @@ impl Application {
         let pool = build_pool_lazy(&settings.database);
         let metrics = Arc::new(Metrics::new().context("failed to create the metrics registry")?);
         let redis = Redis::start(&settings.redis, metrics.redis.clone())?;
-        let rate_limits = RateLimits::new(&settings.rate_limit, redis.as_ref())?.map(Arc::new);
+        let origins = Arc::new(Origins::new(&settings.origin));
+        let rate_limits =
+            RateLimits::new(&settings.rate_limit, redis.as_ref(), origins.clone())?.map(Arc::new);
         if let Some(redis) = &redis {
             log_redis(&settings, redis);
         }
@@ -141,7 +144,7 @@ impl Application {
         if relay.is_none() {
             log::info!("outbox relay off: accepted demands wait for another relay");
         }
-        let behind_proxy = !settings.rate_limit.trusted_proxies.is_empty();
+        let behind_proxy = origins.behind_proxy();
         let mode = Mode::resolve(settings.auth.setting, address, behind_proxy);
         log_auth_mode(settings.auth.setting, mode, address, behind_proxy);
         // A login's first check of an unknown name costs what every later one does.
@@ -153,7 +156,7 @@ impl Application {
             mode,
             &settings.auth,
             settings.dashboard.admin_token.clone(),
-            settings.rate_limit.trusted_proxies.clone(),
+            origins,
         ));
         let directory = auth.directory.clone();
         let dashboard = web::Data::new(Dashboard::new(

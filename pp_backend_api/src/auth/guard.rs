@@ -30,6 +30,8 @@
 //! `PP_AUTH=auto` on loopback is `off` for the requests made on this machine, and `writes` for
 //! those a proxy forwards (they carry `Forwarded`, `X-Forwarded-For` or `X-Real-IP`): a proxy
 //! in front makes the API exposed, and an exposed API is a protected one ([`Auth::mode_for`]).
+//! So is one reached under a name that is not this machine's ([`crate::origin`]): such a
+//! request, refused for want of an identity, is answered 403 naming `PP_ALLOWED_HOSTS`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -54,10 +56,10 @@ use super::throttle::Throttle;
 use super::{
     Access, AuditLine, AuthConfig, AuthSetting, Denial, Identity, Mode, audit, authorize, csrf,
 };
-use crate::dashboard::admin::{ActionPolicy, AdminToken, Refusal, is_forwarded};
+use crate::dashboard::admin::{ActionPolicy, AdminToken, Refusal};
 use crate::error::{ApiError, ErrorBody, ErrorResponse};
 use crate::metrics::AuthRefusal;
-use crate::rate_limit::client_ip;
+use crate::origin::{Origins, is_forwarded};
 use crate::state::AppState;
 
 /// Failed logins allowed per account name, as a multiple of those allowed per address: one
@@ -88,7 +90,8 @@ pub struct Auth {
     pub password_checks: Semaphore,
     pub admin_token: Option<AdminToken>,
     pub session_ttl: Duration,
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Where requests come from.
+    pub origins: Arc<Origins>,
     /// When each (actor, route) refusal was last written to the audit trail.
     refusals_recorded: Mutex<HashMap<(String, String), Instant>>,
 }
@@ -99,7 +102,7 @@ impl Auth {
         mode: Mode,
         config: &AuthConfig,
         admin_token: Option<AdminToken>,
-        trusted_proxies: Vec<IpAddr>,
+        origins: Arc<Origins>,
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Auth {
@@ -112,19 +115,38 @@ impl Auth {
             password_checks: Semaphore::new(cores.clamp(1, 8)),
             admin_token,
             session_ttl: config.session_ttl,
-            trusted_proxies,
+            origins,
             refusals_recorded: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The mode `request` is held to: the API's, but `writes` for a request a proxy forwarded to
-    /// an API whose `auto` made it `off` on loopback.
+    /// The mode `request` is held to: the API's, but `writes` where `auto` made it `off` on
+    /// loopback and the request is not from this machine after all: a proxy forwarded it, or it
+    /// names a host that is not this machine's (see [`Auth::held_for_its_host`]).
     pub fn mode_for(&self, request: &HttpRequest) -> Mode {
-        if self.setting == AuthSetting::Auto && self.mode == Mode::Off && is_forwarded(request) {
+        if self.is_auto_off()
+            && (is_forwarded(request) || self.held_for_its_host(request).is_some())
+        {
             Mode::Writes
         } else {
             self.mode
         }
+    }
+
+    /// `auto` made the API `off`, on loopback.
+    fn is_auto_off(&self) -> bool {
+        self.setting == AuthSetting::Auto && self.mode == Mode::Off
+    }
+
+    /// The host `request` names, where that alone holds it to `writes` under `auto` on loopback:
+    /// a request from a loopback peer, forwarded by no proxy, that names a host not this
+    /// machine's (a proxy that forwards nothing, or a page of another site rebinding its name
+    /// to this address).
+    pub fn held_for_its_host(&self, request: &HttpRequest) -> Option<String> {
+        if !self.is_auto_off() || is_forwarded(request) {
+            return None;
+        }
+        self.origins.foreign_host(request)
     }
 
     /// Whether `identity`, asking with `request`, may use the dashboard's actions: with the
@@ -140,7 +162,7 @@ impl Auth {
             return Ok(());
         }
         match self.mode_for(request) {
-            Mode::Off => policy.authorize(request),
+            Mode::Off => policy.authorize(request, &self.origins),
             Mode::Writes | Mode::All => Err(Refusal::Forbidden(
                 "this needs the operate scope: an operator's login, a key with the scope, or the \
                  admin token"
@@ -169,12 +191,9 @@ impl Auth {
     /// The client's address (a trusted proxy's forwarded client when there is one), as the
     /// failures are counted and the audit trail says where from.
     pub fn client(&self, request: &HttpRequest) -> String {
-        client_ip(
-            request.headers(),
-            request.peer_addr().map(|peer| peer.ip()),
-            &self.trusted_proxies,
-        )
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+        self.origins
+            .client_of(request)
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
     }
 
     /// Whether a refusal of `actor` on `route` is due in the audit trail (at most one a minute
@@ -283,7 +302,11 @@ pub async fn guard(
         if access == Access::Operate && identity != Identity::Anonymous {
             audit_refusal(&state, &auth, request.request(), &identity).await;
         }
-        return refuse(request, Refused::Denied(denial));
+        let refused = match (denial, auth.held_for_its_host(request.request())) {
+            (Denial::Missing(scope), Some(host)) => Refused::ForeignHost { host, scope },
+            (denial, _) => Refused::Denied(denial),
+        };
+        return refuse(request, refused);
     }
     request.extensions_mut().insert(identity);
     next.call(request).await
@@ -329,6 +352,11 @@ impl Ended {
 enum Refused {
     Denied(Denial),
     CrossSite(String),
+    /// 403: no identity, where the request was held to `writes` only for the host it names.
+    ForeignHost {
+        host: String,
+        scope: Scope,
+    },
     /// Too many failed authentications from this address: 429 for this long.
     Throttled(Duration),
     Unavailable(ApiError),
@@ -343,6 +371,7 @@ impl Refused {
             Refused::Denied(Denial::Invalid(_)) => AuthRefusal::Invalid,
             Refused::Denied(Denial::InsufficientScope(_)) => AuthRefusal::InsufficientScope,
             Refused::CrossSite(_) => AuthRefusal::CrossSite,
+            Refused::ForeignHost { .. } => AuthRefusal::ForeignHost,
             Refused::Throttled(_) => AuthRefusal::Throttled,
             Refused::Unavailable(_) => return None,
         })
@@ -525,6 +554,15 @@ fn refusal(refused: &Refused) -> HttpResponse {
             )),
         ),
         Refused::CrossSite(reason) => (StatusCode::FORBIDDEN, reason.clone(), None),
+        Refused::ForeignHost { host, scope } => (
+            StatusCode::FORBIDDEN,
+            format!(
+                "the request names the host {host:?}, which is not this machine's, so it is \
+                 held to PP_AUTH=writes: this needs an identity with the {scope} scope. If \
+                 {host:?} is this machine, add it to PP_ALLOWED_HOSTS"
+            ),
+            None,
+        ),
         Refused::Throttled(wait) => {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let mut response = ErrorBody::response(

@@ -12,7 +12,8 @@
 //!   `writes` anywhere else — an exposed API is a protected one unless the operator says `off`
 //!   (which is logged). A proxy in front is one named in `PP_TRUSTED_PROXY`, or one that says so
 //!   on a request (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`): such a request is held to
-//!   `writes` ([`guard::Auth::mode_for`]).
+//!   `writes` ([`guard::Auth::mode_for`]), as is one whose `Host` does not name this machine
+//!   ([`crate::origin`]).
 //!
 //! Modules: [`credentials`] (what a request presents), [`directory`] (the keys, in memory),
 //! [`throttle`] (failed attempts per address and per name), [`csrf`] (same-origin writes),

@@ -7,19 +7,22 @@
 //!   a cookie: a page of another site can make a browser send cookies along, never a header, so
 //!   there is nothing to forge (no CSRF). And not `Authorization`, which a proxy's own basic
 //!   authentication in front of the dashboard needs for itself.
-//! - Unset, an action is allowed only from this machine: a loopback peer whose request carries
-//!   no `Forwarded`, `X-Forwarded-For` or `X-Real-IP` header (a proxy on the same machine adds
-//!   one, and its clients are not this machine). Anything else is refused 403, saying to set the
-//!   token. A development machine needs no configuration, and a server exposed without one
-//!   cannot be changed by whoever reaches it.
+//! - Unset, an action is allowed only from this machine ([`Origins::is_from_this_machine`]): a
+//!   loopback peer whose request carries no `Forwarded`, `X-Forwarded-For` or `X-Real-IP` header
+//!   (a proxy on the same machine adds one, and its clients are not this machine) and names this
+//!   machine in `Host` (a page of another site rebinding its name to 127.0.0.1 names its own).
+//!   Anything else is refused 403, saying to set the token (or, for a host, `PP_ALLOWED_HOSTS`).
+//!   A development machine needs no configuration, and a server exposed without one cannot be
+//!   changed by whoever reaches it.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::HeaderName;
 use serde::{Deserialize, Serialize};
+
+use crate::origin::{Origins, is_forwarded, is_loopback};
 
 /// The header an action carries the admin token in.
 pub const ADMIN_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-pp-admin-token");
@@ -102,9 +105,6 @@ pub struct ActionPolicy {
     token: Option<AdminToken>,
 }
 
-/// Headers a proxy adds: a request carrying one is not from this machine, whatever its peer.
-const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
-
 impl ActionPolicy {
     pub fn new(token: Option<AdminToken>) -> Self {
         ActionPolicy { token }
@@ -117,8 +117,9 @@ impl ActionPolicy {
         }
     }
 
-    /// Allows the action `request` asks for, or says why not.
-    pub fn authorize(&self, request: &HttpRequest) -> Result<(), Refusal> {
+    /// Allows the action `request` asks for (from where `origins` says it comes), or says why
+    /// not.
+    pub fn authorize(&self, request: &HttpRequest, origins: &Origins) -> Result<(), Refusal> {
         match &self.token {
             Some(token) => match request.headers().get(&ADMIN_TOKEN_HEADER) {
                 Some(given) if token.matches(given.as_bytes()) => Ok(()),
@@ -133,40 +134,25 @@ impl ActionPolicy {
                         .to_owned(),
                 )),
             },
-            None => {
-                let local = request
-                    .peer_addr()
-                    .is_some_and(|peer| is_loopback(peer.ip()));
-                if local && !is_forwarded(request) {
-                    Ok(())
-                } else {
-                    Err(Refusal::Forbidden(
-                        "actions are allowed only from the API's own machine while no admin \
-                         token is set: start the API with PP_ADMIN_TOKEN to allow them from \
-                         elsewhere"
-                            .to_owned(),
-                    ))
-                }
-            }
+            None if origins.is_from_this_machine(request) => Ok(()),
+            None => Err(Refusal::Forbidden(match origins.foreign_host(request) {
+                Some(host) if !is_forwarded(request) && is_local_peer(request) => format!(
+                    "the request names the host {host:?}, which is not this machine's: actions \
+                     without an admin token are allowed only from this machine. If {host:?} is \
+                     this machine, add it to PP_ALLOWED_HOSTS"
+                ),
+                _ => "actions are allowed only from the API's own machine while no admin token \
+                      is set: start the API with PP_ADMIN_TOKEN to allow them from elsewhere"
+                    .to_owned(),
+            })),
         }
     }
 }
 
-/// Whether a proxy forwarded `request`: it carries `Forwarded`, `X-Forwarded-For` or
-/// `X-Real-IP`.
-pub fn is_forwarded(request: &HttpRequest) -> bool {
-    FORWARDING_HEADERS
-        .iter()
-        .any(|name| request.headers().contains_key(*name))
-}
-
-fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
+fn is_local_peer(request: &HttpRequest) -> bool {
+    request
+        .peer_addr()
+        .is_some_and(|peer| is_loopback(peer.ip()))
 }
 
 #[cfg(test)]
@@ -177,6 +163,13 @@ mod tests {
 
     fn token() -> AdminToken {
         "correct-horse-battery-staple".parse().expect("a token")
+    }
+
+    fn origins() -> Origins {
+        Origins::new(&crate::origin::OriginConfig {
+            trusted_proxies: Vec::new(),
+            allowed_hosts: Vec::new(),
+        })
     }
 
     #[test]
@@ -226,14 +219,14 @@ mod tests {
             .to_http_request();
 
         assert!(matches!(
-            policy.authorize(&missing),
+            policy.authorize(&missing, &origins()),
             Err(Refusal::Unauthorized(_))
         ));
         assert!(matches!(
-            policy.authorize(&wrong),
+            policy.authorize(&wrong, &origins()),
             Err(Refusal::Unauthorized(_))
         ));
-        assert_eq!(policy.authorize(&right), Ok(()));
+        assert_eq!(policy.authorize(&right, &origins()), Ok(()));
         assert_eq!(policy.access(), ActionAccess::Token);
     }
 
@@ -256,13 +249,15 @@ mod tests {
                 false,
             ),
             ("127.0.0.1:5000", Some(("x-real-ip", "203.0.113.7")), false),
+            ("127.0.0.1:5000", Some(("host", "localhost:3000")), true),
+            ("127.0.0.1:5000", Some(("host", "evil.example:3000")), false),
         ];
         for (peer, header, allowed) in cases {
             let mut request = TestRequest::default().peer_addr(peer.parse().expect("an address"));
             if let Some(header) = header {
                 request = request.insert_header(header);
             }
-            let outcome = policy.authorize(&request.to_http_request());
+            let outcome = policy.authorize(&request.to_http_request(), &origins());
             assert_eq!(outcome.is_ok(), allowed, "{peer} {header:?}: {outcome:?}");
             if !allowed {
                 assert!(
@@ -272,5 +267,21 @@ mod tests {
             }
         }
         assert_eq!(policy.access(), ActionAccess::LoopbackOnly);
+    }
+
+    #[test]
+    fn a_loopback_request_naming_another_host_is_told_of_the_allowed_hosts() {
+        let request = TestRequest::default()
+            .peer_addr("127.0.0.1:5000".parse().expect("an address"))
+            .insert_header(("host", "evil.example:3000"))
+            .to_http_request();
+
+        let outcome = ActionPolicy::new(None).authorize(&request, &origins());
+
+        let Err(Refusal::Forbidden(message)) = outcome else {
+            panic!("refused 403, not {outcome:?}");
+        };
+        assert!(message.contains("PP_ALLOWED_HOSTS"), "{message}");
+        assert!(message.contains("evil.example:3000"), "{message}");
     }
 }

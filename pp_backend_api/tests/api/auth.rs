@@ -389,6 +389,136 @@ async fn off_on_loopback_asks_nothing_and_ignores_what_it_cannot_use() {
     }
 }
 
+/// A request to `app` naming `host` (with its port) in `Host`, as a page of that host's would
+/// send it once its name points at 127.0.0.1 (DNS rebinding): `Origin` its own, and
+/// `Sec-Fetch-Site: same-origin`.
+fn rebound(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    host: &str,
+) -> reqwest::RequestBuilder {
+    let port = app.host_and_port().rsplit(':').next().unwrap_or_default();
+    let named = format!("{host}:{port}");
+    app.client
+        .request(method, app.url(path))
+        .header("host", &named)
+        .header("origin", format!("http://{named}"))
+        .header("sec-fetch-site", "same-origin")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_loopback_a_request_naming_another_host_is_held_to_writes_and_told_of_allowed_hosts() {
+    let app = TestApp::spawn(TestSettings::new().with_queue()).await;
+    let operator_key = app.create_key("ops", "read,write,operate");
+    use reqwest::Method;
+
+    let audit = rebound(&app, Method::GET, "/dashboard/api/audit", "evil.example")
+        .send()
+        .await
+        .expect("GET");
+    let message = error_message(audit, StatusCode::FORBIDDEN).await;
+    assert!(message.contains("PP_ALLOWED_HOSTS"), "{message}");
+    assert!(message.contains("evil.example"), "{message}");
+    for (method, path) in [
+        (Method::POST, "/dashboard/api/demands"),
+        (Method::POST, "/dashboard/api/dead-letters/retry-all"),
+        (Method::POST, "/work"),
+        (Method::POST, "/work/demand"),
+    ] {
+        let refused = rebound(&app, method.clone(), path, "evil.example")
+            .send()
+            .await
+            .expect("a request");
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    assert_eq!(
+        app.db.count("select count(*) as n from demand_outbox"),
+        0,
+        "nothing enqueued"
+    );
+    let read = rebound(&app, Method::GET, "/stats", "evil.example")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        read.status(),
+        StatusCode::OK,
+        "held to writes: reads stay open"
+    );
+    let with_key = rebound(&app, Method::GET, "/dashboard/api/audit", "evil.example")
+        .bearer_auth(&operator_key)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        with_key.status(),
+        StatusCode::OK,
+        "an identity is let through"
+    );
+    for host in ["localhost", "127.0.0.1", "[::1]", "app.localhost"] {
+        let local = rebound(&app, Method::GET, "/dashboard/api/audit", host)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(local.status(), StatusCode::OK, "{host} is this machine");
+    }
+    let created = rebound(&app, Method::POST, "/work", "localhost")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        created.status(),
+        StatusCode::OK,
+        "the original's bodyless POST"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_in_allowed_hosts_is_this_machine_and_off_said_outright_still_guards_the_actions() {
+    use reqwest::Method;
+    let allowed = TestApp::spawn(TestSettings::new().with_queue().with(
+        |settings: &mut Settings| {
+            settings.origin.allowed_hosts = vec!["pp.test".to_owned(), "*.pp.test".to_owned()];
+        },
+    ))
+    .await;
+    for host in ["pp.test", "api.pp.test"] {
+        let audit = rebound(&allowed, Method::GET, "/dashboard/api/audit", host)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(audit.status(), StatusCode::OK, "{host}");
+    }
+    let other = rebound(
+        &allowed,
+        Method::GET,
+        "/dashboard/api/audit",
+        "evil.example",
+    )
+    .send()
+    .await
+    .expect("GET");
+    assert_eq!(other.status(), StatusCode::FORBIDDEN);
+
+    let off = TestApp::spawn(TestSettings::new().with_queue().auth(AuthSetting::Off)).await;
+    let action = rebound(&off, Method::POST, "/dashboard/api/demands", "evil.example")
+        .send()
+        .await
+        .expect("POST");
+    let message = error_message(action, StatusCode::FORBIDDEN).await;
+    assert!(message.contains("PP_ALLOWED_HOSTS"), "{message}");
+    let created = rebound(&off, Method::POST, "/work", "evil.example")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        created.status(),
+        StatusCode::OK,
+        "off, said outright, is off"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_key_works_at_once_a_revoked_one_stops_and_its_last_use_is_kept() {
     let mut app = TestApp::spawn(TestSettings::new().auth(AuthSetting::All)).await;
@@ -424,7 +554,7 @@ async fn failed_authentications_are_throttled_per_address_and_valid_keys_are_not
         TestSettings::new()
             .auth(AuthSetting::Writes)
             .with(|settings| {
-                settings.rate_limit.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
+                settings.origin.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
                 // One failure an hour: the test's own pace gives nothing back while it runs.
                 settings.auth.failures = "1/h".parse().expect("a rate");
             }),
@@ -476,7 +606,7 @@ async fn failed_authentications_are_throttled_per_address_and_valid_keys_are_not
 async fn logins_are_throttled_per_address_and_per_name_and_failures_are_audited() {
     // One failure an hour, so the test's own pace gives nothing back while it runs.
     let app = TestApp::spawn(TestSettings::new().with(|settings| {
-        settings.rate_limit.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
+        settings.origin.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
         settings.auth.failures = "1/h".parse().expect("a rate");
     }))
     .await;

@@ -1,0 +1,366 @@
+//! Where a request came from, in one place: the peer, the proxies in front (`PP_TRUSTED_PROXY`)
+//! and what they forward, and the host the request names (`Host`, and `PP_ALLOWED_HOSTS`).
+//!
+//! - The client's address ([`Origins::client_ip`]) is the peer's, or — only when the peer is a
+//!   trusted proxy — the nearest `X-Forwarded-For` entry that is not a trusted proxy.
+//! - A request comes from this machine ([`Origins::is_from_this_machine`]) when its peer is a
+//!   loopback address, no proxy says it forwarded it (`Forwarded`, `X-Forwarded-For`,
+//!   `X-Real-IP`), and it names this machine in `Host` ([`Origins::names_this_machine`]):
+//!   `localhost` (and `*.localhost`), a loopback address, the machine's own name, or a host
+//!   listed in `PP_ALLOWED_HOSTS`. A page of another site whose name an attacker points at
+//!   127.0.0.1 (DNS rebinding) reaches the API from a loopback peer, but names its own host.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::HttpRequest;
+use actix_web::http::header::{self, HeaderMap, HeaderName};
+
+/// Headers a proxy adds: a request carrying one is not from this machine, whatever its peer.
+const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// Where requests may come from, and what names this machine.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OriginConfig {
+    /// Comma-separated addresses of the proxies in front of the API: from these peers only,
+    /// X-Forwarded-For names the client.
+    #[arg(
+        long = "trusted-proxy",
+        env = "PP_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Comma-separated host names that name this machine besides localhost, loopback addresses
+    /// and its own name (`pp.local`, or `*.example.test` for every name under one): a request
+    /// from this machine must name one of them in Host.
+    #[arg(
+        long = "allowed-hosts",
+        env = "PP_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_parser = allowed_host
+    )]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// One `PP_ALLOWED_HOSTS` entry: a host name (or `*.` and a domain), lower-cased, without port.
+fn allowed_host(text: &str) -> Result<String, String> {
+    let host = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let name = host.strip_prefix("*.").unwrap_or(&host);
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_'));
+    if valid {
+        Ok(host)
+    } else {
+        Err(format!(
+            "{text:?} is not a host name: give names like pp.local or *.example.test, without a \
+             port or scheme"
+        ))
+    }
+}
+
+/// The rules [`OriginConfig`] gives, shared by the guard, the dashboard and the rate limits.
+#[derive(Debug)]
+pub struct Origins {
+    trusted_proxies: Vec<IpAddr>,
+    allowed_hosts: Vec<String>,
+    /// The machine's own name, lower-cased, if it has one.
+    machine_name: Option<String>,
+    /// Whether a request naming a foreign host was seen yet (it is logged once).
+    foreign_host_seen: AtomicBool,
+}
+
+impl Origins {
+    pub fn new(config: &OriginConfig) -> Self {
+        Origins {
+            trusted_proxies: config.trusted_proxies.clone(),
+            allowed_hosts: config.allowed_hosts.clone(),
+            machine_name: machine_name(),
+            foreign_host_seen: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether proxies are named in front of the API.
+    pub fn behind_proxy(&self) -> bool {
+        !self.trusted_proxies.is_empty()
+    }
+
+    /// The client's address: the peer's, or — only from a trusted proxy — the nearest forwarded
+    /// one that is not a trusted proxy (see the module's doc). `None` without a peer.
+    pub fn client_ip(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+        let peer = peer?;
+        if !self.trusted_proxies.contains(&peer) {
+            return Some(peer);
+        }
+        // The proxies append, so the nearest untrusted hop is the last one not ours.
+        let forwarded = headers
+            .get_all(HeaderName::from_static("x-forwarded-for"))
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+            .collect::<Vec<_>>();
+        let client = forwarded
+            .iter()
+            .rev()
+            .find(|hop| !self.trusted_proxies.contains(hop))
+            .copied()
+            .unwrap_or(peer);
+        Some(client)
+    }
+
+    /// [`Origins::client_ip`] of `request`.
+    pub fn client_of(&self, request: &HttpRequest) -> Option<IpAddr> {
+        self.client_ip(request.headers(), request.peer_addr().map(|peer| peer.ip()))
+    }
+
+    /// Whether `request` comes from this machine: a loopback peer, forwarded by no proxy, naming
+    /// this machine in `Host`.
+    pub fn is_from_this_machine(&self, request: &HttpRequest) -> bool {
+        is_local_peer(request.peer_addr())
+            && !is_forwarded(request)
+            && self.names_this_machine(request)
+    }
+
+    /// Whether the host `request` names (its `Host`, or an HTTP/2 authority) is this machine's:
+    /// `localhost` or a name under it, a loopback address, the machine's own name, or one of
+    /// `PP_ALLOWED_HOSTS`. A request that names no host names no other machine either.
+    pub fn names_this_machine(&self, request: &HttpRequest) -> bool {
+        let Some(named) = named_host(request) else {
+            return true;
+        };
+        let host = host_without_port(&named)
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if host == "localhost" || host.ends_with(".localhost") {
+            return true;
+        }
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            return is_loopback(ip);
+        }
+        self.machine_name.as_deref() == Some(host.as_str())
+            || self
+                .allowed_hosts
+                .iter()
+                .any(|allowed| match allowed.strip_prefix("*.") {
+                    Some(domain) => host
+                        .strip_suffix(domain)
+                        .is_some_and(|sub| sub.ends_with('.')),
+                    None => *allowed == host,
+                })
+    }
+
+    /// The host `request` names, when it is not this machine's, for an error message; the
+    /// first time, a warning in the log (a proxy in front that forwards nothing, or a page
+    /// rebinding its name to this machine).
+    pub fn foreign_host(&self, request: &HttpRequest) -> Option<String> {
+        if self.names_this_machine(request) {
+            return None;
+        }
+        let named = named_host(request).unwrap_or_default();
+        if !self.foreign_host_seen.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "a request from this machine named the host {named:?}, which is not this \
+                 machine's: it is held to PP_AUTH=writes, as if from elsewhere (a proxy in front \
+                 that forwards no X-Forwarded-For, or a page rebinding its name to this address). \
+                 If {named:?} is this machine, add it to PP_ALLOWED_HOSTS; if a proxy is in \
+                 front, name it in PP_TRUSTED_PROXY (logged once)"
+            );
+        }
+        Some(named)
+    }
+}
+
+/// The host a request names: `Host`, else the URI's authority (HTTP/2).
+fn named_host(request: &HttpRequest) -> Option<String> {
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.to_string())
+        })
+}
+
+/// `host[:port]` or `[v6][:port]` without the port.
+fn host_without_port(named: &str) -> &str {
+    if named.starts_with('[') {
+        return named.split_inclusive(']').next().unwrap_or(named);
+    }
+    match named.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => named,
+    }
+}
+
+/// The machine's own name, lower-cased (Linux's, else `HOSTNAME`).
+fn machine_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().trim_end_matches('.').to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+}
+
+/// Whether a proxy forwarded `request`: it carries `Forwarded`, `X-Forwarded-For` or
+/// `X-Real-IP`.
+pub fn is_forwarded(request: &HttpRequest) -> bool {
+    FORWARDING_HEADERS
+        .iter()
+        .any(|name| request.headers().contains_key(*name))
+}
+
+fn is_local_peer(peer: Option<SocketAddr>) -> bool {
+    peer.is_some_and(|peer| is_loopback(peer.ip()))
+}
+
+/// A loopback address, IPv4-mapped ones included.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::HeaderValue;
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn origins(trusted: &[&str], allowed: &[&str]) -> Origins {
+        let mut origins = Origins::new(&OriginConfig {
+            trusted_proxies: trusted
+                .iter()
+                .map(|ip| ip.parse().expect("an address"))
+                .collect(),
+            allowed_hosts: allowed
+                .iter()
+                .map(|host| allowed_host(host).expect("a host"))
+                .collect(),
+        });
+        origins.machine_name = Some("build-7".to_owned());
+        origins
+    }
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_str(value).expect("a header value"),
+        );
+        headers
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let origins = origins(&["10.0.0.9", "10.0.0.1"], &[]);
+        let headers = forwarded("203.0.113.7, 10.0.0.9");
+        assert_eq!(
+            origins.client_ip(&headers, Some(ip("192.0.2.1"))),
+            Some(ip("192.0.2.1")),
+            "an untrusted peer cannot name another client"
+        );
+        assert_eq!(
+            origins.client_ip(&headers, Some(ip("10.0.0.1"))),
+            Some(ip("203.0.113.7")),
+            "the nearest hop that is not a trusted proxy"
+        );
+        assert_eq!(
+            origins.client_ip(&HeaderMap::new(), Some(ip("10.0.0.1"))),
+            Some(ip("10.0.0.1")),
+            "a trusted proxy that forwards nothing is the client"
+        );
+    }
+
+    fn named(host: &str) -> HttpRequest {
+        TestRequest::default()
+            .peer_addr("127.0.0.1:5000".parse().expect("an address"))
+            .insert_header((header::HOST, host))
+            .to_http_request()
+    }
+
+    #[test]
+    fn this_machine_is_localhost_a_loopback_address_its_name_or_an_allowed_host() {
+        let origins = origins(&[], &["pp.local", "*.example.test"]);
+        for host in [
+            "localhost",
+            "localhost:3000",
+            "LOCALHOST.:3000",
+            "app.localhost:3000",
+            "127.0.0.1:3000",
+            "127.8.9.10",
+            "[::1]:3000",
+            "[::ffff:127.0.0.1]:3000",
+            "build-7:3000",
+            "pp.local:3000",
+            "api.example.test",
+        ] {
+            assert!(origins.names_this_machine(&named(host)), "{host}");
+            assert!(origins.is_from_this_machine(&named(host)), "{host}");
+        }
+        for host in [
+            "evil.example:3000",
+            "localhost.evil.example",
+            "example.test",
+            "notexample.test",
+            "10.0.0.5:3000",
+            "[2001:db8::1]:3000",
+            "pp.local.evil.example",
+        ] {
+            assert!(!origins.names_this_machine(&named(host)), "{host}");
+            assert!(!origins.is_from_this_machine(&named(host)), "{host}");
+        }
+        assert_eq!(
+            origins.foreign_host(&named("evil.example:3000")).as_deref(),
+            Some("evil.example:3000")
+        );
+        assert_eq!(origins.foreign_host(&named("localhost:3000")), None);
+    }
+
+    #[test]
+    fn a_forwarded_request_or_a_remote_peer_is_not_this_machine() {
+        let origins = origins(&[], &[]);
+        let proxied = TestRequest::default()
+            .peer_addr("127.0.0.1:5000".parse().expect("an address"))
+            .insert_header((header::HOST, "localhost:3000"))
+            .insert_header(("x-real-ip", "203.0.113.7"))
+            .to_http_request();
+        let remote = TestRequest::default()
+            .peer_addr("192.0.2.1:5000".parse().expect("an address"))
+            .insert_header((header::HOST, "localhost:3000"))
+            .to_http_request();
+        assert!(!origins.is_from_this_machine(&proxied));
+        assert!(!origins.is_from_this_machine(&remote));
+    }
+
+    #[test]
+    fn allowed_hosts_are_names_without_ports_or_schemes() {
+        assert_eq!(allowed_host(" PP.Local. ").as_deref(), Ok("pp.local"));
+        assert_eq!(
+            allowed_host("*.example.test").as_deref(),
+            Ok("*.example.test")
+        );
+        for bad in ["", "http://pp.local", "pp.local:3000", "*.", "a b"] {
+            assert!(allowed_host(bad).is_err(), "{bad:?}");
+        }
+    }
+}
