@@ -2,7 +2,10 @@
 //! and what they forward, and the host the request names (`Host`, and `PP_ALLOWED_HOSTS`).
 //!
 //! - The client's address ([`Origins::client_ip`]) is the peer's, or — only when the peer is a
-//!   trusted proxy — the nearest `X-Forwarded-For` entry that is not a trusted proxy.
+//!   trusted proxy — the nearest `X-Forwarded-For` entry that is not a trusted proxy, walking from
+//!   the right (each proxy appends the address it saw) and stopping at the first entry that does
+//!   not parse: what lies left of it was written by someone no trusted proxy vouches for. Entries
+//!   may carry a port (`203.0.113.7:5000`, `[2001:db8::7]:5000`), as some proxies write them.
 //! - A request comes from this machine ([`Origins::is_from_this_machine`]) when its peer is a
 //!   loopback address, no proxy says it forwarded it (`Forwarded`, `X-Forwarded-For`,
 //!   `X-Real-IP`), and it names this machine in `Host` ([`Origins::names_this_machine`]):
@@ -94,19 +97,21 @@ impl Origins {
         if !self.trusted_proxies.contains(&peer) {
             return Some(peer);
         }
-        // The proxies append, so the nearest untrusted hop is the last one not ours.
-        let forwarded = headers
+        let entries: Vec<&str> = headers
             .get_all(HeaderName::from_static("x-forwarded-for"))
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .collect::<Vec<_>>();
-        let client = forwarded
-            .iter()
-            .rev()
-            .find(|hop| !self.trusted_proxies.contains(hop))
-            .copied()
-            .unwrap_or(peer);
+            .collect();
+        let mut client = peer;
+        for entry in entries.iter().rev() {
+            let Some(hop) = forwarded_address(entry) else {
+                break;
+            };
+            client = hop;
+            if !self.trusted_proxies.contains(&hop) {
+                break;
+            }
+        }
         Some(client)
     }
 
@@ -204,6 +209,15 @@ fn host_without_port(named: &str) -> &str {
     }
 }
 
+/// One `X-Forwarded-For` entry: an address, with or without a port.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    entry.parse::<SocketAddr>().ok().map(|socket| socket.ip())
+}
+
 /// The machine's own name, lower-cased (Linux's, else `HOSTNAME`).
 fn machine_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -288,6 +302,30 @@ mod tests {
             origins.client_ip(&HeaderMap::new(), Some(ip("10.0.0.1"))),
             Some(ip("10.0.0.1")),
             "a trusted proxy that forwards nothing is the client"
+        );
+    }
+
+    #[test]
+    fn an_entry_that_does_not_parse_ends_the_walk_and_ports_are_understood() {
+        let origins = origins(&["10.0.0.1"], &[]);
+        let proxy = Some(ip("10.0.0.1"));
+        assert_eq!(
+            origins.client_ip(&forwarded("198.51.100.1, 203.0.113.7:5000"), proxy),
+            Some(ip("203.0.113.7")),
+            "a proxy that appends ip:port names the client, not the entry left of it"
+        );
+        assert_eq!(
+            origins.client_ip(&forwarded("198.51.100.1, [2001:db8::7]:443"), proxy),
+            Some(ip("2001:db8::7"))
+        );
+        assert_eq!(
+            origins.client_ip(&forwarded("198.51.100.1, garbage, 10.0.0.1"), proxy),
+            Some(ip("10.0.0.1")),
+            "what lies left of an unreadable entry is nobody's word: the last proxy is the client"
+        );
+        assert_eq!(
+            origins.client_ip(&forwarded("198.51.100.1, garbage"), proxy),
+            Some(ip("10.0.0.1"))
         );
     }
 

@@ -600,6 +600,25 @@ async fn failed_authentications_are_throttled_per_address_and_valid_keys_are_not
         StatusCode::UNAUTHORIZED,
         "another address"
     );
+    // A proxy that appends ip:port: the attacker's own left-most entry, new each time, must not
+    // become the client.
+    for attempt in 0..5 {
+        let rotated = format!("198.51.100.{attempt}, 203.0.113.7:40{attempt:03}");
+        let refused = from(&rotated, &guess()).await.expect("POST");
+        assert_eq!(
+            refused.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{rotated}: still 203.0.113.7"
+        );
+    }
+    let unreadable = from("198.51.100.9, not-an-address, 203.0.113.7", &guess())
+        .await
+        .expect("POST");
+    assert_eq!(
+        unreadable.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the walk from the right stops at what does not parse"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
