@@ -31,7 +31,7 @@ pub struct Counts {
 impl Counts {
     /// Requests recorded (once or more): the acknowledged not lost, and the recovered.
     pub fn recorded(&self) -> usize {
-        self.acknowledged - self.lost + self.recovered
+        (self.acknowledged + self.recovered).saturating_sub(self.lost)
     }
 }
 
