@@ -56,7 +56,7 @@ use super::throttle::Throttle;
 use super::{
     Access, AuditLine, AuthConfig, AuthSetting, Denial, Identity, Mode, audit, authorize, csrf,
 };
-use crate::dashboard::admin::{ActionPolicy, AdminToken, Refusal};
+use crate::dashboard::admin::{ADMIN_TOKEN_HEADER, ActionPolicy, AdminToken, Refusal, seconds_up};
 use crate::error::{ApiError, ErrorBody, ErrorResponse};
 use crate::metrics::AuthRefusal;
 use crate::origin::{Origins, is_forwarded};
@@ -162,7 +162,21 @@ impl Auth {
             return Ok(());
         }
         match self.mode_for(request) {
-            Mode::Off => policy.authorize(request, &self.origins),
+            Mode::Off => {
+                let outcome = policy.authorize(request, &self.origins);
+                if matches!(outcome, Err(Refusal::Unauthorized(_)))
+                    && request.headers().contains_key(&ADMIN_TOKEN_HEADER)
+                {
+                    // A wrong token counts like an unknown key: the right one never fails, so
+                    // it is never throttled, whoever else fails from its address.
+                    let client = self.client(request);
+                    if let Err(Refused::Throttled(wait)) = self.check_failures(&client) {
+                        return Err(Refusal::Throttled(wait));
+                    }
+                    self.failed(&client);
+                }
+                outcome
+            }
             Mode::Writes | Mode::All => Err(Refusal::Forbidden(
                 "this needs the operate scope: an operator's login, a key with the scope, or the \
                  admin token"
@@ -564,14 +578,12 @@ fn refusal(refused: &Refused) -> HttpResponse {
             None,
         ),
         Refused::Throttled(wait) => {
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut response = ErrorBody::response(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many failed authentications from this address; retry in {seconds} s"),
-            );
+            let refusal = Refusal::Throttled(*wait);
+            let mut response =
+                ErrorBody::response(StatusCode::TOO_MANY_REQUESTS, refusal.message());
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds_up(*wait)));
             return response;
         }
         Refused::Unavailable(error) => return error.error_response(),

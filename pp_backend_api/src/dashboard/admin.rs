@@ -97,6 +97,26 @@ pub enum Refusal {
     Unauthorized(String),
     /// 403: no token is configured and the request is not from this machine.
     Forbidden(String),
+    /// 429: too many wrong tokens from this address; retry after this long.
+    Throttled(std::time::Duration),
+}
+
+impl Refusal {
+    /// What the client is told.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Unauthorized(text) | Refusal::Forbidden(text) => text.clone(),
+            Refusal::Throttled(wait) => format!(
+                "too many failed authentications from this address; retry in {} s",
+                seconds_up(*wait)
+            ),
+        }
+    }
+}
+
+/// Whole seconds, rounded up, at least 1: what `Retry-After` says.
+pub fn seconds_up(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// The rule actions follow.

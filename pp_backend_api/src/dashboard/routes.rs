@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::auth::guard::{Auth, identity_of};
 use crate::auth::{Access, AuditLine, Identity, audit, login};
 use crate::dashboard::Dashboard;
-use crate::dashboard::admin::Refusal;
+use crate::dashboard::admin::{Refusal, seconds_up};
 use crate::dashboard::assets;
 use crate::dashboard::overview::Overview;
 use crate::error::{ApiError, ErrorBody, ErrorResponse, RETRY_AFTER_SECONDS};
@@ -158,7 +158,7 @@ fn audit_line(
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
     /// The action is refused (401 or 403).
-    #[error("{}", match .0 { Refusal::Unauthorized(text) | Refusal::Forbidden(text) => text })]
+    #[error("{}", .0.message())]
     Refused(Refusal),
     /// RabbitMQ cannot be reached (503).
     #[error("RabbitMQ is unavailable: {0}")]
@@ -172,6 +172,7 @@ impl ResponseError for DashboardError {
         match self {
             DashboardError::Refused(Refusal::Unauthorized(_)) => StatusCode::UNAUTHORIZED,
             DashboardError::Refused(Refusal::Forbidden(_)) => StatusCode::FORBIDDEN,
+            DashboardError::Refused(Refusal::Throttled(_)) => StatusCode::TOO_MANY_REQUESTS,
             DashboardError::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             DashboardError::Api(error) => error.status_code(),
         }
@@ -195,6 +196,9 @@ impl ResponseError for DashboardError {
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
                 );
+            }
+            DashboardError::Refused(Refusal::Throttled(wait)) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds_up(*wait)));
             }
             _ => {}
         }

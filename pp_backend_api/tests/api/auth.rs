@@ -622,6 +622,53 @@ async fn failed_authentications_are_throttled_per_address_and_valid_keys_are_not
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_off_wrong_admin_tokens_are_throttled_per_address_and_the_right_one_is_not() {
+    let app = TestApp::spawn(
+        TestSettings::new()
+            .with_queue()
+            .auth(AuthSetting::Off)
+            .with(|settings| {
+                settings.dashboard.admin_token = Some(ADMIN_TOKEN.parse().expect("a token"));
+                settings.origin.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
+                settings.auth.failures = "1/h".parse().expect("a rate");
+            }),
+    )
+    .await;
+    let act = |address: &str, token: &str| {
+        app.client
+            .post(app.url("/dashboard/api/demands"))
+            .header("x-forwarded-for", address)
+            .header("x-pp-admin-token", token)
+            .send()
+    };
+    let wrong = |attempt: usize| format!("not-the-admin-token-{attempt:04}");
+
+    for attempt in 0..5 {
+        let refused = act("203.0.113.7", &wrong(attempt)).await.expect("POST");
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
+    }
+    let throttled = act("203.0.113.7", &wrong(5)).await.expect("POST");
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(throttled.headers().contains_key("retry-after"));
+    let right = act("203.0.113.7", ADMIN_TOKEN).await.expect("POST");
+    assert_eq!(
+        right.status(),
+        StatusCode::ACCEPTED,
+        "the right token is never throttled"
+    );
+    let elsewhere = act("203.0.113.8", &wrong(6)).await.expect("POST");
+    assert_eq!(
+        elsewhere.status(),
+        StatusCode::UNAUTHORIZED,
+        "another address"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_are_throttled_per_address_and_per_name_and_failures_are_audited() {
     // One failure an hour, so the test's own pace gives nothing back while it runs.
     let app = TestApp::spawn(TestSettings::new().with(|settings| {
