@@ -18,9 +18,11 @@
 //! Where the route needs an identity, credentials are looked at [`Look::Strictly`]: one that
 //! authenticates no one (an unknown, malformed, revoked or expired key, a wrong admin token, an
 //! ended session) costs a failure against the client's address, and past `PP_AUTH_FAILURES` the
-//! client's next credential the API does not already know is answered 429 without a look in the
-//! database. A key the directory knows and the right admin token are never throttled; a key made
-//! in the last seconds, asked from a throttled address, waits for the next reading of the keys.
+//! client's next key the API does not already know is answered 429 without a look in the
+//! database. A key the directory knows, a live session and the right admin token are never
+//! throttled (a session is looked up first: only one not found counts, or is answered 429); a
+//! key made in the last seconds, asked from a throttled address, waits for the next reading of
+//! the keys.
 //!
 //! Where it needs none (every route with `PP_AUTH=off`, the reads with `writes`), credentials are
 //! looked at [`Look::Leniently`]: a valid one names the client (its own rate limit, its name in
@@ -82,7 +84,7 @@ pub struct Auth {
     pub directory: Arc<KeyDirectory>,
     /// Unknown keys and tokens, per client address.
     pub key_failures: Throttle,
-    /// Failed logins, per client address.
+    /// Failed logins, per client address and name tried.
     pub login_failures: Throttle,
     /// Failed logins, per account name tried ([`NAME_FAILURES_FACTOR`] times as many).
     pub name_failures: Throttle,
@@ -436,7 +438,9 @@ fn guess(auth: &Auth, request: &HttpRequest, look: Look) -> Result<(), Refused> 
     Ok(())
 }
 
-/// The account whose live session `token` is.
+/// The account whose live session `token` is. Looked up first, whatever the address's failures:
+/// a live session, like a known key, is never throttled by what others behind its address (a
+/// NAT, a proxy) got wrong; only a session that is not found counts, or is answered 429.
 async fn session(
     auth: &Auth,
     state: &AppState,
@@ -444,10 +448,6 @@ async fn session(
     token: &str,
     look: Look,
 ) -> Result<Found, Refused> {
-    let client = auth.client(request);
-    if look == Look::Strictly {
-        auth.check_failures(&client)?;
-    }
     let hash = token_hash(token);
     let account = state
         .run_db(move |conn| Ok(identities::find_session(conn, &hash)?))
@@ -461,6 +461,8 @@ async fn session(
         }),
         None => {
             if look == Look::Strictly {
+                let client = auth.client(request);
+                auth.check_failures(&client)?;
                 auth.failed(&client);
             }
             Found::Nobody(Ended::Session)

@@ -225,19 +225,27 @@ enum Failure {
     Unavailable(ApiError),
 }
 
-/// Checks `login`'s password, counting a failure against the address and the name.
+/// Checks `login`'s password, counting a failure against the name from this address, and
+/// against the name (from anywhere, [`super::guard::NAME_FAILURES_FACTOR`] times as many). Never
+/// against the address alone: one client's wrong passwords behind a shared address (a NAT, a
+/// proxy) must not lock every operator behind it out; what one address may try is bounded for
+/// each name it tries, and each name is bounded whoever tries it.
 async fn attempt(
     request: &HttpRequest,
     state: &AppState,
     auth: &Auth,
     login: Login,
 ) -> Result<identities::Account, Failure> {
-    let client = throttle_key(&auth.client(request));
     let name = login.name.trim().to_owned();
-    // Only a name an account can have is counted: any other is a failure of the address alone.
+    // Only a name an account can have is counted by name; any other is counted as one.
     let name_key = check_name(&name)
         .ok()
         .map(|name| format!("name:{}", name.to_lowercase()));
+    let client = format!(
+        "{}|{}",
+        throttle_key(&auth.client(request)),
+        name_key.as_deref().unwrap_or("(not a name)")
+    );
     // A few checks at once, whoever asks: the others wait their turn, for a while.
     let _check = tokio::time::timeout(PASSWORD_QUEUE_WAIT, auth.password_checks.acquire())
         .await

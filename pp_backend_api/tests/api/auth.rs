@@ -669,6 +669,49 @@ async fn with_auth_off_wrong_admin_tokens_are_throttled_per_address_and_the_righ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_session_is_never_throttled_by_its_neighbours_failures_an_ended_one_is() {
+    let app = TestApp::spawn(
+        TestSettings::new()
+            .auth(AuthSetting::Writes)
+            .with(|settings| {
+                settings.origin.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
+                settings.auth.failures = "1/h".parse().expect("a rate");
+            }),
+    )
+    .await;
+    app.add_account("op", Role::Operator).await;
+    let session = app.session("op").await;
+    let from = |address: &'static str, credential: &Credential| {
+        credential
+            .on(app.client.get(app.url("/dashboard/api/audit")))
+            .header("x-forwarded-for", address)
+            .send()
+    };
+    // Others behind the operator's address (a NAT, a proxy) guess keys until throttled.
+    let guess = || Credential::Bearer(new_api_token().expose().to_owned());
+    for _ in 0..5 {
+        from("203.0.113.7", &guess()).await.expect("GET");
+    }
+    let throttled = from("203.0.113.7", &guess()).await.expect("GET");
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    let live = from("203.0.113.7", &session).await.expect("GET");
+    assert_eq!(
+        live.status(),
+        StatusCode::OK,
+        "the operator's session goes on"
+    );
+
+    let logged_out = Credential::Session(format!("{:x}", uuid::Uuid::new_v4().as_u128()));
+    let ended = from("203.0.113.7", &logged_out).await.expect("GET");
+    assert_eq!(
+        ended.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a session that is not found counts as a guess"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_are_throttled_per_address_and_per_name_and_failures_are_audited() {
     // One failure an hour, so the test's own pace gives nothing back while it runs.
     let app = TestApp::spawn(TestSettings::new().with(|settings| {
@@ -699,27 +742,46 @@ async fn logins_are_throttled_per_address_and_per_name_and_failures_are_audited(
     assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(right.headers().contains_key("retry-after"));
 
-    // Per address: five names that do not exist from one address, then any login from it waits.
+    // Per address and name: five wrong passwords for one name from one address, then that name
+    // waits there; another operator behind the same address (a NAT) is not locked out, and
+    // another name is counted on its own.
+    app.add_account("bob", Role::Operator).await;
     for attempt in 0..5 {
         let unknown = log_in(
             "192.0.2.9".to_owned(),
-            &format!("nobody{attempt}"),
-            "whatever",
+            "nobody0",
+            &format!("guess {attempt}"),
         )
         .await
         .expect("POST");
         assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
     }
-    let next = log_in("192.0.2.9".to_owned(), "someone", "whatever")
+    let next = log_in("192.0.2.9".to_owned(), "nobody0", "whatever")
         .await
         .expect("POST");
     assert_eq!(next.status(), StatusCode::TOO_MANY_REQUESTS);
+    let colleague = log_in("192.0.2.9".to_owned(), "bob", TEST_PASSWORD)
+        .await
+        .expect("POST");
+    assert_eq!(
+        colleague.status(),
+        StatusCode::OK,
+        "one client's wrong passwords do not lock out its neighbours"
+    );
+    let other_name = log_in("192.0.2.9".to_owned(), "nobody1", "whatever")
+        .await
+        .expect("POST");
+    assert_eq!(other_name.status(), StatusCode::UNAUTHORIZED);
 
     let failed = app.db.count(
         "select count(*) as n from audit_events where action = 'login' and outcome = 'refused' \
          and actor in ('login:ada', 'login:nobody0') and source in ('198.51.100.0', '192.0.2.9')",
     );
-    assert_eq!(failed, 2, "who was tried, from where");
+    assert_eq!(
+        failed,
+        1 + 5,
+        "who was tried, from where: ada once from 198.51.100.0, nobody0 five times"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
