@@ -15,12 +15,12 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, web};
+use actix_web::{Error, HttpMessage, HttpResponse, web};
 use pp_lib::cache::{Decision, Quota, RateLimiter, Redis, Verdict};
 use pp_lib::config::Rate;
 
-use crate::auth::Identity;
 use crate::error::{ErrorBody, ErrorResponse};
+use crate::metrics::Metrics;
 use crate::origin::Origins;
 use crate::state::AppState;
 
@@ -141,49 +141,89 @@ pub async fn limit_rate(
     let Some(limits) = limits.filter(|limits| limits.applies_to(traffic)) else {
         return next.call(request).await;
     };
-    let identity = request
+    let named = request
         .extensions()
-        .get::<Identity>()
-        .and_then(Identity::rate_key);
-    let client = identity.unwrap_or_else(|| match limits.origins.client_of(request.request()) {
+        .get::<RateKey>()
+        .map(|key| key.0.clone());
+    let client = named.unwrap_or_else(|| match limits.origins.client_of(request.request()) {
         Some(ip) => format!("ip:{ip}"),
         None => "ip:unknown".to_owned(),
     });
-    let verdict = limits.limiter.check(&client).await;
     let metrics = request
         .app_data::<web::Data<AppState>>()
         .map(|state| state.metrics.clone());
-    let decision = match verdict {
-        Verdict::Decided(decision) => Some(decision),
-        Verdict::FailedOpen => {
-            if let Some(metrics) = &metrics {
-                metrics.rate_limit_failed_open.inc();
-            }
-            None
-        }
+    let decision = match charge(&limits, &client, metrics.as_deref()).await {
+        Charged::Refused(response) => return Ok(request.into_response(response)),
+        Charged::Allowed(decision) => decision,
     };
-    if let Some(decision) = decision.filter(|decision| !decision.allowed) {
-        if let Some(metrics) = &metrics {
-            metrics.rate_limited.inc();
-        }
-        let quota = limits.limiter.quota();
-        let retry_after = whole_seconds(decision.retry_after);
-        let mut response = ErrorBody::response(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "rate limit exceeded: {} per client with bursts of {}; retry in {retry_after} s",
-                quota.rate, quota.burst
-            ),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        add_quota_headers(response.headers_mut(), &limits, Some(&decision));
-        return Ok(request.into_response(response));
-    }
     let mut response = next.call(request).await?;
     add_quota_headers(response.headers_mut(), &limits, decision.as_ref());
     Ok(response)
+}
+
+/// Who a request counts against, where the guard found someone (their key, login or token):
+/// put in the request's extensions for [`limit_rate`].
+#[derive(Debug, Clone)]
+pub struct RateKey(pub String);
+
+/// What counting a request found.
+enum Charged {
+    /// Within the quota (the decision, when Redis answered).
+    Allowed(Option<Decision>),
+    /// Over it: the 429.
+    Refused(HttpResponse),
+}
+
+/// Counts one request of `client` against its quota.
+async fn charge(limits: &RateLimits, client: &str, metrics: Option<&Metrics>) -> Charged {
+    let decision = match limits.limiter.check(client).await {
+        Verdict::Decided(decision) => decision,
+        Verdict::FailedOpen => {
+            if let Some(metrics) = metrics {
+                metrics.rate_limit_failed_open.inc();
+            }
+            return Charged::Allowed(None);
+        }
+    };
+    if decision.allowed {
+        return Charged::Allowed(Some(decision));
+    }
+    if let Some(metrics) = metrics {
+        metrics.rate_limited.inc();
+    }
+    let quota = limits.limiter.quota();
+    let retry_after = whole_seconds(decision.retry_after);
+    let mut response = ErrorBody::response(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "rate limit exceeded: {} per client with bursts of {}; retry in {retry_after} s",
+            quota.rate, quota.burst
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    add_quota_headers(response.headers_mut(), limits, Some(&decision));
+    Charged::Refused(response)
+}
+
+/// Counts a request the guard refused (an identity without the scope) against that identity's
+/// quota, as if it had been served, where limits apply to it: refusals cost what requests
+/// cost, so an identity cannot make the API refuse (and record) without end. The 429 once the
+/// quota is spent.
+pub async fn charge_refused(
+    state: &AppState,
+    traffic: Traffic,
+    key: &RateKey,
+) -> Option<HttpResponse> {
+    let limits = state
+        .rate_limits
+        .as_ref()
+        .filter(|limits| limits.applies_to(traffic))?;
+    match charge(limits, &key.0, Some(&state.metrics)).await {
+        Charged::Refused(response) => Some(response),
+        Charged::Allowed(_) => None,
+    }
 }
 
 fn add_quota_headers(headers: &mut HeaderMap, limits: &RateLimits, decision: Option<&Decision>) {

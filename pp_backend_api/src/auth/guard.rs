@@ -62,6 +62,7 @@ use crate::dashboard::admin::{ADMIN_TOKEN_HEADER, ActionPolicy, AdminToken, Refu
 use crate::error::{ApiError, ErrorBody, ErrorResponse};
 use crate::metrics::AuthRefusal;
 use crate::origin::{Origins, is_forwarded};
+use crate::rate_limit::{RateKey, charge_refused};
 use crate::state::AppState;
 
 /// Failed logins allowed per account name, as a multiple of those allowed per address: one
@@ -226,6 +227,9 @@ impl Auth {
         let key = (actor.to_owned(), route.to_owned());
         match recorded.get(&key) {
             Some(at) if now.duration_since(*at) < REFUSALS_RECORDED_EVERY => false,
+            // Bounded: with as many refusals remembered from the last minute, a new one is not
+            // recorded (the metrics still count it) until some age out.
+            None if recorded.len() >= MAX_REFUSALS_REMEMBERED => false,
             _ => {
                 recorded.insert(key, now);
                 true
@@ -314,7 +318,14 @@ pub async fn guard(
             return refuse(request, refused);
         }
     };
+    let rate_key = identity.rate_key().map(RateKey);
     if let Err(denial) = authorize(needed, &identity) {
+        if let Some(key) = &rate_key {
+            let traffic = access.traffic(request.method());
+            if let Some(limited) = charge_refused(&state, traffic, key).await {
+                return Ok(request.into_response(limited));
+            }
+        }
         if access == Access::Operate && identity != Identity::Anonymous {
             audit_refusal(&state, &auth, request.request(), &identity).await;
         }
@@ -323,6 +334,9 @@ pub async fn guard(
             (denial, _) => Refused::Denied(denial),
         };
         return refuse(request, refused);
+    }
+    if let Some(key) = rate_key {
+        request.extensions_mut().insert(key);
     }
     request.extensions_mut().insert(identity);
     next.call(request).await
@@ -525,10 +539,14 @@ async fn api_key(
 }
 
 /// Records that `identity` tried an action it may not do (once a minute for each identity and
-/// route at most).
+/// route at most: the route's pattern, so that asking for `…/k1/retry`, `…/k2/retry` and so on
+/// is one route).
 async fn audit_refusal(state: &AppState, auth: &Auth, request: &HttpRequest, identity: &Identity) {
     let actor = identity.actor();
-    let object = format!("{} {}", request.method(), request.path());
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| request.path().to_owned());
+    let object = format!("{} {route}", request.method());
     if !auth.refusal_due(&actor, &object) {
         return;
     }
@@ -602,6 +620,42 @@ fn refusal(refused: &Refused) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_remembered_are_bounded_and_each_is_recorded_once_a_minute() {
+        let config = AuthConfig {
+            setting: AuthSetting::Writes,
+            session_ttl: Duration::from_secs(60),
+            failures: "10/m".parse().expect("a rate"),
+        };
+        let origins = Origins::new(&crate::origin::OriginConfig {
+            trusted_proxies: Vec::new(),
+            allowed_hosts: Vec::new(),
+        });
+        let auth = Auth::new(
+            AuthSetting::Writes,
+            Mode::Writes,
+            &config,
+            None,
+            Arc::new(origins),
+        );
+
+        assert!(auth.refusal_due("key:a", "POST /x"));
+        assert!(!auth.refusal_due("key:a", "POST /x"), "once a minute");
+        for n in 1..MAX_REFUSALS_REMEMBERED {
+            assert!(auth.refusal_due(&format!("key:{n}"), "POST /x"));
+        }
+        assert!(
+            !auth.refusal_due("key:one-too-many", "POST /x"),
+            "the map is full: not recorded"
+        );
+        let remembered = auth
+            .refusals_recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        assert_eq!(remembered, MAX_REFUSALS_REMEMBERED);
+    }
 
     #[test]
     fn an_ipv6_client_is_counted_by_its_64_and_anything_else_by_itself() {

@@ -983,6 +983,48 @@ async fn a_viewer_is_refused_actions_an_operator_is_not_and_the_trail_says_who_d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_recorded_once_per_route_and_cost_the_identity_its_rate_limit() {
+    let app = TestApp::spawn(
+        TestSettings::new()
+            .with_queue()
+            .redis()
+            .auth(AuthSetting::Writes)
+            .with(|settings| {
+                settings.rate_limit.rate = Some("1/h".parse().expect("a rate"));
+                settings.rate_limit.burst = Some(10);
+            }),
+    )
+    .await;
+    let reader = Credential::Bearer(app.create_key("reader", "read,write"));
+
+    let mut statuses = Vec::new();
+    for key in 0..15 {
+        let path = format!("/dashboard/api/dead-letters/k{key}/retry");
+        statuses.push(app.post_as(&path, None, &reader).await.status());
+    }
+
+    assert_eq!(
+        statuses[..10],
+        [StatusCode::FORBIDDEN; 10],
+        "refused for want of the operate scope"
+    );
+    assert_eq!(
+        statuses[10..],
+        [StatusCode::TOO_MANY_REQUESTS; 5],
+        "refusals spend the identity's quota like any request"
+    );
+    let recorded = app.db.count(
+        "select count(*) as n from audit_events where actor = 'key:reader' and outcome = 'refused'",
+    );
+    assert_eq!(recorded, 1, "one line for the route, not one per key asked");
+    let object = app.db.count(
+        "select count(*) as n from audit_events where actor = 'key:reader' \
+         and object = 'POST /dashboard/api/dead-letters/{key}/retry'",
+    );
+    assert_eq!(object, 1, "the route's pattern is what the line names");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_form_leads_to_the_dashboard_or_says_why_not() {
     let app = TestApp::spawn(TestSettings::new().auth(AuthSetting::All)).await;
     app.add_account("ada", Role::Operator).await;
