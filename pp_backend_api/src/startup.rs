@@ -13,6 +13,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use pp_lib::amqp::{Broker, Topology};
 use pp_lib::cache::{Redis, WorkCache};
+use pp_lib::config::SecretUrl;
 use pp_lib::db::{PgPool, build_pool_lazy};
 use pp_lib::shutdown::Shutdown;
 
@@ -93,6 +94,10 @@ pub struct Application {
     relay: Option<RelayTask>,
     retention: RetentionConfig,
     directory: Arc<KeyDirectory>,
+    /// Where to listen for the keys' changes.
+    database_url: SecretUrl,
+    /// How often the keys are read whole besides.
+    keys_refresh: Duration,
 }
 
 /// What the outbox relay needs to start with the server.
@@ -197,6 +202,8 @@ impl Application {
             relay,
             retention: settings.retention,
             directory,
+            database_url: settings.database.url.clone(),
+            keys_refresh: settings.auth.keys_refresh,
         })
     }
 
@@ -216,9 +223,18 @@ impl Application {
         let handle = self.server.handle();
         let purge = tokio::spawn(janitor::run(self.pool.clone(), self.retention));
         let (stop_relay, relay_shutdown) = Shutdown::new();
+        let keys_changed = Arc::new(tokio::sync::Notify::new());
+        let keys_listener = tokio::spawn(pp_lib::db::listen::listen(
+            self.database_url.clone(),
+            directory::KEYS_CHANGED,
+            keys_changed.clone(),
+            relay_shutdown.clone(),
+        ));
         let keys = tokio::spawn(directory::keep_fresh(
             self.directory,
             self.pool.clone(),
+            keys_changed,
+            self.keys_refresh,
             relay_shutdown.clone(),
         ));
         let relay = self.relay.map(|task| {
@@ -251,6 +267,7 @@ impl Application {
         {
             log::warn!("the API keys' last uses were not written in {RELAY_STOP_TIMEOUT:?}");
         }
+        let _ = tokio::time::timeout(RELAY_STOP_TIMEOUT, keys_listener).await;
         if let Some(relay) = relay
             && tokio::time::timeout(RELAY_STOP_TIMEOUT, relay)
                 .await

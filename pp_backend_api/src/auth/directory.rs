@@ -1,7 +1,10 @@
 //! The API keys, in memory: a request with a key is authenticated without a query. The
 //! directory holds every key by its token's hash (never a token), is read again from
-//! PostgreSQL every few seconds (so a revocation reaches every replica within
-//! [`REFRESH_EVERY`]), and asks PostgreSQL for a hash it does not know (a key made since). When
+//! PostgreSQL whenever a key changes (PostgreSQL announces it on [`KEYS_CHANGED`], and
+//! [`pp_lib::db::listen`] hears it within a tenth of a second, so a revocation reaches every
+//! replica well within a second) and every few seconds besides (`PP_AUTH_KEYS_REFRESH`, the
+//! fallback for a notification missed), and asks PostgreSQL for a hash it does not know (a key
+//! made since). When
 //! it has not been read for [`TRUSTED_FOR`] (PostgreSQL does not answer), it is not trusted: each
 //! key is looked up again, so a key revoked meanwhile is never taken on the word of an old
 //! reading. A key's use is noted in memory and written for all keys at once every
@@ -17,26 +20,52 @@ use pp_lib::db::identities::{self, ApiKey};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::shutdown::Shutdown;
 
-/// How often the keys are read again.
-pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// The channel PostgreSQL announces a key's change on (a trigger on `api_keys`).
+pub const KEYS_CHANGED: &str = "pp_api_keys";
 /// How often the keys' last uses are written.
 pub const FLUSH_USES_EVERY: Duration = Duration::from_secs(60);
-/// How long a reading of the keys is trusted: three readings missed, and it is not.
+/// How long a reading of the keys is trusted by default: three readings missed, at the default
+/// `PP_AUTH_KEYS_REFRESH` of 5 s, and it is not.
 pub const TRUSTED_FOR: Duration = Duration::from_secs(15);
+/// Readings that may be missed before the last one is not trusted.
+const READINGS_MISSED: u32 = 3;
 
 /// Keys by the first 8 bytes of their hash: each bucket's keys, with their whole hash.
 type Buckets = HashMap<[u8; 8], Vec<([u8; 32], ApiKey)>>;
 
 /// Keys by the first bytes of their hash, each compared whole in constant time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyDirectory {
+    /// How long a reading is trusted.
+    trusted_for: Duration,
     keys: RwLock<Buckets>,
     /// When PostgreSQL's keys were last read whole.
     read_at: Mutex<Option<Instant>>,
     used: Mutex<HashMap<i64, DateTime<Utc>>>,
 }
 
+impl Default for KeyDirectory {
+    fn default() -> Self {
+        KeyDirectory::trusting_for(TRUSTED_FOR)
+    }
+}
+
 impl KeyDirectory {
+    /// An empty directory for keys read every `refresh_every`: a reading is trusted while
+    /// no more than three were missed.
+    pub fn read_every(refresh_every: Duration) -> Self {
+        KeyDirectory::trusting_for(refresh_every.saturating_mul(READINGS_MISSED))
+    }
+
+    fn trusting_for(trusted_for: Duration) -> Self {
+        KeyDirectory {
+            trusted_for,
+            keys: RwLock::default(),
+            read_at: Mutex::default(),
+            used: Mutex::default(),
+        }
+    }
+
     /// The key whose token hashes to `hash`, if the directory knows it and its last reading of
     /// the keys is recent enough to trust.
     pub fn find(&self, hash: &[u8; 32]) -> Option<ApiKey> {
@@ -44,7 +73,7 @@ impl KeyDirectory {
             .read_at
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|at| at.elapsed() < TRUSTED_FOR);
+            .is_some_and(|at| at.elapsed() < self.trusted_for);
         if !trusted {
             return None;
         }
@@ -112,47 +141,60 @@ fn bucket(hash: &[u8; 32]) -> [u8; 8] {
     bucket
 }
 
-/// Keeps `directory` fresh until `shutdown`: the keys read every [`REFRESH_EVERY`], the uses
-/// written every [`FLUSH_USES_EVERY`] and once more at the end. A failure (the database down)
-/// is logged at debug level and tried again at the next tick: the directory keeps what it had.
-pub async fn keep_fresh(directory: Arc<KeyDirectory>, pool: PgPool, shutdown: Shutdown) {
-    let mut refresh = tokio::time::interval(REFRESH_EVERY);
+/// Keeps `directory` fresh until `shutdown`: the keys read whenever `changed` is notified (a
+/// key changed) and every `refresh_every` besides, the uses written every [`FLUSH_USES_EVERY`]
+/// and once more at the end. A failure (the database down) is logged once and tried again at
+/// the next tick: the directory keeps what it had.
+pub async fn keep_fresh(
+    directory: Arc<KeyDirectory>,
+    pool: PgPool,
+    changed: Arc<tokio::sync::Notify>,
+    refresh_every: Duration,
+    shutdown: Shutdown,
+) {
+    let mut refresh = tokio::time::interval(refresh_every);
     let mut flush = tokio::time::interval(FLUSH_USES_EVERY);
     flush.tick().await;
     let mut failing = false;
     loop {
         tokio::select! {
-            _ = refresh.tick() => {
-                let pool = pool.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    with_connection(&pool, |conn| Ok(identities::keys_with_hashes(conn)?))
-                })
-                .await;
-                match read {
-                    Ok(Ok(rows)) => {
-                        if failing {
-                            log::info!("the API keys are read again");
-                            failing = false;
-                        }
-                        directory.replace(rows);
-                    }
-                    Ok(Err(error)) => {
-                        if !failing {
-                            log::warn!(
-                                "cannot read the API keys ({error}); past {TRUSTED_FOR:?} each \
-                                 key is looked up in PostgreSQL again"
-                            );
-                            failing = true;
-                        }
-                    }
-                    Err(error) => log::error!("reading the API keys panicked: {error}"),
-                }
-            }
+            _ = refresh.tick() => read_keys(&directory, &pool, &mut failing).await,
+            () = changed.notified() => read_keys(&directory, &pool, &mut failing).await,
             _ = flush.tick() => flush_uses(&directory, &pool).await,
             () = shutdown.requested() => break,
         }
     }
     flush_uses(&directory, &pool).await;
+}
+
+/// Reads every key into `directory`; `failing` says whether the last reading failed, so an
+/// outage is logged once when it starts and once when it ends.
+async fn read_keys(directory: &KeyDirectory, pool: &PgPool, failing: &mut bool) {
+    let pool = pool.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        with_connection(&pool, |conn| Ok(identities::keys_with_hashes(conn)?))
+    })
+    .await;
+    match read {
+        Ok(Ok(rows)) => {
+            if *failing {
+                log::info!("the API keys are read again");
+                *failing = false;
+            }
+            directory.replace(rows);
+        }
+        Ok(Err(error)) => {
+            if !*failing {
+                log::warn!(
+                    "cannot read the API keys ({error}); past {:?} each key is looked up in \
+                     PostgreSQL again",
+                    directory.trusted_for
+                );
+                *failing = true;
+            }
+        }
+        Err(error) => log::error!("reading the API keys panicked: {error}"),
+    }
 }
 
 async fn flush_uses(directory: &KeyDirectory, pool: &PgPool) {

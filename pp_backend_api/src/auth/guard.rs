@@ -111,7 +111,7 @@ impl Auth {
         Auth {
             setting,
             mode,
-            directory: Arc::new(KeyDirectory::default()),
+            directory: Arc::new(KeyDirectory::read_every(config.keys_refresh)),
             key_failures: Throttle::new(config.failures),
             login_failures: Throttle::new(config.failures),
             name_failures: Throttle::scaled(config.failures, NAME_FAILURES_FACTOR),
@@ -627,6 +627,7 @@ mod tests {
             setting: AuthSetting::Writes,
             session_ttl: Duration::from_secs(60),
             failures: "10/m".parse().expect("a rate"),
+            keys_refresh: Duration::from_secs(5),
         };
         let origins = Origins::new(&crate::origin::OriginConfig {
             trusted_proxies: Vec::new(),

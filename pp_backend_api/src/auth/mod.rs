@@ -67,6 +67,16 @@ pub struct AuthConfig {
         default_value = "10/m"
     )]
     pub failures: Rate,
+    /// How often the API keys are read again whole, besides whenever PostgreSQL announces a
+    /// change (a revocation takes effect within a second that way): the fallback for an
+    /// announcement missed.
+    #[arg(
+        long = "auth-keys-refresh",
+        env = "PP_AUTH_KEYS_REFRESH",
+        default_value = "5s",
+        value_parser = positive_duration_setting
+    )]
+    pub keys_refresh: Duration,
 }
 
 /// The mode the API runs in, `auto` resolved.

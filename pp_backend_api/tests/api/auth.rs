@@ -521,7 +521,12 @@ async fn a_host_in_allowed_hosts_is_this_machine_and_off_said_outright_still_gua
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_key_works_at_once_a_revoked_one_stops_and_its_last_use_is_kept() {
-    let mut app = TestApp::spawn(TestSettings::new().auth(AuthSetting::All)).await;
+    // The keys are read whole once an hour only: within the test's patience, only PostgreSQL's
+    // announcement of the change can bring the revocation.
+    let mut app = TestApp::spawn(TestSettings::new().auth(AuthSetting::All).with(|settings| {
+        settings.auth.keys_refresh = std::time::Duration::from_secs(3_600);
+    }))
+    .await;
     let key = Credential::Bearer(app.create_key("ci", "read,write"));
 
     assert_eq!(
@@ -529,6 +534,11 @@ async fn a_new_key_works_at_once_a_revoked_one_stops_and_its_last_use_is_kept() 
         StatusCode::OK
     );
     assert_eq!(app.get_as("/stats", &key).await.status(), StatusCode::OK);
+    let replica = app.replica(|_| {}).await;
+    assert_eq!(
+        replica.get_as("/stats", &key).await.status(),
+        StatusCode::OK
+    );
     app.revoke_key("ci");
     let refused = eventually("the revocation reaches the API", async || {
         let response = app.get_as("/stats", &key).await;
@@ -536,6 +546,15 @@ async fn a_new_key_works_at_once_a_revoked_one_stops_and_its_last_use_is_kept() 
             StatusCode::UNAUTHORIZED => Ok(response),
             other => Err(other),
         }
+    })
+    .await;
+    eventually("the revocation reaches the replica", async || match replica
+        .get_as("/stats", &key)
+        .await
+        .status()
+    {
+        StatusCode::UNAUTHORIZED => Ok(()),
+        other => Err(other),
     })
     .await;
     let message = error_message(refused, StatusCode::UNAUTHORIZED).await;
