@@ -29,9 +29,11 @@ const CHECK_EVERY: Duration = Duration::from_secs(10);
 /// Longest wait for one connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Listens on `channel` (a plain identifier) of the database at `url` until `shutdown`, waking
-/// `woken`'s waiter ([`Notify::notify_one`]: a permit is kept while none waits, so nothing is
-/// missed between two waits) at each notification and after each (re)connection.
+/// Listens on `channel` (a plain identifier) of the database at `url` until `shutdown`, or
+/// until nobody else holds `woken`, waking `woken`'s waiter ([`Notify::notify_one`]: a permit is
+/// kept while none waits, so nothing is missed between two waits) at each notification and after
+/// each (re)connection. It runs on a blocking thread, which a runtime that goes (its tasks
+/// dropped, so `woken` held by no one) waits for: it must end then, within a poll.
 pub async fn listen(url: SecretUrl, channel: &'static str, woken: Arc<Notify>, shutdown: Shutdown) {
     let ran =
         tokio::task::spawn_blocking(move || listen_blocking(&url, channel, &woken, &shutdown))
@@ -41,10 +43,11 @@ pub async fn listen(url: SecretUrl, channel: &'static str, woken: Arc<Notify>, s
     }
 }
 
-fn listen_blocking(url: &SecretUrl, channel: &str, woken: &Notify, shutdown: &Shutdown) {
+fn listen_blocking(url: &SecretUrl, channel: &str, woken: &Arc<Notify>, shutdown: &Shutdown) {
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
-    while !shutdown.is_requested() {
+    let stopped = || shutdown.is_requested() || Arc::strong_count(woken) < 2;
+    while !stopped() {
         match connect(url, channel) {
             Ok(mut conn) => {
                 if failing {
@@ -53,7 +56,7 @@ fn listen_blocking(url: &SecretUrl, channel: &str, woken: &Notify, shutdown: &Sh
                 }
                 backoff = Duration::from_millis(100);
                 wake(woken);
-                if let Err(error) = poll(&mut conn, woken, shutdown) {
+                if let Err(error) = poll(&mut conn, woken, &stopped) {
                     log::warn!(
                         "lost the connection listening on {channel} ({error}); connecting again"
                     );
@@ -68,7 +71,7 @@ fn listen_blocking(url: &SecretUrl, channel: &str, woken: &Notify, shutdown: &Sh
                     );
                     failing = true;
                 }
-                sleep_unless_stopped(backoff, shutdown);
+                sleep_unless_stopped(backoff, &stopped);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
@@ -81,12 +84,16 @@ fn connect(url: &SecretUrl, channel: &str) -> Result<PgConnection, crate::Error>
     Ok(conn)
 }
 
-/// Wakes `woken` for each notification until `shutdown`; the error that ended the connection. A
+/// Wakes `woken` for each notification until `stopped`; the error that ended the connection. A
 /// server gone without a word (its host down) sends nothing to notice: a query every
 /// [`CHECK_EVERY`] finds out.
-fn poll(conn: &mut PgConnection, woken: &Notify, shutdown: &Shutdown) -> Result<(), crate::Error> {
+fn poll(
+    conn: &mut PgConnection,
+    woken: &Notify,
+    stopped: &impl Fn() -> bool,
+) -> Result<(), crate::Error> {
     let mut checked = std::time::Instant::now();
-    while !shutdown.is_requested() {
+    while !stopped() {
         if checked.elapsed() >= CHECK_EVERY {
             diesel::sql_query("select 1").execute(conn)?;
             checked = std::time::Instant::now();
@@ -99,7 +106,7 @@ fn poll(conn: &mut PgConnection, woken: &Notify, shutdown: &Shutdown) -> Result<
         if notified {
             wake(woken);
         }
-        sleep_unless_stopped(POLL_EVERY, shutdown);
+        sleep_unless_stopped(POLL_EVERY, stopped);
     }
     Ok(())
 }
@@ -108,10 +115,10 @@ fn wake(woken: &Notify) {
     woken.notify_one();
 }
 
-fn sleep_unless_stopped(pause: Duration, shutdown: &Shutdown) {
+fn sleep_unless_stopped(pause: Duration, stopped: &impl Fn() -> bool) {
     let step = POLL_EVERY.min(pause);
     let mut slept = Duration::ZERO;
-    while slept < pause && !shutdown.is_requested() {
+    while slept < pause && !stopped() {
         std::thread::sleep(step);
         slept += step;
     }

@@ -1,12 +1,17 @@
 -- Every API process keeps the keys in memory. A change that matters to them (a key made,
 -- revoked, expired, its scopes changed, or removed) is announced on the channel pp_api_keys, so
 -- each process reads them again at once instead of at its next periodic reading. Noting a key's
--- last use is not announced: it changes nothing a request is judged by. NOTIFY is sent when the
--- changing transaction commits, once per transaction and channel.
+-- last use is not announced: it changes nothing a request is judged by. The payload says what
+-- happened to which key ('INSERT ci', 'UPDATE ci', 'DELETE ci'; names are no secret). NOTIFY is
+-- sent when the changing transaction commits.
 create function pp_announce_api_keys_changed() returns trigger
 language plpgsql as $$
 begin
-    perform pg_notify('pp_api_keys', '');
+    if tg_op = 'DELETE' then
+        perform pg_notify('pp_api_keys', tg_op || ' ' || old.name);
+    else
+        perform pg_notify('pp_api_keys', tg_op || ' ' || new.name);
+    end if;
     return null;
 end
 $$;

@@ -270,3 +270,77 @@ fn account_hash(conn: &mut diesel::PgConnection, name: &str) -> String {
         .first(conn)
         .expect("the account")
 }
+
+/// A change to a key made with `pp_storage` is announced to whoever listens (every API, which
+/// reads its keys again at once), noting a key's last use is not, and a listener wakes its
+/// waiter and ends once nobody waits on it any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_or_revoked_is_announced_and_a_last_use_is_not() {
+    use std::sync::Arc;
+
+    use diesel::RunQueryDsl;
+    use pp_lib::db::listen::listen;
+    use pp_lib::shutdown::Shutdown;
+    use pp_lib::testkit::wait::PATIENCE;
+    use tokio::sync::Notify;
+
+    let db = migrated();
+    let mut raw = db.connect();
+    diesel::sql_query("listen pp_api_keys")
+        .execute(&mut raw)
+        .expect("LISTEN");
+    let woken = Arc::new(Notify::new());
+    let (_stop, shutdown) = Shutdown::new();
+    let listener = tokio::spawn(listen(
+        db.url().clone(),
+        "pp_api_keys",
+        woken.clone(),
+        shutdown,
+    ));
+    tokio::time::timeout(PATIENCE, woken.notified())
+        .await
+        .expect("a new connection wakes the waiter");
+
+    for name in ["idle", "ci"] {
+        let made = pp_storage(
+            db.url(),
+            &["keys", "create", "--name", name, "--scopes", "read"],
+            "",
+        );
+        assert_exit(&made, 0);
+    }
+    tokio::time::timeout(PATIENCE, woken.notified())
+        .await
+        .expect("a key made wakes the waiter");
+    let mut noted = db.connect();
+    diesel::sql_query("update api_keys set last_used_at = now() where name = 'idle'")
+        .execute(&mut noted)
+        .expect("a last use noted");
+    assert_exit(&pp_storage(db.url(), &["keys", "revoke", "ci"], ""), 0);
+    tokio::time::timeout(PATIENCE, woken.notified())
+        .await
+        .expect("a key revoked wakes the waiter");
+
+    // Announcements arrive in the order their transactions committed: a last use of "idle"
+    // would come before the revocation of "ci".
+    let mut heard = Vec::new();
+    pp_lib::testkit::eventually("the revocation's announcement", async || {
+        heard.extend(
+            raw.notifications_iter()
+                .map(|notification| notification.expect("a notification").payload),
+        );
+        if heard.iter().any(|payload| payload == "UPDATE ci") {
+            Ok(())
+        } else {
+            Err(heard.clone())
+        }
+    })
+    .await;
+    assert_eq!(heard, ["INSERT idle", "INSERT ci", "UPDATE ci"]);
+
+    drop(woken);
+    tokio::time::timeout(PATIENCE, listener)
+        .await
+        .expect("the listener ends once nobody waits on it")
+        .expect("it does not panic");
+}
