@@ -152,10 +152,6 @@ impl Application {
         let behind_proxy = origins.behind_proxy();
         let mode = Mode::resolve(settings.auth.setting, address, behind_proxy);
         log_auth_mode(settings.auth.setting, mode, address, behind_proxy);
-        // A login's first check of an unknown name costs what every later one does.
-        tokio::task::spawn_blocking(pp_lib::auth::dummy_password_hash)
-            .await
-            .context("failed to prepare the password checks")?;
         let auth = web::Data::new(Auth::new(
             settings.auth.setting,
             mode,

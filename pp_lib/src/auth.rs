@@ -354,8 +354,8 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
 }
 
 /// A hash of a random password nobody knows: checked against when a login names no account, so
-/// that takes as long as a wrong password for a real one. Made once, on first use (the API makes
-/// it at start, off its workers).
+/// that takes as long as a wrong password for a real one. Made once, on first use (the API's
+/// first login, whatever name it gives, off its workers).
 pub fn dummy_password_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {

@@ -46,6 +46,15 @@ impl std::fmt::Debug for Presented {
     }
 }
 
+/// Whether the request shows nothing that could be a credential (no `Authorization`,
+/// `X-Api-Key`, admin token, or cookie at all): [`presented`] would find [`Presented::Nothing`].
+pub fn presents_nothing(headers: &HeaderMap) -> bool {
+    !(headers.contains_key(header::AUTHORIZATION)
+        || headers.contains_key(API_KEY_HEADER)
+        || headers.contains_key(ADMIN_TOKEN_HEADER)
+        || headers.contains_key(header::COOKIE))
+}
+
 /// What `headers` (and the session cookie's value, `session`) present, by the order above.
 pub fn presented(headers: &HeaderMap, session: Option<&str>) -> Presented {
     if let Some(authorization) = headers.get(header::AUTHORIZATION) {
@@ -129,6 +138,10 @@ mod tests {
             Presented::Session("s".into())
         );
         assert_eq!(presented(&HeaderMap::new(), None), Presented::Nothing);
+        assert!(presents_nothing(&HeaderMap::new()));
+        for shown in [&all, &key, &admin, &headers(&[("cookie", b"other=1")])] {
+            assert!(!presents_nothing(shown), "{shown:?}");
+        }
     }
 
     #[test]

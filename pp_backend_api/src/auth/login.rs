@@ -278,13 +278,20 @@ async fn attempt(
         None => None,
     };
     let (account, hash) = match found {
-        Some((account, hash)) => (Some(account), hash),
-        None => (None, dummy_password_hash().to_owned()),
+        Some((account, hash)) => (Some(account), Some(hash)),
+        None => (None, None),
     };
     let password = login.password;
-    let verified = web::block(move || verify_password(&hash, &password))
-        .await
-        .map_err(|error| Failure::Unavailable(ApiError::from(error)))?;
+    let verified = web::block(move || {
+        // The hash checked for a name without an account is made at the first login, whatever
+        // its name, not at start: a process that never sees a login never holds Argon2's
+        // working memory for it, and the first login of a known name pays the same as of an
+        // unknown one.
+        let dummy = dummy_password_hash();
+        verify_password(hash.as_deref().unwrap_or(dummy), &password)
+    })
+    .await
+    .map_err(|error| Failure::Unavailable(ApiError::from(error)))?;
     match account {
         Some(account) if verified => Ok(account),
         _ => {
