@@ -122,6 +122,23 @@ async fn request(app: &TestApp, method: &str, path: &str, credential: &Credentia
     }
 }
 
+/// The same, naming `host` (and the app's port) in `Host`, as a page of that host's would once
+/// its name points at 127.0.0.1.
+async fn request_naming(
+    app: &TestApp,
+    host: &str,
+    method: &str,
+    path: &str,
+    credential: &Credential,
+) -> Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+    credential
+        .on(rebound(app, method, path, host))
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
 /// The API in `setting`, with a queue of its own (the dashboard's actions touch it only), the
 /// admin token, failures never throttled (the matrix fails on purpose, many times).
 async fn spawn(setting: AuthSetting) -> TestApp {
@@ -210,15 +227,24 @@ fn asked(mode: AuthSetting, needs: Needs) -> Option<Needs> {
     }
 }
 
-/// The status class the guard must give, or `None` where the route answers for itself.
+/// The status class the guard must give, or `None` where the route answers for itself. Under
+/// `auto` on loopback, a request naming another host is held to `writes`.
 fn expected(mode: AuthSetting, needs: Needs, proves: Proves) -> Option<StatusCode> {
     if needs == Needs::Nothing {
         return None;
     }
-    let asked = asked(mode, needs);
+    let held = match mode {
+        AuthSetting::Auto => AuthSetting::Writes,
+        mode => mode,
+    };
+    let asked = asked(held, needs);
     match proves {
         // Where nothing is needed, what authenticates no one is ignored.
         Proves::Invalid if asked.is_some() => Some(StatusCode::UNAUTHORIZED),
+        // Nobody, held to writes only for the host it names: 403, naming PP_ALLOWED_HOSTS.
+        Proves::Anonymous if asked.is_some() && mode == AuthSetting::Auto => {
+            Some(StatusCode::FORBIDDEN)
+        }
         Proves::Anonymous if asked.is_some() => Some(StatusCode::UNAUTHORIZED),
         Proves::Scopes(scopes) if asked.is_some_and(|needed| !scopes.contains(&needed)) => {
             Some(StatusCode::FORBIDDEN)
@@ -227,13 +253,20 @@ fn expected(mode: AuthSetting, needs: Needs, proves: Proves) -> Option<StatusCod
     }
 }
 
+/// Every route with every credential in `mode`; under `auto` (on loopback, `off` for this
+/// machine) every request names another host.
 async fn assert_matrix(mode: AuthSetting) {
     let app = spawn(mode).await;
     insert_work(&mut app.db.connect(), &NewWork::from_api(4)).expect("work 1");
     let mut wrong = Vec::new();
     for (name, credential, proves) in credentials(&app).await {
         for (method, path, _, needs) in ROUTES {
-            let response = request(&app, method, path, &credential).await;
+            let response = match mode {
+                AuthSetting::Auto => {
+                    request_naming(&app, "evil.example", method, path, &credential).await
+                }
+                _ => request(&app, method, path, &credential).await,
+            };
             let status = response.status();
             let challenge = response
                 .headers()
@@ -246,6 +279,9 @@ async fn assert_matrix(mode: AuthSetting) {
                     status == StatusCode::UNAUTHORIZED
                         && challenge.starts_with("Bearer realm=\"pp\"")
                         && (proves != Proves::Invalid || challenge.contains("invalid_token"))
+                }
+                Some(StatusCode::FORBIDDEN) if proves == Proves::Anonymous => {
+                    status == StatusCode::FORBIDDEN && challenge.is_empty()
                 }
                 Some(StatusCode::FORBIDDEN) => {
                     status == StatusCode::FORBIDDEN
@@ -278,6 +314,11 @@ async fn with_writes_every_route_answers_every_credential_as_its_scope_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_all_every_route_answers_every_credential_as_its_scope_says() {
     assert_matrix(AuthSetting::All).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auto_a_request_naming_another_host_answers_every_credential_as_writes_says() {
+    assert_matrix(AuthSetting::Auto).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
