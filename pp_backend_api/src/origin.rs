@@ -160,14 +160,18 @@ impl Origins {
                 })
     }
 
-    /// The host `request` names, when it is not this machine's, for an error message; the
-    /// first time, a warning in the log (a proxy in front that forwards nothing, or a page
-    /// rebinding its name to this machine).
+    /// The host `request` names, when it is not this machine's, for an error message.
     pub fn foreign_host(&self, request: &HttpRequest) -> Option<String> {
         if self.names_this_machine(request) {
             return None;
         }
-        let named = named_host(request).unwrap_or_default();
+        Some(named_host(request).unwrap_or_default())
+    }
+
+    /// Says in the log, once, loudly, that a request from this machine named `named`, which is
+    /// not this machine's, and was held to `writes` for it (a proxy in front that forwards
+    /// nothing, or a page rebinding its name to this address).
+    pub fn warn_held_for_host(&self, named: &str) {
         if !self.foreign_host_seen.swap(true, Ordering::Relaxed) {
             log::warn!(
                 "a request from this machine named the host {named:?}, which is not this \
@@ -177,7 +181,6 @@ impl Origins {
                  front, name it in PP_TRUSTED_PROXY (logged once)"
             );
         }
-        Some(named)
     }
 }
 

@@ -149,7 +149,9 @@ impl Auth {
         if !self.is_auto_off() || is_forwarded(request) {
             return None;
         }
-        self.origins.foreign_host(request)
+        let host = self.origins.foreign_host(request)?;
+        self.origins.warn_held_for_host(&host);
+        Some(host)
     }
 
     /// Whether `identity`, asking with `request`, may use the dashboard's actions: with the

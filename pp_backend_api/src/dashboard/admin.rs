@@ -155,24 +155,34 @@ impl ActionPolicy {
                 )),
             },
             None if origins.is_from_this_machine(request) => Ok(()),
-            None => Err(Refusal::Forbidden(match origins.foreign_host(request) {
-                Some(host) if !is_forwarded(request) && is_local_peer(request) => format!(
-                    "the request names the host {host:?}, which is not this machine's: actions \
+            None => Err(Refusal::Forbidden(
+                match local_but_naming(request, origins) {
+                    Some(host) => format!(
+                        "the request names the host {host:?}, which is not this machine's: actions \
                      without an admin token are allowed only from this machine. If {host:?} is \
                      this machine, add it to PP_ALLOWED_HOSTS"
-                ),
-                _ => "actions are allowed only from the API's own machine while no admin token \
+                    ),
+                    _ => {
+                        "actions are allowed only from the API's own machine while no admin token \
                       is set: start the API with PP_ADMIN_TOKEN to allow them from elsewhere"
-                    .to_owned(),
-            })),
+                            .to_owned()
+                    }
+                },
+            )),
         }
     }
 }
 
-fn is_local_peer(request: &HttpRequest) -> bool {
-    request
+/// The host a request from a loopback peer, forwarded by no proxy, names when that alone keeps
+/// it from being this machine's.
+fn local_but_naming(request: &HttpRequest, origins: &Origins) -> Option<String> {
+    let local = request
         .peer_addr()
-        .is_some_and(|peer| is_loopback(peer.ip()))
+        .is_some_and(|peer| is_loopback(peer.ip()));
+    if !local || is_forwarded(request) {
+        return None;
+    }
+    origins.foreign_host(request)
 }
 
 #[cfg(test)]
