@@ -36,7 +36,7 @@ pub mod event;
 pub mod logging;
 pub mod outage;
 pub mod schema;
-#[cfg(feature = "amqp")]
+#[cfg(any(feature = "amqp", feature = "listen"))]
 pub mod shutdown;
 #[cfg(feature = "testkit")]
 pub mod testkit;

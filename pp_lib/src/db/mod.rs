@@ -30,6 +30,7 @@ pub mod events;
 pub mod idempotency;
 pub mod identities;
 pub mod integrity;
+#[cfg(feature = "listen")]
 pub mod listen;
 pub mod outbox;
 pub mod pool;
