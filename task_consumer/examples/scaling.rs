@@ -208,12 +208,7 @@ async fn confirmed(confirm: lapin::PublisherConfirm) -> anyhow::Result<()> {
 async fn consume_ceiling(queue: &TestQueue, consumers: u16, count: u64) -> anyhow::Result<f64> {
     let started = Instant::now();
     let taken = Arc::new(AtomicU64::new(0));
-    let urls: Vec<String> = queue
-        .config()
-        .nodes
-        .iter()
-        .map(|url| url.expose().to_owned())
-        .collect();
+    let urls = node_urls(queue);
     let mut tasks = Vec::new();
     for index in 0..usize::from(consumers) {
         let url = urls[index % urls.len()].clone();
@@ -271,12 +266,7 @@ struct Env {
 
 impl Env {
     fn of(queue: &TestQueue, db: &TestDatabase, queue_type: QueueType) -> Env {
-        let urls: Vec<String> = queue
-            .config()
-            .nodes
-            .iter()
-            .map(|url| url.expose().to_owned())
-            .collect();
+        let urls = node_urls(queue);
         Env {
             vars: vec![
                 ("DATABASE_URL", db.url().expose().to_owned()),
@@ -376,6 +366,16 @@ async fn pp_consume(
         let _ = tokio::time::timeout(Duration::from_secs(30), process.wait()).await;
     }
     Ok(rate)
+}
+
+/// Each node's URL `queue` is reached through, in order.
+fn node_urls(queue: &TestQueue) -> Vec<String> {
+    queue
+        .config()
+        .nodes
+        .iter()
+        .map(|url| url.expose().to_owned())
+        .collect()
 }
 
 fn type_name(queue_type: QueueType) -> &'static str {

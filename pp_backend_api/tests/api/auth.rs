@@ -430,6 +430,16 @@ async fn off_on_loopback_asks_nothing_and_ignores_what_it_cannot_use() {
     }
 }
 
+/// `settings` behind a proxy on 127.0.0.1 (so each request names its client in
+/// `X-Forwarded-For`) that allows one failure an hour: the test's own pace gives nothing back
+/// while it runs.
+fn behind_a_proxy_with_one_failure_an_hour(settings: TestSettings) -> TestSettings {
+    settings.with(|settings| {
+        settings.origin.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
+        settings.auth.failures = "1/h".parse().expect("a rate");
+    })
+}
+
 /// A request to `app` naming `host` (with its port) in `Host`, as a page of that host's would
 /// send it once its name points at 127.0.0.1 (DNS rebinding): `Origin` its own, and
 /// `Sec-Fetch-Site: same-origin`.
@@ -610,15 +620,9 @@ async fn a_new_key_works_at_once_a_revoked_one_stops_and_its_last_use_is_kept() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_authentications_are_throttled_per_address_and_valid_keys_are_not() {
-    let app = TestApp::spawn(
-        TestSettings::new()
-            .auth(AuthSetting::Writes)
-            .with(|settings| {
-                settings.origin.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
-                // One failure an hour: the test's own pace gives nothing back while it runs.
-                settings.auth.failures = "1/h".parse().expect("a rate");
-            }),
-    )
+    let app = TestApp::spawn(behind_a_proxy_with_one_failure_an_hour(
+        TestSettings::new().auth(AuthSetting::Writes),
+    ))
     .await;
     let valid = Credential::Bearer(app.create_key("ci", "write"));
     let from = |address: &str, credential: &Credential| {
@@ -683,16 +687,14 @@ async fn failed_authentications_are_throttled_per_address_and_valid_keys_are_not
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auth_off_wrong_admin_tokens_are_throttled_per_address_and_the_right_one_is_not() {
-    let app = TestApp::spawn(
+    let app = TestApp::spawn(behind_a_proxy_with_one_failure_an_hour(
         TestSettings::new()
             .with_queue()
             .auth(AuthSetting::Off)
             .with(|settings| {
                 settings.dashboard.admin_token = Some(ADMIN_TOKEN.parse().expect("a token"));
-                settings.origin.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
-                settings.auth.failures = "1/h".parse().expect("a rate");
             }),
-    )
+    ))
     .await;
     let act = |address: &str, token: &str| {
         app.client
@@ -730,14 +732,9 @@ async fn with_auth_off_wrong_admin_tokens_are_throttled_per_address_and_the_righ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_session_is_never_throttled_by_its_neighbours_failures_an_ended_one_is() {
-    let app = TestApp::spawn(
-        TestSettings::new()
-            .auth(AuthSetting::Writes)
-            .with(|settings| {
-                settings.origin.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
-                settings.auth.failures = "1/h".parse().expect("a rate");
-            }),
-    )
+    let app = TestApp::spawn(behind_a_proxy_with_one_failure_an_hour(
+        TestSettings::new().auth(AuthSetting::Writes),
+    ))
     .await;
     app.add_account("op", Role::Operator).await;
     let session = app.session("op").await;
@@ -773,12 +770,7 @@ async fn a_live_session_is_never_throttled_by_its_neighbours_failures_an_ended_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_are_throttled_per_address_and_per_name_and_failures_are_audited() {
-    // One failure an hour, so the test's own pace gives nothing back while it runs.
-    let app = TestApp::spawn(TestSettings::new().with(|settings| {
-        settings.origin.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
-        settings.auth.failures = "1/h".parse().expect("a rate");
-    }))
-    .await;
+    let app = TestApp::spawn(behind_a_proxy_with_one_failure_an_hour(TestSettings::new())).await;
     app.add_account("ada", Role::Operator).await;
     let log_in = |address: String, name: &str, password: &str| {
         app.client
