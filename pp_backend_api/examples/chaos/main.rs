@@ -302,27 +302,8 @@ impl Stage {
         let redis = TestRedis::create();
         let logs = std::env::temp_dir().join(format!("pp-chaos-{}", queue.name()));
         std::fs::create_dir_all(&logs).context("the log directory")?;
-        let queue_type = match queue.topology().queue_type() {
-            QueueType::Classic => "classic",
-            QueueType::Quorum => "quorum",
-        };
+        let env = process_env(&db, &queue, &redis);
         let nodes = queue.config().nodes;
-        let amqp_urls: Vec<&str> = nodes.iter().map(|url| url.expose()).collect();
-        let env: Vec<(String, String)> = [
-            ("DATABASE_URL", db.url().expose().to_owned()),
-            ("AMQP_URL", amqp_urls.join(",")),
-            ("PP_QUEUE", queue.name().to_owned()),
-            ("PP_QUEUE_TYPE", queue_type.to_owned()),
-            ("REDIS_URL", redis.url().expose().to_owned()),
-            ("PP_REDIS_PREFIX", redis.prefix().to_owned()),
-            ("PP_OUTBOX_INTERVAL", "200ms".to_owned()),
-            ("PP_CONSUMER_METRICS_ADDR", "off".to_owned()),
-            ("PP_SWEEP_EVERY", "1s".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ]
-        .into_iter()
-        .map(|(key, value)| (key.to_owned(), value))
-        .collect();
         let on = match &cluster {
             None => String::new(),
             Some(_) => format!(", RabbitMQ nodes {nodes}"),
@@ -335,25 +316,11 @@ impl Stage {
             logs.display()
         );
         let (api_count, consumer_count) = mode.replicas();
-        let mut apis = Vec::new();
-        let mut base_urls = Vec::new();
-        let mut ports = Vec::new();
-        for name in &API_NAMES[..api_count] {
-            // An API is restarted on the same address: a port no test is given meanwhile.
-            let reservation = pp_lib::testkit::ports::reserve_port();
-            let port = reservation.port();
-            ports.push(reservation);
-            let mut api_env = env.clone();
-            api_env.push(("PP_HTTP_ADDR".to_owned(), format!("127.0.0.1:{port}")));
-            apis.push(Process::new(
-                name,
-                binaries.join("pp_backend_api"),
-                &[],
-                &api_env,
-                &logs,
-            ));
-            base_urls.push(format!("http://127.0.0.1:{port}"));
-        }
+        let Apis {
+            apis,
+            base_urls,
+            ports,
+        } = Apis::new(api_count, binaries, &env, &logs);
         let consumers = CONSUMER_NAMES[..consumer_count]
             .iter()
             .map(|name| Process::new(name, binaries.join("task_consumer"), &["run"], &env, &logs))
@@ -582,6 +549,66 @@ impl Stage {
                 keyed: &answers.keyed,
             },
         ))
+    }
+}
+
+/// The environment every process of the run shares: its database, queue, Redis prefix, and
+/// short intervals.
+fn process_env(db: &TestDatabase, queue: &TestQueue, redis: &TestRedis) -> Vec<(String, String)> {
+    let queue_type = match queue.topology().queue_type() {
+        QueueType::Classic => "classic",
+        QueueType::Quorum => "quorum",
+    };
+    let nodes = queue.config().nodes;
+    let amqp_urls: Vec<&str> = nodes.iter().map(|url| url.expose()).collect();
+    [
+        ("DATABASE_URL", db.url().expose().to_owned()),
+        ("AMQP_URL", amqp_urls.join(",")),
+        ("PP_QUEUE", queue.name().to_owned()),
+        ("PP_QUEUE_TYPE", queue_type.to_owned()),
+        ("REDIS_URL", redis.url().expose().to_owned()),
+        ("PP_REDIS_PREFIX", redis.prefix().to_owned()),
+        ("PP_OUTBOX_INTERVAL", "200ms".to_owned()),
+        ("PP_CONSUMER_METRICS_ADDR", "off".to_owned()),
+        ("PP_SWEEP_EVERY", "1s".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect()
+}
+
+/// The run's API processes, each on a port reserved for the run (an API is restarted on the
+/// same address), and their base URLs.
+struct Apis {
+    apis: Vec<Process>,
+    base_urls: Vec<String>,
+    ports: Vec<pp_lib::testkit::ports::PortReservation>,
+}
+
+impl Apis {
+    fn new(count: usize, binaries: &Path, env: &[(String, String)], logs: &Path) -> Apis {
+        let mut made = Apis {
+            apis: Vec::new(),
+            base_urls: Vec::new(),
+            ports: Vec::new(),
+        };
+        for name in &API_NAMES[..count] {
+            let reservation = pp_lib::testkit::ports::reserve_port();
+            let port = reservation.port();
+            made.ports.push(reservation);
+            let mut api_env = env.to_vec();
+            api_env.push(("PP_HTTP_ADDR".to_owned(), format!("127.0.0.1:{port}")));
+            made.apis.push(Process::new(
+                name,
+                binaries.join("pp_backend_api"),
+                &[],
+                &api_env,
+                logs,
+            ));
+            made.base_urls.push(format!("http://127.0.0.1:{port}"));
+        }
+        made
     }
 }
 
