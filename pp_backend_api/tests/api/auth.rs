@@ -464,10 +464,14 @@ async fn on_loopback_a_request_naming_another_host_is_held_to_writes_and_told_of
     let operator_key = app.create_key("ops", "read,write,operate");
     use reqwest::Method;
 
-    let audit = rebound(&app, Method::GET, "/dashboard/api/audit", "evil.example")
-        .send()
-        .await
-        .expect("GET");
+    let audit = request_naming(
+        &app,
+        "evil.example",
+        "GET",
+        "/dashboard/api/audit",
+        &Credential::None,
+    )
+    .await;
     let message = error_message(audit, StatusCode::FORBIDDEN).await;
     assert!(message.contains("PP_ALLOWED_HOSTS"), "{message}");
     assert!(message.contains("evil.example"), "{message}");
@@ -477,10 +481,14 @@ async fn on_loopback_a_request_naming_another_host_is_held_to_writes_and_told_of
         (Method::POST, "/work"),
         (Method::POST, "/work/demand"),
     ] {
-        let refused = rebound(&app, method.clone(), path, "evil.example")
-            .send()
-            .await
-            .expect("a request");
+        let refused = request_naming(
+            &app,
+            "evil.example",
+            method.as_str(),
+            path,
+            &Credential::None,
+        )
+        .await;
         assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{method} {path}");
     }
     assert_eq!(
@@ -488,36 +496,31 @@ async fn on_loopback_a_request_naming_another_host_is_held_to_writes_and_told_of
         0,
         "nothing enqueued"
     );
-    let read = rebound(&app, Method::GET, "/stats", "evil.example")
-        .send()
-        .await
-        .expect("GET");
+    let read = request_naming(&app, "evil.example", "GET", "/stats", &Credential::None).await;
     assert_eq!(
         read.status(),
         StatusCode::OK,
         "held to writes: reads stay open"
     );
-    let with_key = rebound(&app, Method::GET, "/dashboard/api/audit", "evil.example")
-        .bearer_auth(&operator_key)
-        .send()
-        .await
-        .expect("GET");
+    let with_key = request_naming(
+        &app,
+        "evil.example",
+        "GET",
+        "/dashboard/api/audit",
+        &Credential::Bearer(operator_key.clone()),
+    )
+    .await;
     assert_eq!(
         with_key.status(),
         StatusCode::OK,
         "an identity is let through"
     );
     for host in ["localhost", "127.0.0.1", "[::1]", "app.localhost"] {
-        let local = rebound(&app, Method::GET, "/dashboard/api/audit", host)
-            .send()
-            .await
-            .expect("GET");
+        let local =
+            request_naming(&app, host, "GET", "/dashboard/api/audit", &Credential::None).await;
         assert_eq!(local.status(), StatusCode::OK, "{host} is this machine");
     }
-    let created = rebound(&app, Method::POST, "/work", "localhost")
-        .send()
-        .await
-        .expect("POST");
+    let created = request_naming(&app, "localhost", "POST", "/work", &Credential::None).await;
     assert_eq!(
         created.status(),
         StatusCode::OK,
@@ -527,7 +530,6 @@ async fn on_loopback_a_request_naming_another_host_is_held_to_writes_and_told_of
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_in_allowed_hosts_is_this_machine_and_off_said_outright_still_guards_the_actions() {
-    use reqwest::Method;
     let allowed = TestApp::spawn(TestSettings::new().with_queue().with(
         |settings: &mut Settings| {
             settings.origin.allowed_hosts = vec!["pp.test".to_owned(), "*.pp.test".to_owned()];
@@ -535,34 +537,38 @@ async fn a_host_in_allowed_hosts_is_this_machine_and_off_said_outright_still_gua
     ))
     .await;
     for host in ["pp.test", "api.pp.test"] {
-        let audit = rebound(&allowed, Method::GET, "/dashboard/api/audit", host)
-            .send()
-            .await
-            .expect("GET");
+        let audit = request_naming(
+            &allowed,
+            host,
+            "GET",
+            "/dashboard/api/audit",
+            &Credential::None,
+        )
+        .await;
         assert_eq!(audit.status(), StatusCode::OK, "{host}");
     }
-    let other = rebound(
+    let other = request_naming(
         &allowed,
-        Method::GET,
-        "/dashboard/api/audit",
         "evil.example",
+        "GET",
+        "/dashboard/api/audit",
+        &Credential::None,
     )
-    .send()
-    .await
-    .expect("GET");
+    .await;
     assert_eq!(other.status(), StatusCode::FORBIDDEN);
 
     let off = TestApp::spawn(TestSettings::new().with_queue().auth(AuthSetting::Off)).await;
-    let action = rebound(&off, Method::POST, "/dashboard/api/demands", "evil.example")
-        .send()
-        .await
-        .expect("POST");
+    let action = request_naming(
+        &off,
+        "evil.example",
+        "POST",
+        "/dashboard/api/demands",
+        &Credential::None,
+    )
+    .await;
     let message = error_message(action, StatusCode::FORBIDDEN).await;
     assert!(message.contains("PP_ALLOWED_HOSTS"), "{message}");
-    let created = rebound(&off, Method::POST, "/work", "evil.example")
-        .send()
-        .await
-        .expect("POST");
+    let created = request_naming(&off, "evil.example", "POST", "/work", &Credential::None).await;
     assert_eq!(
         created.status(),
         StatusCode::OK,
