@@ -415,19 +415,9 @@ fn print_table(rows: &[Row], demands: u64) {
 
 /// Where `make bench-queue` built the binaries: beside this example's directory.
 fn binaries() -> anyhow::Result<PathBuf> {
-    let binaries = std::env::current_exe()
-        .context("where am I")?
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(PathBuf::from)
-        .context("the build directory")?;
-    for binary in ["task_consumer", "task_producer"] {
-        if !binaries.join(binary).exists() {
-            bail!(
-                "{binary} is not built in {}: run `make bench-queue`",
-                binaries.display()
-            );
-        }
-    }
-    Ok(binaries)
+    pp_lib::testkit::process::binaries_beside_this_example(
+        &["task_consumer", "task_producer"],
+        "bench-queue",
+    )
+    .map_err(anyhow::Error::msg)
 }

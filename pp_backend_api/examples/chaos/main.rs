@@ -39,7 +39,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use diesel::prelude::*;
 use pp_lib::config::QueueType;
@@ -219,21 +219,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
 /// Where `make chaos` built the binaries: beside this example's directory.
 fn binaries() -> anyhow::Result<PathBuf> {
-    let binaries = std::env::current_exe()
-        .context("where am I")?
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(PathBuf::from)
-        .context("the build directory")?;
-    for binary in ["pp_backend_api", "task_consumer", "task_producer"] {
-        if !binaries.join(binary).exists() {
-            bail!(
-                "{binary} is not built in {}: run `make chaos`",
-                binaries.display()
-            );
-        }
-    }
-    Ok(binaries)
+    pp_lib::testkit::process::binaries_beside_this_example(
+        &["pp_backend_api", "task_consumer", "task_producer"],
+        "chaos",
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// The services of the run (a database, a queue and a Redis prefix of its own, and for a cluster

@@ -123,3 +123,27 @@ pub fn assert_one_line_error(output: &Output, program: &str, text: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(stdout(output), "", "nothing on stdout");
 }
+
+/// The build directory of the running example (`target/<profile>` above its `examples/`), once
+/// it is seen to hold every one of `binaries`; else what to run (`make_target`) to build them.
+pub fn binaries_beside_this_example(
+    binaries: &[&str],
+    make_target: &str,
+) -> Result<std::path::PathBuf, String> {
+    let directory = std::env::current_exe()
+        .map_err(|error| format!("where am I: {error}"))?
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(std::path::PathBuf::from)
+        .ok_or("the build directory is not above this example")?;
+    match binaries
+        .iter()
+        .find(|binary| !directory.join(binary).exists())
+    {
+        Some(missing) => Err(format!(
+            "{missing} is not built in {}: run `make {make_target}`",
+            directory.display()
+        )),
+        None => Ok(directory),
+    }
+}
