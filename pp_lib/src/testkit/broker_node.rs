@@ -256,12 +256,7 @@ impl TestBrokerNode {
             let _ = std::fs::remove_file(self.pid_file());
         }
         self.reap();
-        let mut printed = std::fs::read_to_string(self.console()).unwrap_or_default();
-        if let Ok(logs) = std::fs::read_dir(self.dir.join("log")) {
-            for log in logs.flatten() {
-                printed.push_str(&std::fs::read_to_string(log.path()).unwrap_or_default());
-            }
-        }
+        let printed = self.logs();
         let report = format!(
             "RabbitMQ node {} (AMQP port {}, distribution port {}) did not start: {what}; its \
              output is in {}",
@@ -515,6 +510,11 @@ impl TestBrokerNode {
 
 impl Drop for TestBrokerNode {
     fn drop(&mut self) {
+        // A failing test removes the node's directory with everything that says what the node
+        // did: its log's last lines go to the test's output first.
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail(LOG_TAIL_LINES));
+        }
         // Given the pid file, `stop` returns once the node's process is gone, so the directory
         // is no longer written to.
         // A node killed and not booted again has nothing left to stop; one left frozen by a
@@ -531,6 +531,36 @@ impl Drop for TestBrokerNode {
         }
         self.reap();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// How many of a node's last log lines a failing test prints.
+const LOG_TAIL_LINES: usize = 60;
+
+impl TestBrokerNode {
+    /// Everything the node printed: its console output, then its log files.
+    fn logs(&self) -> String {
+        let mut printed = std::fs::read_to_string(self.console()).unwrap_or_default();
+        if let Ok(logs) = std::fs::read_dir(self.dir.join("log")) {
+            for log in logs.flatten() {
+                printed.push_str(&std::fs::read_to_string(log.path()).unwrap_or_default());
+            }
+        }
+        printed
+    }
+
+    /// The last `lines` lines of the node's logs (console output and log files), headed by its
+    /// name.
+    fn log_tail(&self, lines: usize) -> String {
+        let printed = self.logs();
+        let all: Vec<&str> = printed.lines().collect();
+        let last = &all[all.len().saturating_sub(lines)..];
+        format!(
+            "--- the last {} lines of RabbitMQ node {}'s logs ---\n{}",
+            last.len(),
+            self.name,
+            last.join("\n")
+        )
     }
 }
 

@@ -2,9 +2,16 @@
 //! for the tests that kill a node under a running pipeline. The shared broker is never touched.
 
 use std::thread;
+use std::time::Duration;
 
 use super::broker_node::TestBrokerNode;
 use crate::config::AmqpNodes;
+
+/// How long the losing side of an autoheal waits, stopped, for the winner's go-ahead before it
+/// starts again regardless (60 s in RabbitMQ 3.10). The winner sends it once it has seen every
+/// loser stop, and at times it misses a stop (seen: a frozen node, resumed, stopped within 50 ms
+/// of the winner's decision): the cluster is whole again only after this wait.
+pub const AUTOHEAL_RESTART_WAIT: Duration = Duration::from_secs(60);
 
 /// Nodes joined into one cluster; dropping it stops every node and removes its files.
 #[derive(Debug)]
@@ -80,7 +87,8 @@ impl TestCluster {
     /// Waits until every node answers and sees every node running: after a node was killed,
     /// frozen or restarted, the cluster is whole again. (A node may still list the partition it
     /// saw: RabbitMQ keeps that record until the node restarts, and the side that won an
-    /// autoheal does not restart.)
+    /// autoheal does not restart.) Patient enough for an autoheal whose winner missed the
+    /// loser's stop: the loser then waits out [`AUTOHEAL_RESTART_WAIT`] before it starts again.
     pub fn wait_until_whole(&self) {
         let mut all: Vec<String> = self
             .nodes
@@ -89,7 +97,8 @@ impl TestCluster {
             .collect();
         all.sort();
         for node in &self.nodes {
-            crate::testkit::wait::eventually_blocking(
+            crate::testkit::wait::eventually_blocking_within(
+                AUTOHEAL_RESTART_WAIT + crate::testkit::wait::PATIENCE,
                 &format!("{} to see the whole cluster", node.name()),
                 || match node.cluster_view() {
                     Some(view) if view.running == all => Ok(()),

@@ -44,8 +44,8 @@ pub use proxy::{TcpProxy, socket_addr_of, via};
 pub use queue::{Taken, TestQueue, amqp_url};
 pub use redis::{TestRedis, redis_url};
 pub use wait::{
-    SLACK, assert_prompt, at_least, eventually, eventually_blocking, eventually_within, exactly,
-    within, within_blocking,
+    SLACK, assert_prompt, at_least, eventually, eventually_blocking, eventually_blocking_within,
+    eventually_within, exactly, within, within_blocking,
 };
 
 /// What the name of everything a test makes starts with (databases, queues, Redis prefixes,

@@ -71,7 +71,16 @@ pub async fn within<T, E>(
 
 /// [`eventually`] for a test without an async runtime: the pauses block the thread.
 pub fn eventually_blocking<T, E: Debug>(what: &str, probe: impl FnMut() -> Result<T, E>) -> T {
-    let patience = scaled(PATIENCE);
+    eventually_blocking_within(PATIENCE, what, probe)
+}
+
+/// [`eventually_blocking`] with a patience of its own, as [`eventually_within`].
+pub fn eventually_blocking_within<T, E: Debug>(
+    patience: Duration,
+    what: &str,
+    probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    let patience = scaled(patience);
     match within_blocking(patience, probe) {
         Ok(value) => value,
         Err(seen) => panic!("{}", spent(patience, what, &Some(seen))),
