@@ -43,6 +43,7 @@ pub mod middleware;
 pub mod origin;
 pub mod rate_limit;
 pub mod relay;
+pub mod resource;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -131,7 +131,7 @@ pub async fn security_headers(
     Ok(response)
 }
 
-/// The route pattern a resource serves, put on it by [`crate::routes::only`] so the label costs
+/// The route pattern a resource serves, put on it by [`crate::resource::only`] so the label costs
 /// no lookup and no allocation.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteLabel(pub &'static str);

@@ -15,14 +15,13 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, HttpResponse, web};
+use actix_web::{Error, HttpMessage, HttpResponse};
 use pp_lib::cache::{Decision, Quota, RateLimiter, Redis, Verdict};
 use pp_lib::config::Rate;
 
 use crate::error::{ErrorBody, ErrorResponse};
 use crate::metrics::Metrics;
 use crate::origin::Origins;
-use crate::state::AppState;
 
 /// The IETF draft's header stating the quota policy.
 pub const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -69,12 +68,14 @@ impl RateLimitConfig {
     }
 }
 
-/// What the middleware needs: the limiter and whom to trust.
+/// What the middleware needs: the limiter, whom to trust, and where to count refusals. The
+/// server registers it (a [`SharedRateLimits`]) as app data of its own.
 pub struct RateLimits {
     limiter: RateLimiter,
     reads: bool,
     origins: Arc<Origins>,
     policy: HeaderValue,
+    metrics: Arc<Metrics>,
 }
 
 impl RateLimits {
@@ -85,6 +86,7 @@ impl RateLimits {
         config: &RateLimitConfig,
         redis: Option<&Redis>,
         origins: Arc<Origins>,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Option<Self>> {
         let Some(quota) = config.quota() else {
             return Ok(None);
@@ -106,6 +108,7 @@ impl RateLimits {
             reads: config.reads,
             origins,
             policy,
+            metrics,
         }))
     }
 
@@ -135,9 +138,7 @@ pub async fn limit_rate(
     request: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse, Error> {
-    let limits = request
-        .app_data::<web::Data<AppState>>()
-        .and_then(|state| state.rate_limits.clone());
+    let limits = request.app_data::<SharedRateLimits>().cloned().flatten();
     let Some(limits) = limits.filter(|limits| limits.applies_to(traffic)) else {
         return next.call(request).await;
     };
@@ -149,10 +150,7 @@ pub async fn limit_rate(
         Some(ip) => format!("ip:{ip}"),
         None => "ip:unknown".to_owned(),
     });
-    let metrics = request
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.metrics.clone());
-    let decision = match charge(&limits, &client, metrics.as_deref()).await {
+    let decision = match charge(&limits, &client).await {
         Charged::Refused(response) => return Ok(request.into_response(response)),
         Charged::Allowed(decision) => decision,
     };
@@ -160,6 +158,19 @@ pub async fn limit_rate(
     add_quota_headers(response.headers_mut(), &limits, decision.as_ref());
     Ok(response)
 }
+
+/// 429: the client's rate limit is spent (only when `PP_RATE_LIMIT` is set).
+#[derive(utoipa::ToResponse)]
+#[response(
+    description = "The client's rate limit is spent (only when rate limits are on)",
+    headers(
+        ("Retry-After" = u32, description = "Seconds until a request would be allowed"),
+        ("RateLimit-Policy" = String, description = "The client's quota, e.g. `\"pp\";q=100;w=2`"),
+        ("RateLimit" = String, description = "What is left: `\"pp\";r=0;t=<seconds until whole again>`"),
+    )
+)]
+#[allow(dead_code)] // Read by the document's generator only.
+pub struct TooManyRequests(#[to_schema] ErrorBody);
 
 /// Who a request counts against, where the guard found someone (their key, login or token):
 /// put in the request's extensions for [`limit_rate`].
@@ -175,22 +186,18 @@ enum Charged {
 }
 
 /// Counts one request of `client` against its quota.
-async fn charge(limits: &RateLimits, client: &str, metrics: Option<&Metrics>) -> Charged {
+async fn charge(limits: &RateLimits, client: &str) -> Charged {
     let decision = match limits.limiter.check(client).await {
         Verdict::Decided(decision) => decision,
         Verdict::FailedOpen => {
-            if let Some(metrics) = metrics {
-                metrics.rate_limit_failed_open.inc();
-            }
+            limits.metrics.rate_limit_failed_open.inc();
             return Charged::Allowed(None);
         }
     };
     if decision.allowed {
         return Charged::Allowed(Some(decision));
     }
-    if let Some(metrics) = metrics {
-        metrics.rate_limited.inc();
-    }
+    limits.metrics.rate_limited.inc();
     let quota = limits.limiter.quota();
     let retry_after = whole_seconds(decision.retry_after);
     let mut response = ErrorBody::response(
@@ -212,15 +219,12 @@ async fn charge(limits: &RateLimits, client: &str, metrics: Option<&Metrics>) ->
 /// cost, so an identity cannot make the API refuse (and record) without end. The 429 once the
 /// quota is spent.
 pub async fn charge_refused(
-    state: &AppState,
+    limits: Option<&RateLimits>,
     traffic: Traffic,
     key: &RateKey,
 ) -> Option<HttpResponse> {
-    let limits = state
-        .rate_limits
-        .as_ref()
-        .filter(|limits| limits.applies_to(traffic))?;
-    match charge(limits, &key.0, Some(&state.metrics)).await {
+    let limits = limits.filter(|limits| limits.applies_to(traffic))?;
+    match charge(limits, &key.0).await {
         Charged::Refused(response) => Some(response),
         Charged::Allowed(_) => None,
     }
@@ -245,7 +249,8 @@ fn whole_seconds(duration: std::time::Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-/// A shared handle, for the app state.
+/// The server's limits (`None`: no rate set), registered as app data for [`limit_rate`] and the
+/// guard.
 pub type SharedRateLimits = Option<Arc<RateLimits>>;
 
 #[cfg(test)]

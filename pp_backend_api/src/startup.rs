@@ -25,7 +25,7 @@ use crate::janitor::{self, RetentionConfig};
 use crate::metrics::Metrics;
 use crate::middleware::{json_errors, observe, security_headers};
 use crate::origin::Origins;
-use crate::rate_limit::RateLimits;
+use crate::rate_limit::{RateLimits, SharedRateLimits};
 use crate::relay::{self, RelayConfig};
 use crate::routes;
 use crate::settings::Settings;
@@ -124,8 +124,13 @@ impl Application {
         let metrics = Arc::new(Metrics::new().context("failed to create the metrics registry")?);
         let redis = Redis::start(&settings.redis, metrics.redis.clone())?;
         let origins = Arc::new(Origins::new(&settings.origin));
-        let rate_limits =
-            RateLimits::new(&settings.rate_limit, redis.as_ref(), origins.clone())?.map(Arc::new);
+        let rate_limits: SharedRateLimits = RateLimits::new(
+            &settings.rate_limit,
+            redis.as_ref(),
+            origins.clone(),
+            metrics.clone(),
+        )?
+        .map(Arc::new);
         if let Some(redis) = &redis {
             log_redis(&settings, redis);
         }
@@ -135,7 +140,6 @@ impl Application {
             metrics.clone(),
             settings.idempotency_ttl,
             cache,
-            rate_limits,
             settings.deadline,
         )
         .context("failed to start the database threads")?;
@@ -171,6 +175,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(dashboard.clone())
                 .app_data(auth.clone())
+                .app_data(rate_limits.clone())
                 .app_data(web::PayloadConfig::new(max_body as usize))
                 .configure(|cfg| routes::configure(cfg, mode))
                 .default_service(web::to(routes::not_found))

@@ -16,7 +16,6 @@ use pp_lib::work::{NewWork, Work};
 use crate::db_lanes::{Batcher, Lane};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::rate_limit::SharedRateLimits;
 
 /// Why a shared lookup failed, in a form every caller that shared it can take a copy of.
 #[derive(Debug, Clone)]
@@ -72,8 +71,6 @@ pub struct AppState {
     pub cache: Arc<WorkCache>,
     /// Cache misses for the same work share one database read.
     pub work_loads: Arc<SingleFlight<i64, WorkLookup>>,
-    /// Per-client rate limits, when configured.
-    pub rate_limits: SharedRateLimits,
     /// Whether this process relays the outbox (and so holds a connection to RabbitMQ that
     /// readiness reports).
     pub relaying: bool,
@@ -96,7 +93,6 @@ impl AppState {
         metrics: Arc<Metrics>,
         idempotency_ttl: Duration,
         cache: WorkCache,
-        rate_limits: SharedRateLimits,
         deadline: Duration,
     ) -> std::io::Result<Self> {
         let pool_size = usize::try_from(pool.max_size()).unwrap_or(usize::MAX);
@@ -155,7 +151,6 @@ impl AppState {
             outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
             cache: Arc::new(cache),
             work_loads: Arc::new(SingleFlight::new()),
-            rate_limits,
             relaying: false,
             unbatched: Arc::new(tokio::sync::Semaphore::new(unbatched_room(pool_size))),
             deadline,

@@ -8,7 +8,7 @@
 
 use actix_web::http::header::{self, HeaderMap, HeaderName};
 
-use crate::dashboard::admin::ADMIN_TOKEN_HEADER;
+use crate::auth::admin::ADMIN_TOKEN_HEADER;
 
 /// The header that carries an API key's token for clients that cannot set `Authorization`.
 pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");

@@ -58,11 +58,11 @@ use super::throttle::Throttle;
 use super::{
     Access, AuditLine, AuthConfig, AuthSetting, Denial, Identity, Mode, audit, authorize, csrf,
 };
-use crate::dashboard::admin::{ADMIN_TOKEN_HEADER, ActionPolicy, AdminToken, Refusal, seconds_up};
+use crate::auth::admin::{ADMIN_TOKEN_HEADER, ActionPolicy, AdminToken, Refusal, seconds_up};
 use crate::error::{ApiError, ErrorBody, ErrorResponse};
 use crate::metrics::AuthRefusal;
 use crate::origin::{Origins, is_forwarded};
-use crate::rate_limit::{RateKey, charge_refused};
+use crate::rate_limit::{RateKey, SharedRateLimits, charge_refused};
 use crate::state::AppState;
 
 /// Failed logins allowed per account name, as a multiple of those allowed per address: one
@@ -330,7 +330,8 @@ pub async fn guard(
     if let Err(denial) = authorize(needed, &identity) {
         if let Some(key) = &rate_key {
             let traffic = access.traffic(request.method());
-            if let Some(limited) = charge_refused(&state, traffic, key).await {
+            let limits = request.app_data::<SharedRateLimits>().cloned().flatten();
+            if let Some(limited) = charge_refused(limits.as_deref(), traffic, key).await {
                 return Ok(request.into_response(limited));
             }
         }

@@ -17,13 +17,15 @@
 //!
 //! Modules: [`credentials`] (what a request presents), [`directory`] (the keys, in memory),
 //! [`throttle`] (failed attempts per address and per name), [`csrf`] (same-origin writes),
-//! [`guard`] (the middleware), [`login`] (the dashboard's login, logout and who-am-I).
+//! [`guard`] (the middleware), [`admin`] (the admin token, and who may act when a request is
+//! held to `off`). The dashboard's login page and session routes are the dashboard's
+//! ([`crate::dashboard::login`]), built on these.
 
+pub mod admin;
 pub mod credentials;
 pub mod csrf;
 pub mod directory;
 pub mod guard;
-pub mod login;
 pub mod throttle;
 
 use std::net::SocketAddr;

@@ -9,17 +9,18 @@
 //! - [`overview`]: the first page's figures, computed at most once a second and shared by every
 //!   tab that polls.
 //! - [`broker`]: the dashboard's connection to RabbitMQ (depths, dead letters).
-//! - [`admin`]: who may act while `PP_AUTH` is off (`PP_ADMIN_TOKEN`, or this machine); with
-//!   identities on, [`crate::auth`] decides.
+//! - [`login`]: the login page, logging in and out, and who is logged in.
+//! - Who may act: [`crate::auth`] decides, and while `PP_AUTH` is off
+//!   [`crate::auth::admin`] (`PP_ADMIN_TOKEN`, or this machine).
 //!
 //! The page polls (every 2 s, paused while its tab is hidden or by its pause button) rather than
 //! holding a server-sent event stream: each poll is one cheap, cacheable request that any proxy
 //! passes as it is, the overview is computed once per second however many tabs ask, and a tab
 //! that is closed or hidden costs nothing, with no connection held per tab.
 
-pub mod admin;
 pub mod assets;
 pub mod broker;
+pub mod login;
 pub mod overview;
 pub mod routes;
 
@@ -30,7 +31,7 @@ use pp_lib::config::{AmqpConfig, SweepWindow};
 use tokio::sync::Mutex;
 
 use crate::auth::Mode;
-use crate::dashboard::admin::{ActionAccess, ActionPolicy, AdminToken};
+use crate::auth::admin::{ActionAccess, ActionPolicy, AdminToken};
 use crate::dashboard::broker::DashboardBroker;
 use crate::dashboard::overview::OverviewCache;
 

@@ -20,7 +20,7 @@ use pp_lib::db::throughput::finished_per_second;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::dashboard::admin::ActionAccess;
+use crate::auth::admin::ActionAccess;
 use crate::dashboard::broker::DashboardBroker;
 use crate::error::ApiError;
 use crate::state::AppState;

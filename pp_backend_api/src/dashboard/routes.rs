@@ -16,14 +16,15 @@ use pp_lib::demand::WorkDemand;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::auth::admin::{Refusal, seconds_up};
 use crate::auth::guard::{Auth, identity_of};
-use crate::auth::{Access, AuditLine, Identity, audit, login};
+use crate::auth::{Access, AuditLine, Identity, audit};
 use crate::dashboard::Dashboard;
-use crate::dashboard::admin::{Refusal, seconds_up};
 use crate::dashboard::assets;
+use crate::dashboard::login;
 use crate::dashboard::overview::Overview;
 use crate::error::{ApiError, ErrorBody, ErrorResponse, RETRY_AFTER_SECONDS};
-use crate::routes::{Served, served};
+use crate::resource::{Served, served};
 use crate::state::AppState;
 
 /// Most demands one request may enqueue.
@@ -217,7 +218,7 @@ impl ResponseError for DashboardError {
     tag = "dashboard",
     responses(
         (status = 200, description = "The overview", body = Overview),
-        (status = 429, response = crate::routes::TooManyRequests),
+        (status = 429, response = crate::rate_limit::TooManyRequests),
         (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
@@ -261,7 +262,7 @@ pub struct DeadLetterQuery {
     responses(
         (status = 200, description = "The dead letters, in the queue's order", body = DeadLetterPage),
         (status = 400, description = "limit is not a whole number from 1 to 500", body = ErrorBody),
-        (status = 429, response = crate::routes::TooManyRequests),
+        (status = 429, response = crate::rate_limit::TooManyRequests),
         (status = 503, description = "RabbitMQ unavailable", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
@@ -329,7 +330,7 @@ pub struct AuditPage {
         (status = 400, description = "limit or before out of range", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 429, response = crate::routes::TooManyRequests),
+        (status = 429, response = crate::rate_limit::TooManyRequests),
         (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
@@ -409,7 +410,7 @@ pub struct DeadLetterSettled {
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, description = "No dead letter has this key (now)", body = ErrorBody),
-        (status = 429, response = crate::routes::TooManyRequests),
+        (status = 429, response = crate::rate_limit::TooManyRequests),
         (status = 503, description = "RabbitMQ unavailable", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
@@ -443,7 +444,7 @@ pub async fn retry_dead_letter(
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, description = "No dead letter has this key (now)", body = ErrorBody),
-        (status = 429, response = crate::routes::TooManyRequests),
+        (status = 429, response = crate::rate_limit::TooManyRequests),
         (status = 503, description = "RabbitMQ unavailable", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
@@ -526,7 +527,7 @@ pub struct DeadLettersRetried {
         (status = 200, description = "Sent back to the work queue", body = DeadLettersRetried),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 429, response = crate::routes::TooManyRequests),
+        (status = 429, response = crate::rate_limit::TooManyRequests),
         (status = 503, description = "RabbitMQ unavailable", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
@@ -604,7 +605,7 @@ pub struct DemandsEnqueued {
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 429, response = crate::routes::TooManyRequests),
+        (status = 429, response = crate::rate_limit::TooManyRequests),
         (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )

@@ -28,7 +28,7 @@ use crate::state::AppState;
          )),
         (status = 400, description = "Malformed body or add_up_to out of range", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 429, response = crate::routes::TooManyRequests),
+        (status = 429, response = crate::rate_limit::TooManyRequests),
         (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )

@@ -33,7 +33,7 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         health::readyz,
         metrics::metrics,
     ),
-    components(schemas(ErrorBody, pp_lib::work::Work, pp_lib::event::Event, pp_lib::contract::CreateWork, pp_lib::contract::DemandAccepted, pp_lib::db::stats::Stats, health::Health), responses(crate::routes::TooManyRequests)),
+    components(schemas(ErrorBody, pp_lib::work::Work, pp_lib::event::Event, pp_lib::contract::CreateWork, pp_lib::contract::DemandAccepted, pp_lib::db::stats::Stats, health::Health), responses(crate::rate_limit::TooManyRequests)),
     tags(
         (name = "work", description = "Works, their events, work demands, and counts of them all"),
         (name = "operations", description = "Health, readiness and metrics"),
@@ -119,7 +119,7 @@ impl utoipa::Modify for WorkLinks {
 /// Registers `document`, Swagger UI, and `/docs` → `/docs/`.
 pub fn configure(cfg: &mut web::ServiceConfig, document: String) {
     let document = web::Bytes::from(document);
-    cfg.service(crate::routes::only(
+    cfg.service(crate::resource::only(
         OPENAPI_PATH,
         Method::GET,
         Access::Read,

@@ -39,7 +39,7 @@ pub const NEXT_AFTER_ID: HeaderName = HeaderName::from_static("x-next-after-id")
             ("RateLimit-Policy" = String, description = "When rate limits are on: the client's quota, e.g. `\"pp\";q=100;w=2` (q requests per w seconds)"),
             ("RateLimit" = String, description = "When rate limits are on: what is left, e.g. `\"pp\";r=42;t=1` (r requests now, whole again in t seconds)"),
          )),
-        (status = 429, response = crate::routes::TooManyRequests),
+        (status = 429, response = crate::rate_limit::TooManyRequests),
         (status = 400, description = "Malformed body, add_up_to out of range, or a malformed Idempotency-Key", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Idempotency-Key reused with another add_up_to", body = ErrorBody),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use pp_backend_api::auth::AuthSetting;
-use pp_backend_api::dashboard::admin::ADMIN_TOKEN_HEADER;
+use pp_backend_api::auth::admin::ADMIN_TOKEN_HEADER;
 use pp_backend_api::settings::Settings;
 use pp_backend_api::testkit::{TestApp, TestSettings, error_message};
 use pp_lib::config::{AmqpConfig, DatabaseConfig, QueueType};

@@ -28,11 +28,11 @@ use pp_lib::db::audit_trail::Outcome;
 use pp_lib::db::identities;
 use serde::{Deserialize, Serialize};
 
-use super::credentials::SESSION_COOKIE;
-use super::guard::{Auth, identity_of, throttle_key};
-use super::{AuditLine, Identity, Mode, audit};
-use crate::dashboard::Dashboard;
-use crate::dashboard::admin::ActionAccess;
+use super::Dashboard;
+use crate::auth::admin::ActionAccess;
+use crate::auth::credentials::SESSION_COOKIE;
+use crate::auth::guard::{Auth, identity_of, throttle_key};
+use crate::auth::{AuditLine, Identity, Mode, audit};
 use crate::error::{ApiError, ErrorBody, ErrorResponse};
 use crate::metrics::AuthRefusal;
 use crate::state::AppState;
@@ -385,7 +385,7 @@ fn clear_session(request: &HttpRequest, mut response: HttpResponse) -> HttpRespo
     responses(
         (status = 200, description = "Who is asking", body = SessionInfo),
         (status = 401, description = "PP_AUTH=all and no identity", body = ErrorBody),
-        (status = 429, response = crate::routes::TooManyRequests),
+        (status = 429, response = crate::rate_limit::TooManyRequests),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
