@@ -1,18 +1,19 @@
 //! The middleware every request passes through, outermost first:
 //!
 //! 1. [`observe`]: honours a sane `x-request-id` or makes one and echoes it back, counts and
-//!    times the request by route, method and status, and writes the access log line.
-//! 2. [`security_headers`]: `nosniff`, no referrer, no framing on every answer, and no caching
-//!    of the dashboard's JSON.
-//! 3. [`json_errors`]: the errors actix-web answers by itself (413, a malformed query, …) get
+//!    times the request by route, method and status, writes the access log line, and puts the
+//!    security headers on every answer (`nosniff`, no referrer, no framing, and no caching of
+//!    the dashboard's JSON).
+//! 2. [`json_errors`]: the errors actix-web answers by itself (413, a malformed query, …) get
 //!    the same JSON body as ours.
 //!
-//! and, on each resource (inside the router, where the route is known):
+//! and, on each resource (inside the router, where the route is known), one middleware,
+//! [`crate::resource::only`]'s gate:
 //!
-//! 4. [`crate::auth::guard::guard`]: refuses cross-site changes, finds who is asking, and lets
-//!    them through when the route allows them (401, 403, 429 otherwise);
-//! 5. [`crate::rate_limit::limit_rate`]: the client's quota;
-//! 6. [`catch_panics`]: a handler that panics answers a logged 500 JSON; the worker lives on.
+//! 3. the guard ([`crate::auth::guard::admit`]): refuses cross-site changes, finds who is
+//!    asking, and lets them through when the route allows them (401, 403, 429 otherwise);
+//! 4. the client's quota ([`crate::rate_limit::charge_request`]);
+//! 5. [`catch_panics`]: a handler that panics answers a logged 500 JSON; the worker lives on.
 //!
 //! The route's label is read after routing, when actix-web finds it by the resource that served
 //! the request; before routing it could only be found by matching the path against every
@@ -26,7 +27,7 @@ use std::time::Instant;
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{Error, HttpResponse, ResponseError, web};
 use futures_util::FutureExt;
@@ -68,6 +69,7 @@ pub async fn observe(
     let request_line = log::log_enabled!(target: ACCESS_LOG, log::Level::Info)
         .then(|| (request.uri().clone(), request.version()));
     let state = request.app_data::<web::Data<AppState>>().cloned();
+    let dashboard_json = request.path().starts_with("/dashboard/api/");
     let outcome = next.call(request).await;
     let elapsed = started.elapsed();
     let (status, route) = match &outcome {
@@ -99,7 +101,9 @@ pub async fn observe(
         );
     }
     let mut response = outcome?;
-    response.headers_mut().insert(REQUEST_ID, id);
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID, id);
+    add_security_headers(headers, dashboard_json);
     Ok(response)
 }
 
@@ -108,14 +112,9 @@ pub async fn observe(
 /// this API leaks to another site), `X-Frame-Options: DENY` (no page frames it; the dashboard's
 /// Content-Security-Policy says `frame-ancestors 'none'` too); and `Cache-Control: no-store` on
 /// the dashboard's JSON, which is per person and changes every second, where the handler has not
-/// said otherwise.
-pub async fn security_headers(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let dashboard_json = request.path().starts_with("/dashboard/api/");
-    let mut response = next.call(request).await?;
-    let headers = response.headers_mut();
+/// said otherwise. [`observe`] calls it on every answer (a middleware of its own would cost
+/// every request a layer).
+fn add_security_headers(headers: &mut HeaderMap, dashboard_json: bool) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -128,7 +127,6 @@ pub async fn security_headers(
     if dashboard_json && !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    Ok(response)
 }
 
 /// The route pattern a resource serves, put on it by [`crate::resource::only`] so the label costs

@@ -10,12 +10,10 @@
 
 use std::sync::Arc;
 
-use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, HttpResponse};
+use actix_web::{HttpMessage, HttpResponse};
 use pp_lib::cache::{Decision, Quota, RateLimiter, Redis, Verdict};
 use pp_lib::config::Rate;
 
@@ -130,17 +128,34 @@ pub enum Traffic {
     Unlimited,
 }
 
-/// The middleware, on each resource (which knows its [`Traffic`]): counts the request against
-/// its client's quota, answers 429 when it is spent, and puts the quota headers on every answer
-/// of a limited route.
-pub async fn limit_rate(
-    traffic: Traffic,
-    request: ServiceRequest,
-    next: Next<BoxBody>,
-) -> Result<ServiceResponse, Error> {
+/// What counting a request against its client's quota made of it.
+pub enum Charge {
+    /// On to the handler; the quota's headers go on its answer ([`Counted::mark`]).
+    Admitted(ServiceRequest, Option<Counted>),
+    /// Over the quota: the 429.
+    Refused(ServiceResponse),
+}
+
+/// The quota a request was counted against, for its answer's headers.
+pub struct Counted {
+    limits: Arc<RateLimits>,
+    decision: Option<Decision>,
+}
+
+impl Counted {
+    /// Puts the quota's headers on `response`.
+    pub fn mark<B>(&self, response: &mut ServiceResponse<B>) {
+        add_quota_headers(response.headers_mut(), &self.limits, self.decision.as_ref());
+    }
+}
+
+/// On each resource (which knows its [`Traffic`]; [`crate::resource::only`] runs it after the
+/// guard): counts the request against its client's quota, refuses it 429 when it is spent, and
+/// otherwise says what headers its answer gets.
+pub async fn charge_request(traffic: Traffic, request: ServiceRequest) -> Charge {
     let limits = request.app_data::<SharedRateLimits>().cloned().flatten();
     let Some(limits) = limits.filter(|limits| limits.applies_to(traffic)) else {
-        return next.call(request).await;
+        return Charge::Admitted(request, None);
     };
     let named = request
         .extensions()
@@ -150,13 +165,10 @@ pub async fn limit_rate(
         Some(ip) => format!("ip:{ip}"),
         None => "ip:unknown".to_owned(),
     });
-    let decision = match charge(&limits, &client).await {
-        Charged::Refused(response) => return Ok(request.into_response(response)),
-        Charged::Allowed(decision) => decision,
-    };
-    let mut response = next.call(request).await?;
-    add_quota_headers(response.headers_mut(), &limits, decision.as_ref());
-    Ok(response)
+    match charge(&limits, &client).await {
+        Charged::Refused(response) => Charge::Refused(request.into_response(response)),
+        Charged::Allowed(decision) => Charge::Admitted(request, Some(Counted { limits, decision })),
+    }
 }
 
 /// 429: the client's rate limit is spent (only when `PP_RATE_LIMIT` is set).
@@ -173,7 +185,7 @@ pub async fn limit_rate(
 pub struct TooManyRequests(#[to_schema] ErrorBody);
 
 /// Who a request counts against, where the guard found someone (their key, login or token):
-/// put in the request's extensions for [`limit_rate`].
+/// put in the request's extensions for [`charge_request`].
 #[derive(Debug, Clone)]
 pub struct RateKey(pub String);
 
@@ -249,8 +261,8 @@ fn whole_seconds(duration: std::time::Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-/// The server's limits (`None`: no rate set), registered as app data for [`limit_rate`] and the
-/// guard.
+/// The server's limits (`None`: no rate set), registered as app data for [`charge_request`] and
+/// the guard.
 pub type SharedRateLimits = Option<Arc<RateLimits>>;
 
 #[cfg(test)]

@@ -3,17 +3,17 @@
 //! Every route table (the API's in [`crate::routes`], the dashboard's) is made of these.
 
 use actix_web::body::BoxBody;
-use actix_web::dev::HttpServiceFactory;
+use actix_web::dev::{HttpServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::{HttpRequest, HttpResponse, Route, web};
+use actix_web::{Error, HttpRequest, HttpResponse, Route, web};
 
 use crate::auth::Access;
-use crate::auth::guard::guard;
+use crate::auth::guard::{Admission, admit};
 use crate::error::{ErrorBody, ErrorResponse};
 use crate::middleware::{RouteLabel, catch_panics};
-use crate::rate_limit::limit_rate;
+use crate::rate_limit::{Charge, Traffic, charge_request};
 
 /// One route: its path, its method, who may use it, and its handler.
 pub struct Served {
@@ -34,9 +34,9 @@ pub fn served(path: &'static str, method: Method, access: Access, route: Route) 
 }
 
 /// A resource that serves `route` for `method` and answers 405, with the `Allow` header RFC 9110
-/// asks for, to every other method. Its requests pass the [`guard`] (who may, given `access`),
-/// then count against the rate limits the access is subject to, and its handler's panics are
-/// answered 500 ([`catch_panics`]).
+/// asks for, to every other method. Its requests pass the guard ([`admit`]: who may, given
+/// `access`), then count against the rate limits the access is subject to, and its handler's
+/// panics are answered 500 ([`catch_panics`]): all in [`gate`].
 pub fn only(
     path: &'static str,
     method: Method,
@@ -52,13 +52,34 @@ pub fn only(
         .default_service(web::to(move |request: HttpRequest| {
             method_not_allowed(request, allow.clone())
         }))
-        .wrap(from_fn(catch_panics))
         .wrap(from_fn(move |request, next: Next<BoxBody>| {
-            limit_rate(traffic, request, next)
+            gate(access, traffic, request, next)
         }))
-        .wrap(from_fn(move |request, next: Next<BoxBody>| {
-            guard(access, request, next)
-        }))
+}
+
+/// Every request of a resource passes here, in one middleware (each layer costs every request an
+/// allocation and a call through a boxed future): the guard (who may), then the rate limit (how
+/// often), then the handler, whose panics are answered 500; the quota's headers go on the
+/// answer.
+async fn gate(
+    access: Access,
+    traffic: Traffic,
+    request: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse, Error> {
+    let request = match admit(access, request).await? {
+        Admission::Admitted(request) => request,
+        Admission::Refused(response) => return Ok(response),
+    };
+    let (request, counted) = match charge_request(traffic, request).await {
+        Charge::Admitted(request, counted) => (request, counted),
+        Charge::Refused(response) => return Ok(response),
+    };
+    let mut response = catch_panics(request, next).await?;
+    if let Some(counted) = counted {
+        counted.mark(&mut response);
+    }
+    Ok(response)
 }
 
 /// 405 for a known path asked with a method it does not serve; `Allow` names the one it does.

@@ -23,7 +23,7 @@ use crate::auth::{AuthSetting, Mode};
 use crate::dashboard::Dashboard;
 use crate::janitor::{self, RetentionConfig};
 use crate::metrics::Metrics;
-use crate::middleware::{json_errors, observe, security_headers};
+use crate::middleware::{json_errors, observe};
 use crate::origin::Origins;
 use crate::rate_limit::{RateLimits, SharedRateLimits};
 use crate::relay::{self, RelayConfig};
@@ -180,7 +180,6 @@ impl Application {
                 .configure(|cfg| routes::configure(cfg, mode))
                 .default_service(web::to(routes::not_found))
                 .wrap(json_errors())
-                .wrap(from_fn(security_headers))
                 .wrap(from_fn(observe))
         })
         .workers(usize::from(settings.workers.max(1)))

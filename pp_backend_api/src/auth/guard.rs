@@ -40,11 +40,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use chrono::Utc;
 use pp_lib::auth::{Scope, is_api_token, token_hash};
@@ -272,12 +270,18 @@ pub enum Look {
     Leniently,
 }
 
-/// The middleware, on each resource (which knows its [`Access`]).
-pub async fn guard(
-    access: Access,
-    request: ServiceRequest,
-    next: Next<BoxBody>,
-) -> Result<ServiceResponse, Error> {
+/// What the guard made of a request.
+pub enum Admission {
+    /// On to the handler, with who asked in its extensions.
+    Admitted(ServiceRequest),
+    /// Refused: the answer.
+    Refused(ServiceResponse),
+}
+
+/// The guard, on each resource (which knows its [`Access`]; [`crate::resource::only`] runs it
+/// first): refuses cross-site changes, finds who is asking, and admits them when the route
+/// allows them (401, 403, 429 otherwise).
+pub async fn admit(access: Access, request: ServiceRequest) -> Result<Admission, Error> {
     let (Some(auth), Some(state)) = (
         request.app_data::<web::Data<Auth>>().cloned(),
         request.app_data::<web::Data<AppState>>().cloned(),
@@ -291,7 +295,7 @@ pub async fn guard(
         if let Some(reason) = refused.counted() {
             state.metrics.refused(reason);
         }
-        Ok(request.into_response(refusal(&refused)))
+        Ok(Admission::Refused(request.into_response(refusal(&refused))))
     };
     if !csrf::is_safe(request.method()) {
         let host = request.connection_info().host().to_owned();
@@ -300,13 +304,13 @@ pub async fn guard(
         }
     }
     if access == Access::Open {
-        return next.call(request).await;
+        return Ok(Admission::Admitted(request));
     }
     if access == Access::Read && auth.mode != Mode::All && presents_nothing(request.headers()) {
         // A read needs an identity only under `all` (which no request is held to otherwise),
         // and a client that shows nothing is nobody: there is nothing to find out. The common
         // read costs the guard three header lookups.
-        return next.call(request).await;
+        return Ok(Admission::Admitted(request));
     }
     let needed = access.needs(auth.mode_for(request.request()));
     let look = if needed.is_some() {
@@ -332,7 +336,7 @@ pub async fn guard(
             let traffic = access.traffic(request.method());
             let limits = request.app_data::<SharedRateLimits>().cloned().flatten();
             if let Some(limited) = charge_refused(limits.as_deref(), traffic, key).await {
-                return Ok(request.into_response(limited));
+                return Ok(Admission::Refused(request.into_response(limited)));
             }
         }
         if access == Access::Operate && identity != Identity::Anonymous {
@@ -348,7 +352,7 @@ pub async fn guard(
         request.extensions_mut().insert(key);
     }
     request.extensions_mut().insert(identity);
-    next.call(request).await
+    Ok(Admission::Admitted(request))
 }
 
 /// What the credentials name.
