@@ -101,3 +101,11 @@ impl From<actix_web::error::BlockingError> for ApiError {
         ApiError::Internal(anyhow::anyhow!("a database task did not finish: {error}"))
     }
 }
+
+/// 404 for a path no route has.
+pub async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
+    ErrorBody::response(
+        StatusCode::NOT_FOUND,
+        format!("no route for {} {}", request.method(), request.path()),
+    )
+}

@@ -37,6 +37,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod db_lanes;
 pub mod error;
+pub mod front_door;
 pub mod janitor;
 pub mod metrics;
 pub mod middleware;

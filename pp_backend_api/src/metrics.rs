@@ -36,6 +36,9 @@ pub struct Metrics {
     pub rate_limit_failed_open: IntCounter,
     /// Requests the guard or the login refused, by reason.
     auth_refusals: IntCounterVec,
+    /// Requests the front door refused, or mended, before any handler, by reason
+    /// (`crate::front_door::Framing`'s labels).
+    pub framing: IntCounterVec,
 }
 
 /// Why the guard or the login refused a request, as the metric's label says it.
@@ -136,6 +139,16 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(auth_refusals.clone()))?;
+        let framing = IntCounterVec::new(
+            Opts::new(
+                "http_framing_total",
+                "Requests dealt with before any handler for their HTTP/1 framing: refused \
+                 (malformed, missing_host, bad_length, headers_too_large) or mended \
+                 (length_added: an HTTP/1.0 POST without Content-Length, taken as empty)",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(framing.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -150,6 +163,7 @@ impl Metrics {
             rate_limited,
             rate_limit_failed_open,
             auth_refusals,
+            framing,
         })
     }
 

@@ -7,9 +7,15 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use tokio::net::TcpStream;
+
+use actix_http::error::DispatchError;
+use actix_http::{HttpService, KeepAlive, Protocol};
+use actix_server::Server;
+use actix_service::{ServiceFactoryExt, fn_service, map_config};
+use actix_web::dev::AppConfig;
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use anyhow::Context;
 use pp_lib::amqp::{Broker, Topology};
 use pp_lib::cache::{Redis, WorkCache};
@@ -21,6 +27,8 @@ use crate::auth::directory::{self, KeyDirectory};
 use crate::auth::guard::Auth;
 use crate::auth::{AuthSetting, Mode};
 use crate::dashboard::Dashboard;
+use crate::error::not_found;
+use crate::front_door::{self, FrontDoors};
 use crate::janitor::{self, RetentionConfig};
 use crate::metrics::Metrics;
 use crate::middleware::{json_errors, observe};
@@ -107,6 +115,73 @@ struct RelayTask {
     metrics: Arc<Metrics>,
 }
 
+/// What every worker's app shares.
+#[derive(Clone)]
+struct Shared {
+    state: web::Data<AppState>,
+    dashboard: web::Data<Dashboard>,
+    auth: web::Data<Auth>,
+    rate_limits: SharedRateLimits,
+    doors: web::Data<FrontDoors>,
+    max_body: usize,
+    mode: Mode,
+}
+
+/// The HTTP server on `listener`: one app per worker, each connection read through its
+/// [`FrontDoor`](crate::front_door::FrontDoor), with actix-web's own server's defaults for
+/// keep-alive and for clients slow to send a request (5 s) or to go away (1 s).
+fn serve(
+    listener: TcpListener,
+    address: SocketAddr,
+    settings: &Settings,
+    shared: Shared,
+) -> std::io::Result<Server> {
+    let builder = Server::build();
+    // Kept-alive connections that sit idle are closed when a graceful stop begins, as
+    // actix-web's own server does, instead of holding the stop until its timeout.
+    let stopping = builder.graceful_shutdown_signal();
+    builder
+        .workers(usize::from(settings.workers.max(1)))
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        // Shutdown is ours to trigger (see run_until_stopped): actix treats SIGINT as a forced
+        // stop, and we want both SIGINT and SIGTERM to let requests finish.
+        .disable_signals()
+        .listen("pp-api", listener, move || {
+            let shared = shared.clone();
+            let doors = shared.doors.clone();
+            let stopping = stopping.clone();
+            let app = App::new()
+                .app_data(shared.state)
+                .app_data(shared.dashboard)
+                .app_data(shared.auth)
+                .app_data(shared.rate_limits)
+                .app_data(shared.doors)
+                .app_data(web::PayloadConfig::new(shared.max_body))
+                .configure(|cfg| routes::configure(cfg, shared.mode))
+                .route(front_door::REFUSED_PATH, web::get().to(front_door::refused))
+                .default_service(web::to(not_found))
+                .wrap(json_errors())
+                .wrap(from_fn(observe));
+            let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
+                .keep_alive(KeepAlive::default())
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(address)
+                .finish(map_config(app, |_| AppConfig::default()));
+            fn_service(move |io: TcpStream| {
+                let peer = io.peer_addr().ok();
+                let door = doors.open(io);
+                async move { Ok::<_, DispatchError>((door, Protocol::Http1, peer)) }
+            })
+            .and_then(http)
+        })
+        .map(|server| server.run())
+}
+
 impl Application {
     /// Binds the listener and builds the server. The pool connects lazily: the server starts
     /// while the database is down and reports it on `/readyz` (503) until it is back.
@@ -145,6 +220,7 @@ impl Application {
         .context("failed to start the database threads")?;
         state.relaying = settings.relay.enabled;
         let state = web::Data::new(state);
+        let metrics_framing = metrics.framing.clone();
         let relay = settings.relay.enabled.then(|| RelayTask {
             config: settings.relay.clone(),
             wakeup: state.outbox_wakeup.clone(),
@@ -169,27 +245,17 @@ impl Application {
             &settings.relay.amqp,
             mode,
         ));
-        let max_body = settings.max_body_bytes;
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(dashboard.clone())
-                .app_data(auth.clone())
-                .app_data(rate_limits.clone())
-                .app_data(web::PayloadConfig::new(max_body as usize))
-                .configure(|cfg| routes::configure(cfg, mode))
-                .default_service(web::to(routes::not_found))
-                .wrap(json_errors())
-                .wrap(from_fn(observe))
-        })
-        .workers(usize::from(settings.workers.max(1)))
-        .shutdown_timeout(settings.shutdown_timeout.as_secs())
-        // Shutdown is ours to trigger (see run_until_stopped): actix treats SIGINT as a forced
-        // stop, and we want both SIGINT and SIGTERM to let requests finish.
-        .disable_signals()
-        .listen(listener)
-        .context("failed to start the HTTP server")?
-        .run();
+        let shared = Shared {
+            state,
+            dashboard,
+            auth,
+            rate_limits,
+            doors: web::Data::new(FrontDoors::new(metrics_framing)),
+            max_body: settings.max_body_bytes as usize,
+            mode,
+        };
+        let server = serve(listener, address, &settings, shared)
+            .context("failed to start the HTTP server")?;
         log::info!(
             "listening on http://{address} ({} workers, database {})",
             settings.workers.max(1),

@@ -7,11 +7,10 @@ pub mod metrics;
 pub mod stats;
 pub mod work;
 
-use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::Method;
+use actix_web::web;
 
 use crate::auth::{Access, Mode};
-use crate::error::{ErrorBody, ErrorResponse};
 use crate::resource::{Served, only, served};
 
 /// The API's own routes, in the order they are matched: `/work/search` and `/work/demand` come
@@ -64,12 +63,4 @@ pub fn configure(cfg: &mut web::ServiceConfig, mode: Mode) {
         ));
     }
     docs::configure(cfg, docs::openapi_json(mode, &accesses));
-}
-
-/// 404 for a path no route has.
-pub async fn not_found(request: HttpRequest) -> HttpResponse {
-    ErrorBody::response(
-        StatusCode::NOT_FOUND,
-        format!("no route for {} {}", request.method(), request.path()),
-    )
 }

@@ -8,6 +8,7 @@ mod db_lanes;
 mod demand;
 mod errors;
 mod flags;
+mod front_door;
 mod idempotency;
 mod operations;
 mod overload;
