@@ -6,6 +6,8 @@
 //!   the right (each proxy appends the address it saw) and stopping at the first entry that does
 //!   not parse: what lies left of it was written by someone no trusted proxy vouches for. Entries
 //!   may carry a port (`203.0.113.7:5000`, `[2001:db8::7]:5000`), as some proxies write them.
+//! - The client came over HTTPS ([`Origins::came_over_https`]) when a trusted proxy says so in
+//!   `X-Forwarded-Proto`.
 //! - A request comes from this machine ([`Origins::is_from_this_machine`]) when its peer is a
 //!   loopback address, no proxy says it forwarded it (`Forwarded`, `X-Forwarded-For`,
 //!   `X-Real-IP`), and it names this machine in `Host` ([`Origins::names_this_machine`]):
@@ -17,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::HttpRequest;
+use actix_web::http::Version;
 use actix_web::http::header::{self, HeaderMap, HeaderName};
 
 /// Headers a proxy adds: a request carrying one is not from this machine, whatever its peer.
@@ -73,6 +76,8 @@ pub struct Origins {
     machine_name: Option<String>,
     /// Whether a request naming a foreign host was seen yet (it is logged once).
     foreign_host_seen: AtomicBool,
+    /// Whether an HTTP/1.0 request from a loopback peer was seen yet (it is logged once).
+    http10_seen: AtomicBool,
 }
 
 impl Origins {
@@ -82,6 +87,7 @@ impl Origins {
             allowed_hosts: config.allowed_hosts.clone(),
             machine_name: machine_name(),
             foreign_host_seen: AtomicBool::new(false),
+            http10_seen: AtomicBool::new(false),
         }
     }
 
@@ -120,12 +126,53 @@ impl Origins {
         self.client_ip(request.headers(), request.peer_addr().map(|peer| peer.ip()))
     }
 
+    /// Whether the client reached the API over HTTPS: a trusted proxy says so in
+    /// `X-Forwarded-Proto` (its last value, the one the proxy nearest the API wrote). Anyone
+    /// else saying it is not believed.
+    pub fn came_over_https(&self, request: &HttpRequest) -> bool {
+        let from_proxy = request
+            .peer_addr()
+            .is_some_and(|peer| self.trusted_proxies.contains(&peer.ip()));
+        from_proxy
+            && request
+                .headers()
+                .get_all(HeaderName::from_static("x-forwarded-proto"))
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .next_back()
+                .is_some_and(|scheme| scheme.trim().eq_ignore_ascii_case("https"))
+    }
+
     /// Whether `request` comes from this machine: a loopback peer, forwarded by no proxy, naming
     /// this machine in `Host`.
     pub fn is_from_this_machine(&self, request: &HttpRequest) -> bool {
         is_local_peer(request.peer_addr())
-            && !is_forwarded(request)
+            && !self.is_proxied(request)
             && self.names_this_machine(request)
+    }
+
+    /// Whether a proxy passed `request` on: it carries `Forwarded`, `X-Forwarded-For` or
+    /// `X-Real-IP`, or it came over HTTP/1.0, which is what a proxy speaks to its upstream unless
+    /// told otherwise (nginx's `proxy_pass` with no other setting does, with `Host` set to the
+    /// upstream's own address and no forwarding header) and what no browser or curl uses
+    /// unasked. The first HTTP/1.0 request from a loopback peer is logged, loudly, once.
+    pub fn is_proxied(&self, request: &HttpRequest) -> bool {
+        if is_forwarded(request) {
+            return true;
+        }
+        if request.version() >= Version::HTTP_11 {
+            return false;
+        }
+        if is_local_peer(request.peer_addr()) && !self.http10_seen.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "an HTTP/1.0 request came from this machine: it is taken for a proxy's (nginx \
+                 speaks HTTP/1.0 upstream unless told otherwise, forwarding nothing) and is not \
+                 treated as coming from this machine. Behind a proxy, have it send HTTP/1.1 and \
+                 X-Forwarded-For (deploy/nginx/pp.conf) and name it in PP_TRUSTED_PROXY (logged \
+                 once)"
+            );
+        }
+        true
     }
 
     /// Whether the host `request` names (its `Host`, or an HTTP/2 authority) is this machine's:
@@ -230,9 +277,8 @@ fn machine_name() -> Option<String> {
         .filter(|name| !name.is_empty())
 }
 
-/// Whether a proxy forwarded `request`: it carries `Forwarded`, `X-Forwarded-For` or
-/// `X-Real-IP`.
-pub fn is_forwarded(request: &HttpRequest) -> bool {
+/// Whether `request` carries `Forwarded`, `X-Forwarded-For` or `X-Real-IP`.
+fn is_forwarded(request: &HttpRequest) -> bool {
     FORWARDING_HEADERS
         .iter()
         .any(|name| request.headers().contains_key(*name))
@@ -391,6 +437,44 @@ mod tests {
             .to_http_request();
         assert!(!origins.is_from_this_machine(&proxied));
         assert!(!origins.is_from_this_machine(&remote));
+    }
+
+    #[test]
+    fn an_http10_request_is_a_proxys_never_this_machines() {
+        let origins = origins(&[], &[]);
+        let request = |version| {
+            TestRequest::default()
+                .version(version)
+                .peer_addr("127.0.0.1:5000".parse().expect("an address"))
+                .insert_header((header::HOST, "127.0.0.1:3000"))
+                .to_http_request()
+        };
+        let plain_proxy_pass = request(Version::HTTP_10);
+        assert!(origins.is_proxied(&plain_proxy_pass));
+        assert!(!origins.is_from_this_machine(&plain_proxy_pass));
+        let curl = request(Version::HTTP_11);
+        assert!(!origins.is_proxied(&curl));
+        assert!(origins.is_from_this_machine(&curl));
+        assert!(origins.is_from_this_machine(&request(Version::HTTP_2)));
+    }
+
+    #[test]
+    fn https_is_believed_from_a_trusted_proxy_only() {
+        let origins = origins(&["127.0.0.1"], &[]);
+        let request = |peer: &str, proto: &str| {
+            TestRequest::default()
+                .peer_addr(peer.parse().expect("an address"))
+                .insert_header(("x-forwarded-proto", proto))
+                .to_http_request()
+        };
+        assert!(origins.came_over_https(&request("127.0.0.1:5000", "https")));
+        assert!(origins.came_over_https(&request("127.0.0.1:5000", "http, https")));
+        assert!(!origins.came_over_https(&request("127.0.0.1:5000", "http")));
+        assert!(!origins.came_over_https(&request("192.0.2.1:5000", "https")));
+        let plain = TestRequest::default()
+            .peer_addr("127.0.0.1:5000".parse().expect("an address"))
+            .to_http_request();
+        assert!(!origins.came_over_https(&plain));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use actix_web::HttpRequest;
 use actix_web::http::header::HeaderName;
 use serde::{Deserialize, Serialize};
 
-use crate::origin::{Origins, is_forwarded, is_loopback};
+use crate::origin::{Origins, is_loopback};
 
 /// The header an action carries the admin token in.
 pub const ADMIN_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-pp-admin-token");
@@ -179,7 +179,7 @@ fn local_but_naming(request: &HttpRequest, origins: &Origins) -> Option<String> 
     let local = request
         .peer_addr()
         .is_some_and(|peer| is_loopback(peer.ip()));
-    if !local || is_forwarded(request) {
+    if !local || origins.is_proxied(request) {
         return None;
     }
     origins.foreign_host(request)

@@ -59,7 +59,7 @@ use super::{
 use crate::auth::admin::{ADMIN_TOKEN_HEADER, ActionPolicy, AdminToken, Refusal, seconds_up};
 use crate::error::{ApiError, ErrorBody, ErrorResponse};
 use crate::metrics::AuthRefusal;
-use crate::origin::{Origins, is_forwarded};
+use crate::origin::Origins;
 use crate::rate_limit::{RateKey, SharedRateLimits, charge_refused};
 use crate::state::AppState;
 
@@ -122,11 +122,12 @@ impl Auth {
     }
 
     /// The mode `request` is held to: the API's, but `writes` where `auto` made it `off` on
-    /// loopback and the request is not from this machine after all: a proxy forwarded it, or it
+    /// loopback and the request is not from this machine after all: a proxy passed it on
+    /// ([`Origins::is_proxied`]), or it
     /// names a host that is not this machine's (see [`Auth::held_for_its_host`]).
     pub fn mode_for(&self, request: &HttpRequest) -> Mode {
         if self.is_auto_off()
-            && (is_forwarded(request) || self.held_for_its_host(request).is_some())
+            && (self.origins.is_proxied(request) || self.held_for_its_host(request).is_some())
         {
             Mode::Writes
         } else {
@@ -144,7 +145,7 @@ impl Auth {
     /// machine's (a proxy that forwards nothing, or a page of another site rebinding its name
     /// to this address).
     pub fn held_for_its_host(&self, request: &HttpRequest) -> Option<String> {
-        if !self.is_auto_off() || is_forwarded(request) {
+        if !self.is_auto_off() || self.origins.is_proxied(request) {
             return None;
         }
         let host = self.origins.foreign_host(request)?;

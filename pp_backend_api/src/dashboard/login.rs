@@ -186,7 +186,8 @@ pub async fn log_in(
                 role: account.role(),
                 name: account.name,
             };
-            let cookie = session_cookie(&request, token.expose().to_owned(), auth.session_ttl);
+            let cookie =
+                session_cookie(&auth, &request, token.expose().to_owned(), auth.session_ttl);
             let mut response = if form {
                 HttpResponse::SeeOther()
                     .insert_header((header::LOCATION, "/"))
@@ -358,18 +359,18 @@ pub async fn log_out(
             .await;
         if let Err(error) = ended {
             // The session may live on in PostgreSQL; this browser forgets it all the same.
-            return clear_session(&request, error.error_response());
+            return clear_session(&auth, &request, error.error_response());
         }
     }
     let response = HttpResponse::SeeOther()
         .insert_header((header::LOCATION, LOGIN_PAGE))
         .finish();
-    clear_session(&request, response)
+    clear_session(&auth, &request, response)
 }
 
 /// `response`, clearing the session cookie, never cached.
-fn clear_session(request: &HttpRequest, mut response: HttpResponse) -> HttpResponse {
-    let mut cleared = session_cookie(request, String::new(), std::time::Duration::ZERO);
+fn clear_session(auth: &Auth, request: &HttpRequest, mut response: HttpResponse) -> HttpResponse {
+    let mut cleared = session_cookie(auth, request, String::new(), std::time::Duration::ZERO);
     cleared.make_removal();
     if let Err(error) = response.add_cookie(&cleared) {
         log::error!("the session cookie cannot be cleared: {error}");
@@ -421,12 +422,14 @@ fn session_info(
     }
 }
 
+/// The session cookie, `Secure` where the client came over HTTPS (as a trusted proxy says).
 fn session_cookie(
+    auth: &Auth,
     request: &HttpRequest,
     value: String,
     ttl: std::time::Duration,
 ) -> Cookie<'static> {
-    let secure = request.connection_info().scheme() == "https";
+    let secure = auth.origins.came_over_https(request);
     Cookie::build(SESSION_COOKIE, value)
         .path("/")
         .http_only(true)
