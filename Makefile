@@ -52,12 +52,12 @@ consumer: ## Run task_consumer (release build) with its sweeper, migrating the d
 run: setup ## Run the whole system: services, database, then API + consumer + producer (Ctrl-C stops all)
 	@scripts/run.sh
 
-test: setup ## Run every test against the real services (runs setup first; installs Chromium for the browser tests)
-	@scripts/install.sh chromium
+test: setup ## Run every test against the real services (runs setup first; installs Chromium for the browser tests and nginx for the proxy tests)
+	@scripts/install.sh chromium nginx
 	@scripts/test.sh
 
 test-repeat: setup ## Run every test N times in a row (N=5), stopping at the first failure (for a test that fails now and then)
-	@scripts/install.sh chromium
+	@scripts/install.sh chromium nginx
 	@scripts/test-repeat.sh $(or $(N),5)
 
 contract: setup ## Fuzz the API against its own OpenAPI document (schemathesis, every check); fails on any mismatch

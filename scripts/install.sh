@@ -12,6 +12,8 @@
 #   docker-compose  Debian's docker-compose, which validates docker-compose.yml without an engine
 #   wrk             the HTTP load generator of the benchmarks
 #   pgbench         PostgreSQL's benchmark (postgresql-contrib, for this machine's PostgreSQL)
+#   nginx           Debian's nginx at /usr/sbin/nginx, for the tests behind a reverse proxy (they
+#                   start their own on free ports; the package's own service is not started)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -165,6 +167,35 @@ install_wrk() {
     log "wrk installed"
 }
 
+# ---------------------------------------------------------------------------------------------
+# nginx: the program only. Installing Debian's package would start its service on port 80; a
+# policy-rc.d that forbids starting services is in place while it installs (unless one is there
+# already), so nothing but the tests' own nginx ever runs.
+# ---------------------------------------------------------------------------------------------
+
+install_nginx() {
+    if [ -x /usr/sbin/nginx ]; then
+        present nginx "$(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //')"
+        return 0
+    fi
+    can_apt || cannot_install "nginx at /usr/sbin/nginx" \
+        "Debian/Ubuntu: sudo apt-get install -y --no-install-recommends nginx" \
+        "elsewhere:     your package manager's nginx, linked at /usr/sbin/nginx"
+    local policy=/usr/sbin/policy-rc.d placed=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# Placed by pp'"'"'s scripts/install.sh while nginx installs.\nexit 101\n' \
+            | as_root 10 tee "$policy" >/dev/null
+        as_root 10 chmod 755 "$policy"
+        placed=1
+    fi
+    local status=0
+    ( apt_install nginx ) || status=$?
+    [ "$placed" -eq 0 ] || as_root 10 rm -f "$policy"
+    [ "$status" -eq 0 ] || exit "$status"
+    [ -x /usr/sbin/nginx ] || die "nginx is still missing after apt-get install nginx"
+    log "nginx installed"
+}
+
 # Debian's /usr/bin/pgbench is a wrapper that exists with any PostgreSQL client and fails when no
 # installed version has the real program: pgbench is there when it runs.
 pgbench_works() {
@@ -202,7 +233,7 @@ install_pgbench() {
 # Main
 # ---------------------------------------------------------------------------------------------
 
-TOOLS="libpq chromium schemathesis docker-compose wrk pgbench"
+TOOLS="libpq chromium schemathesis docker-compose wrk pgbench nginx"
 
 install_tool() {
     case $1 in
@@ -212,6 +243,7 @@ install_tool() {
         docker-compose) install_docker_compose ;;
         wrk) install_wrk ;;
         pgbench) install_pgbench ;;
+        nginx) install_nginx ;;
         *) die "unknown tool: $1 (known: $TOOLS)" ;;
     esac
 }

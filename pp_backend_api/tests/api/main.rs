@@ -10,6 +10,7 @@ mod errors;
 mod flags;
 mod front_door;
 mod idempotency;
+mod nginx;
 mod operations;
 mod overload;
 mod redis;
