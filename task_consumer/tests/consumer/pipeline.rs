@@ -66,19 +66,27 @@ async fn the_same_message_published_twice_makes_one_work() {
     assert_eq!(services.queue.ready_count(services.queue.name()).await, 0);
 }
 
+/// Demands no consumer can take, each with the reason its dead letter must give.
+const POISON: [(&[u8], &str); 6] = [
+    (b"not json", "malformed work demand"),
+    (b"", "malformed work demand"),
+    (br#"{"done": false}"#, "missing field `add_up_to`"),
+    (
+        br#"{"add_up_to": -1, "done": false}"#,
+        "add_up_to must be zero or more, got -1",
+    ),
+    (
+        br#"{"add_up_to": 3000000000, "done": false}"#,
+        "add_up_to must be at most",
+    ),
+    (br#"{"add_up_to": "7"}"#, "add_up_to must be a whole number"),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_goes_to_the_dead_letter_queue_with_its_reason_and_the_consumer_keeps_going() {
     let services = TestServices::create().await;
     let consumer = TestConsumer::start(services.settings()).await;
-    let poison: [&[u8]; 6] = [
-        b"not json",
-        b"",
-        br#"{"done": false}"#,
-        br#"{"add_up_to": -1, "done": false}"#,
-        br#"{"add_up_to": 3000000000, "done": false}"#,
-        br#"{"add_up_to": "7"}"#,
-    ];
-    for body in poison {
+    for (body, _) in POISON {
         services
             .queue
             .publish_raw(body, demand_properties(Uuid::new_v4()))
@@ -87,27 +95,23 @@ async fn poison_goes_to_the_dead_letter_queue_with_its_reason_and_the_consumer_k
     // Valid ones after the poison: one with our properties, one with a message_id that is not a
     // UUID (recorded under a stable derived id), one without message_id (accepted).
     let good = Uuid::new_v4();
-    services
-        .queue
-        .publish_raw(
-            br#"{"add_up_to": 4, "done": false}"#,
+    let valid = [
+        (
+            &br#"{"add_up_to": 4, "done": false}"#[..],
             demand_properties(good),
-        )
-        .await;
-    services
-        .queue
-        .publish_raw(
-            br#"{"add_up_to": 5}"#,
+        ),
+        (
+            &br#"{"add_up_to": 5}"#[..],
             BasicProperties::default().with_message_id("order-42".into()),
-        )
-        .await;
-    services
-        .queue
-        .publish_raw(
-            br#"{"add_up_to": 6, "done": false}"#,
+        ),
+        (
+            &br#"{"add_up_to": 6, "done": false}"#[..],
             BasicProperties::default(),
-        )
-        .await;
+        ),
+    ];
+    for (body, properties) in valid {
+        services.queue.publish_raw(body, properties).await;
+    }
     services.db.eventually_count(DONE_DEMANDS, 3).await;
     let metrics = consumer.metrics.clone();
     consumer.stop().await;
@@ -118,24 +122,10 @@ async fn poison_goes_to_the_dead_letter_queue_with_its_reason_and_the_consumer_k
         .map(|letter| letter.body.as_slice())
         .collect();
     bodies.sort();
-    let mut expected = poison.to_vec();
+    let mut expected: Vec<&[u8]> = POISON.iter().map(|(body, _)| *body).collect();
     expected.sort();
     assert_eq!(bodies, expected, "every poison message, untouched");
-    let reasons = [
-        (b"not json".as_slice(), "malformed work demand"),
-        (b"", "malformed work demand"),
-        (br#"{"done": false}"#, "missing field `add_up_to`"),
-        (
-            br#"{"add_up_to": -1, "done": false}"#,
-            "add_up_to must be zero or more, got -1",
-        ),
-        (
-            br#"{"add_up_to": 3000000000, "done": false}"#,
-            "add_up_to must be at most",
-        ),
-        (br#"{"add_up_to": "7"}"#, "add_up_to must be a whole number"),
-    ];
-    for (body, reason) in reasons {
+    for (body, reason) in POISON {
         let letter = letters
             .iter()
             .find(|letter| letter.body == body)
