@@ -18,6 +18,7 @@
 
 pub mod browser;
 pub mod identities;
+pub mod raw;
 
 use std::sync::Arc;
 use std::time::Duration;

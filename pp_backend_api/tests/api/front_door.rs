@@ -6,33 +6,12 @@ use std::time::Duration;
 
 use pp_backend_api::auth::AuthSetting;
 use pp_backend_api::front_door::{Framing, MAX_HEAD_BYTES, MAX_HEADERS, REFUSED_PATH};
+use pp_backend_api::testkit::raw::RawAnswer;
 use pp_backend_api::testkit::{TestApp, TestSettings};
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What the API answered to `sent` (written whole, then the write side closed).
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    /// Lower-cased.
-    headers: String,
-    body: String,
-}
-
-impl Raw {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {self:?}"))
-    }
-
-    fn has_header(&self, name: &str) -> bool {
-        self.headers
-            .lines()
-            .any(|line| line.starts_with(&format!("{name}:")))
-    }
-}
-
-async fn exchange(app: &TestApp, sent: &[u8]) -> Raw {
+async fn exchange(app: &TestApp, sent: &[u8]) -> RawAnswer {
     let mut stream = tokio::net::TcpStream::connect(app.host_and_port())
         .await
         .expect("the API takes connections");
@@ -43,23 +22,7 @@ async fn exchange(app: &TestApp, sent: &[u8]) -> Raw {
         .await
         .expect("the API answers and closes within 30 s")
         .expect("the answer is read");
-    let text = String::from_utf8_lossy(&read).into_owned();
-    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| {
-        panic!(
-            "an HTTP answer to {:?}: {text:?}",
-            String::from_utf8_lossy(sent)
-        )
-    });
-    let status = headers
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("a status line: {headers}"));
-    Raw {
-        status,
-        headers: headers.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
+    RawAnswer::parse(&String::from_utf8_lossy(&read))
 }
 
 async fn framing_count(app: &TestApp, framing: Framing) -> f64 {

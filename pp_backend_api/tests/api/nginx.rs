@@ -8,6 +8,7 @@ use std::path::Path;
 
 use pp_backend_api::auth::AuthSetting;
 use pp_backend_api::testkit::identities::TEST_PASSWORD;
+use pp_backend_api::testkit::raw::RawAnswer;
 use pp_backend_api::testkit::{TestApp, TestSettings};
 use pp_lib::auth::Role;
 use pp_lib::testkit::TestNginx;
@@ -101,24 +102,9 @@ fn tempdir() -> std::path::PathBuf {
     dir
 }
 
-/// An answer curl got.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {self:?}"))
-    }
-}
-
 /// A request through the reference site's HTTPS port, from `client` (a loopback address),
 /// checking the certificate made for it. `args` are curl's (method, body, headers).
-async fn https(nginx: &TestNginx, client: IpAddr, path: &str, args: &[&str]) -> Answer {
+async fn https(nginx: &TestNginx, client: IpAddr, path: &str, args: &[&str]) -> RawAnswer {
     let port = nginx.ports()[1];
     let output = tokio::process::Command::new("curl")
         .args([
@@ -141,20 +127,7 @@ async fn https(nginx: &TestNginx, client: IpAddr, path: &str, args: &[&str]) -> 
         "curl: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (headers, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("an HTTP answer: {text}"));
-    let status = headers
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("a status line: {headers}"));
-    Answer {
-        status,
-        headers: headers.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
+    RawAnswer::parse(&String::from_utf8_lossy(&output.stdout))
 }
 
 fn ip(text: &str) -> IpAddr {
@@ -240,7 +213,7 @@ async fn behind_the_reference_site_limits_and_throttles_count_each_real_client()
     }
     let spent = https(&nginx, first, "/stats", &[]).await;
     assert_eq!(spent.status, 429, "{spent:?}");
-    assert!(spent.headers.contains("retry-after:"), "{spent:?}");
+    assert!(spent.has_header("retry-after"), "{spent:?}");
     assert_eq!(https(&nginx, second, "/stats", &[]).await.status, 200);
 
     // Logins: five wrong passwords from the first client; then even the right one waits there,
@@ -262,9 +235,8 @@ async fn behind_the_reference_site_limits_and_throttles_count_each_real_client()
 
     // The session cookie is Secure: nginx said the client came over https.
     let cookie = other
-        .headers
-        .lines()
-        .find(|line| line.starts_with("set-cookie: pp_session="))
+        .header("set-cookie")
+        .filter(|cookie| cookie.starts_with("pp_session="))
         .unwrap_or_else(|| panic!("a session cookie: {other:?}"));
     assert!(cookie.contains("; secure"), "{cookie}");
 
