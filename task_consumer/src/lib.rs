@@ -101,11 +101,23 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
     // The sweeper publishes the works it finishes, so API replicas stop serving them as pending.
     let redis = Redis::start(&settings.redis, metrics.redis.clone())?;
     let cache = Arc::new(WorkCache::new(redis, settings.cache.work_cache_settings()));
+    // A work created over HTTP is announced by PostgreSQL; the listener wakes the sweeper (and
+    // ends with it: nobody else holds the Notify).
+    let announced = Arc::new(tokio::sync::Notify::new());
+    let listener = (!settings.sweeper.every.is_zero()).then(|| {
+        tokio::spawn(pp_lib::db::listen::listen(
+            settings.database.url.clone(),
+            pp_lib::db::works::WORKS_PENDING,
+            announced.clone(),
+            shutdown.clone(),
+        ))
+    });
     let sweeper = tokio::spawn(sweeper::sweep(
         pool.clone(),
         cache,
         settings.sweeper.clone(),
         metrics.clone(),
+        announced,
         shutdown.clone(),
     ));
     let consumer = consume::consume(
@@ -122,6 +134,11 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
         }
         if let Err(error) = sweeper.await {
             log::error!("the sweeper failed: {error}");
+        }
+        if let Some(listener) = listener
+            && let Err(error) = listener.await
+        {
+            log::error!("the sweeper's listener failed: {error}");
         }
         if let Some(server) = server
             && let Err(error) = server.await

@@ -114,7 +114,8 @@ pub struct ConsumerConfig {
 /// The sweeper: finishes pending works created over HTTP.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SweeperConfig {
-    /// Time between two sweeps (0 turns the sweeper off).
+    /// Time between two sweeps, the safety net: a work created over HTTP wakes the sweeper at
+    /// once (PostgreSQL announces it). 0 turns the sweeper off.
     #[arg(long = "sweep-every", env = "PP_SWEEP_EVERY", default_value = "5s",
           value_parser = duration_setting)]
     pub every: Duration,

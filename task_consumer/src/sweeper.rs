@@ -1,6 +1,8 @@
 //! The sweeper: finishes works created over HTTP (`POST /work` leaves them pending).
 //!
-//! Every `every`, it claims pending API-created works created within `window`, oldest first, in
+//! At once when PostgreSQL announces a new one ([`pp_lib::db::works::WORKS_PENDING`], heard by a listener the
+//! caller starts), and every `every` as the safety net for an announcement missed, it claims
+//! pending API-created works created within `window`, oldest first, in
 //! batches, with `FOR UPDATE SKIP LOCKED`, and in the same transaction records their three events
 //! and marks them done (see `pp_lib::db::works::sweep_pending_works`). It repeats until a batch
 //! comes back short, so a backlog drains in one sweep. Any number of consumers may sweep at once:
@@ -21,16 +23,19 @@ use pp_lib::db::works::{count_pending_api_works_before, since_any_age};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::outage::Outage;
 use pp_lib::shutdown::Shutdown;
+use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 use crate::settings::SweeperConfig;
 
-/// Sweeps until shutdown. Does nothing when `every` is zero.
+/// Sweeps until shutdown, at each tick and whenever `announced` is woken (by a listener on
+/// [`pp_lib::db::works::WORKS_PENDING`]). Does nothing when `every` is zero.
 pub async fn sweep(
     pool: PgPool,
     cache: Arc<WorkCache>,
     config: SweeperConfig,
     metrics: Arc<Metrics>,
+    announced: Arc<Notify>,
     shutdown: Shutdown,
 ) {
     if config.every.is_zero() {
@@ -46,10 +51,13 @@ pub async fn sweep(
     );
     let mut stranded = Stranded::new(config.window.duration);
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
+        // Works older than the window are counted at the ticks only: an announcement is about
+        // a new work.
+        let ticked = tokio::select! {
+            _ = ticks.tick() => true,
+            () = announced.notified() => false,
             () = shutdown.requested() => return,
-        }
+        };
         let since = window_start(Utc::now(), config.window.duration);
         while !shutdown.is_requested() {
             let limit = config.batch;
@@ -78,7 +86,7 @@ pub async fn sweep(
                 }
             }
         }
-        if database.is_down() || shutdown.is_requested() {
+        if !ticked || database.is_down() || shutdown.is_requested() {
             continue;
         }
         match count_older(&pool, since).await {

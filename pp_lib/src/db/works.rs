@@ -576,6 +576,10 @@ pub fn count_pending_api_works_before(
 const PENDING_API_WORKS_BEFORE: &str = "select count(*) as n from works \
      where not done and demand_id is null and created_on < $1";
 
+/// The channel on which PostgreSQL announces a work created pending without a demand (over
+/// HTTP), when its transaction commits: the sweeper listens to run at once.
+pub const WORKS_PENDING: &str = "pp_works_pending";
+
 /// Claims up to `limit` pending works created over HTTP since `created_since`, oldest first, and
 /// locks them until the caller's transaction ends. Rows another transaction holds are skipped, so
 /// concurrent sweepers share the backlog instead of processing a row twice.

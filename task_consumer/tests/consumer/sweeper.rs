@@ -1,5 +1,5 @@
-//! The sweeper inside a running consumer: API-created works within the window are finished, those
-//! older are counted for the operator, two consumers sweeping at once never process a work twice,
+//! The sweeper inside a running consumer: API-created works within the window are finished (at
+//! once when PostgreSQL announces them), those older are counted for the operator, two consumers sweeping at once never process a work twice,
 //! racing sweep transactions split the backlog.
 
 use std::time::Duration;
@@ -42,6 +42,26 @@ async fn the_sweeper_finishes_api_created_works_within_its_window() {
         "the old work stays pending"
     );
     assert_eq!(metrics.swept.get(), 30);
+    services.db.assert_no_wrong_works();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_created_over_http_wakes_the_sweeper_at_once() {
+    let services = TestServices::create().await;
+    let mut settings = services.settings();
+    // The next tick an hour away: only PostgreSQL's announcement can wake the sweeper.
+    settings.sweeper.every = Duration::from_secs(3_600);
+    insert_api_works(&services.db, 1);
+    let consumer = TestConsumer::start(settings).await;
+    // The first tick comes at start and finishes the first work.
+    services.db.eventually_count(DONE_API_WORKS, 1).await;
+    for created in 2..=4 {
+        insert_api_works(&services.db, 1);
+        services.db.eventually_count(DONE_API_WORKS, created).await;
+    }
+    let metrics = consumer.metrics.clone();
+    consumer.stop().await;
+    assert_eq!(metrics.swept.get(), 4);
     services.db.assert_no_wrong_works();
 }
 

@@ -1,0 +1,2 @@
+drop trigger works_pending_announced on works;
+drop function pp_announce_work_pending();
