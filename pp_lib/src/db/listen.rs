@@ -4,10 +4,12 @@
 //! A [`listen`] task holds one connection of its own (not the pool's), `LISTEN`s on a channel,
 //! and wakes whoever waits on its [`Notify`] for every notification. libpq reads notifications
 //! without blocking, so the connection is polled every [`POLL_EVERY`]: a notification is seen
-//! within that, and waiting costs one system call per poll. A connection that fails is made
-//! again with backoff (logged once per outage); each new one wakes the waiters once, since
-//! notifications sent meanwhile were lost. Whoever relies on it keeps a periodic look as the
-//! fallback.
+//! within that (5 ms later on average: a work created over HTTP is swept within milliseconds),
+//! and waiting costs one system call per poll, a hundred a second (diesel gives no socket to
+//! wait on instead): an idle API, debug build, used 0.85% of a core against 0.25% when it
+//! polled every 100 ms. A connection that fails is made again with backoff (logged once per
+//! outage); each new one wakes the waiters once, since notifications sent meanwhile were lost.
+//! Whoever relies on it keeps a periodic look as the fallback.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,7 @@ use crate::db::pool::establish;
 use crate::shutdown::Shutdown;
 
 /// How often the connection is looked at for notifications.
-pub const POLL_EVERY: Duration = Duration::from_millis(100);
+pub const POLL_EVERY: Duration = Duration::from_millis(10);
 /// Longest pause between two attempts to connect again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often the connection is checked with a query.
