@@ -6,8 +6,10 @@
 //! take different rows), publishes them with publisher confirms, marks the confirmed ones
 //! published and commits. A crash before the commit leaves the rows unpublished, to be published
 //! again: at-least-once, and the consumer's deduplication on `message_id` (the row's id) makes it
-//! exactly once in effect. Rounds run when a demand is accepted (the handler wakes the relay) and
-//! every `interval` otherwise; a backlog is drained round after round.
+//! exactly once in effect. Rounds run when a demand is accepted, by this process (the handler
+//! wakes the relay) or by any other (PostgreSQL announces every insert into the outbox on
+//! `pp_outbox`, and the API listens), and every `interval` otherwise, for an announcement
+//! missed; a backlog is drained round after round.
 //!
 //! A round holds row locks and a pooled connection, so nothing may make it last: it is cut short
 //! after `round_limit` (a broker that stopped answering, confirms that never come, nacks over and

@@ -303,6 +303,15 @@ impl Application {
             self.keys_refresh,
             relay_shutdown.clone(),
         ));
+        // A relay runs at once for a demand any replica accepted: PostgreSQL announces it.
+        let outbox_listener = self.relay.as_ref().map(|task| {
+            tokio::spawn(pp_lib::db::listen::listen(
+                self.database_url.clone(),
+                pp_lib::db::outbox::OUTBOX_ADDED,
+                task.wakeup.clone(),
+                relay_shutdown.clone(),
+            ))
+        });
         let relay = self.relay.map(|task| {
             tokio::spawn(relay::relay(
                 self.pool.clone(),
@@ -334,6 +343,9 @@ impl Application {
             log::warn!("the API keys' last uses were not written in {RELAY_STOP_TIMEOUT:?}");
         }
         let _ = tokio::time::timeout(RELAY_STOP_TIMEOUT, keys_listener).await;
+        if let Some(listener) = outbox_listener {
+            let _ = tokio::time::timeout(RELAY_STOP_TIMEOUT, listener).await;
+        }
         if let Some(relay) = relay
             && tokio::time::timeout(RELAY_STOP_TIMEOUT, relay)
                 .await

@@ -119,6 +119,37 @@ async fn two_relaying_replicas_publish_each_row_exactly_once() {
     first.stop().await.expect("the server stops");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demand_another_replica_accepted_is_relayed_at_once() {
+    // The relaying replica's next round by the clock is an hour away: only PostgreSQL's
+    // announcement of the insert can start one.
+    let mut relaying = TestApp::spawn(
+        TestSettings::new()
+            .relaying()
+            .with(|settings| settings.relay.interval = Duration::from_secs(3_600)),
+    )
+    .await;
+    let queue = relaying.queue();
+    let mut accepting = relaying
+        .replica(|settings| settings.relay.enabled = false)
+        .await;
+    let mut expected = HashSet::new();
+    for n in 1..=3 {
+        expected.insert(accepting.post_demand(n).await);
+        queue
+            .eventually_holds(queue.name(), u32::try_from(n).expect("small"))
+            .await;
+    }
+    let got: HashSet<Uuid> = take_all(queue)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(got, expected);
+    accepting.stop().await.expect("the accepting replica stops");
+    relaying.stop().await.expect("the relaying replica stops");
+}
+
 /// Asks `/readyz` until its `broker` field is `expected`, checking it stays ready.
 async fn until_broker_is(app: &TestApp, expected: &str) {
     eventually(&format!("the broker to be {expected}"), async || {

@@ -8,6 +8,10 @@ use uuid::Uuid;
 use crate::demand::WorkDemand;
 use crate::schema::demand_outbox;
 
+/// The channel on which PostgreSQL announces demands added to the outbox, when their
+/// transaction commits: every relaying API listens to publish them at once.
+pub const OUTBOX_ADDED: &str = "pp_outbox";
+
 /// A demand in the outbox.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = demand_outbox, check_for_backend(diesel::pg::Pg))]
