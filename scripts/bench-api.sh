@@ -32,6 +32,9 @@ wrk_connections=${PP_BENCH_WRK_CONNECTIONS:-32}
 port=${PP_BENCH_PORT:-3390}
 server_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/personalproject}
 bench_url="${server_url%/*}/pp_bench"
+# pgbench and psql go over the same link as pp: pp reaches a server on this machine without TLS
+# or Kerberos unless the URL asks (see pp_lib::db::pool), and these make libpq's tools do the same.
+export PGSSLMODE=${PGSSLMODE:-disable} PGGSSENCMODE=${PGGSSENCMODE:-disable}
 export PP_BENCH_ROWS=$rows
 
 say() { printf 'bench: %s\n' "$*"; }

@@ -29,6 +29,9 @@ workers=${PP_BENCH_WORKERS:-4}
 batch=${PP_BENCH_BATCH:-128}
 server_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/personalproject}
 bench_url="${server_url%/*}/pp_bench_queue"
+# pgbench and psql go over the same link as pp: pp reaches a server on this machine without TLS
+# or Kerberos unless the URL asks (see pp_lib::db::pool), and these make libpq's tools do the same.
+export PGSSLMODE=${PGSSLMODE:-disable} PGGSSENCMODE=${PGGSSENCMODE:-disable}
 queue="pp_bench_queue_$$"
 
 say() { printf 'bench: %s\n' "$*"; }

@@ -124,3 +124,54 @@ fn a_connection_the_server_closed_is_replaced_after_one_failure() {
 
     assert_ne!(second_pid, first_pid);
 }
+
+/// Set in the copies of this test binary that [`a_process_exits_cleanly_while_its_threads_open_connections`]
+/// runs: the database they connect to.
+const EXIT_RACE_URL: &str = "PP_TEST_EXIT_RACE_URL";
+
+/// A process ends while other threads are still opening connections (a pool connecting in the
+/// background, a listener reconnecting): the exit must not crash in the libraries libpq uses.
+/// The test runs copies of its own binary, each running only this test with `EXIT_RACE_URL`
+/// set: two threads connect over and over while the test returns and the process exits.
+#[test]
+fn a_process_exits_cleanly_while_its_threads_open_connections() {
+    const COPIES: u64 = 20;
+    if let Some(url) = std::env::var_os(EXIT_RACE_URL) {
+        let url: pp_lib::config::SecretUrl = url
+            .to_str()
+            .expect("a UTF-8 URL")
+            .parse()
+            .expect("a valid URL");
+        for _ in 0..2 {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                loop {
+                    let _ = pp_lib::db::establish(&url, Duration::from_secs(5));
+                }
+            });
+        }
+        let pause: u64 = std::env::var("PP_TEST_EXIT_RACE_PAUSE_MS")
+            .ok()
+            .and_then(|pause| pause.parse().ok())
+            .unwrap_or(50);
+        std::thread::sleep(Duration::from_millis(pause));
+        return;
+    }
+    let db = TestDatabase::create();
+    let test = "pool::a_process_exits_cleanly_while_its_threads_open_connections";
+    for copy in 0..COPIES {
+        let output = std::process::Command::new(std::env::current_exe().expect("this binary"))
+            .args(["--exact", test, "--test-threads", "1"])
+            .env(EXIT_RACE_URL, db.url().expose())
+            // Exits at varied points of a connection's life.
+            .env("PP_TEST_EXIT_RACE_PAUSE_MS", (20 + copy * 7).to_string())
+            .output()
+            .expect("a copy of the test binary runs");
+        assert!(
+            output.status.success(),
+            "copy {copy} ended with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
