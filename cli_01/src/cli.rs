@@ -177,6 +177,19 @@ Examples:
         add_up_to: Option<i32>,
     },
 
+    /// Follow a demand to its work: the work once a consumer has recorded it, else where the
+    /// demand is (`outbox`: waiting for the relay; `published`: waiting for a consumer).
+    #[command(after_help = "\
+Examples:
+  cli_01 follow 67e55044-10b1-426f-9247-bb680e5fe0c8             GET /work/demand/{message_id}
+  cli_01 demand --output json | jq -r .message_id | xargs cli_01 follow
+  cli_01 follow 67e55044-10b1-426f-9247-bb680e5fe0c8 --via db    the same, from PostgreSQL")]
+    Follow {
+        /// The demand's message id, as `cli_01 demand` printed it.
+        #[arg(value_parser = parse_message_id)]
+        message_id: uuid::Uuid,
+    },
+
     /// List a work's events, oldest first (none while it is pending).
     #[command(after_help = "\
 Examples:
@@ -258,6 +271,11 @@ fn parse_since(text: &str) -> Result<Duration, String> {
     chrono::Duration::from_std(since)
         .map_err(|_| format!("`{text}` is too long a window: use e.g. 1h, 7d, 3650d"))?;
     Ok(since)
+}
+
+/// A demand's message id: a UUID, as the API reads one.
+fn parse_message_id(text: &str) -> Result<uuid::Uuid, String> {
+    pp_lib::contract::parse_message_id(text).map_err(|error| error.to_string())
 }
 
 /// A code prefix: any text PostgreSQL can hold, which excludes NUL.
@@ -408,7 +426,9 @@ mod tests {
         ] {
             assert!(help.contains(text), "{text} in {help}");
         }
-        for subcommand in ["get", "search", "create", "demand", "events", "stats"] {
+        for subcommand in [
+            "get", "search", "create", "demand", "follow", "events", "stats",
+        ] {
             let mut command = Cli::command();
             let sub = command
                 .find_subcommand_mut(subcommand)

@@ -129,7 +129,7 @@ mod tests {
             (
                 Error::Database(pp_lib::Error::NotFound {
                     what: "work",
-                    id: 7,
+                    id: "7".to_owned(),
                 }),
                 4,
             ),

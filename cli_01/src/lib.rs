@@ -23,6 +23,7 @@ use std::io::Write;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
+use pp_lib::contract::DemandProgress;
 
 pub use crate::cli::Cli;
 use crate::cli::{Command, Query};
@@ -44,6 +45,10 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<(), Error> {
         Query::Search(search) => Answer::Works(backend.search_works(&search.query())?),
         Query::Create { add_up_to } => Answer::Work(backend.create_work(*add_up_to)?),
         Query::Demand { add_up_to } => Answer::Demand(backend.create_demand(*add_up_to)?),
+        Query::Follow { message_id } => match backend.follow_demand(*message_id)? {
+            DemandProgress::Recorded(work) => Answer::Work(work),
+            DemandProgress::Waiting(status) => Answer::DemandStatus(status),
+        },
         Query::Events { id } => Answer::Events(backend.list_events(*id)?),
         Query::Stats => Answer::Stats(backend.read_stats()?),
     };

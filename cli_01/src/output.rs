@@ -9,7 +9,7 @@ use std::io::{self, IsTerminal, Write};
 
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
-use pp_lib::contract::DemandAccepted;
+use pp_lib::contract::{DemandAccepted, DemandStatus};
 use pp_lib::db::stats::Stats;
 use pp_lib::event::Event;
 use pp_lib::work::Work;
@@ -43,6 +43,7 @@ pub enum Answer {
     Events(Vec<Event>),
     Stats(Stats),
     Demand(DemandAccepted),
+    DemandStatus(DemandStatus),
 }
 
 /// Prints `answer` in `format`, then flushes.
@@ -63,6 +64,7 @@ pub fn to_json(answer: &Answer) -> String {
         Answer::Events(events) => json_line(events),
         Answer::Stats(stats) => json_line(stats),
         Answer::Demand(demand) => json_line(demand),
+        Answer::DemandStatus(status) => json_line(status),
     };
     json.push('\n');
     json
@@ -136,6 +138,19 @@ pub fn to_table(answer: &Answer) -> String {
             ("message_id", demand.message_id.to_string()),
             ("add_up_to", demand.add_up_to.to_string()),
             ("done", demand.done.to_string()),
+        ]),
+        Answer::DemandStatus(status) => record(&[
+            ("message_id", status.message_id.to_string()),
+            ("add_up_to", status.add_up_to.to_string()),
+            ("done", status.done.to_string()),
+            ("state", status.state.as_str().to_owned()),
+            ("accepted_on", timestamp(status.accepted_on)),
+            (
+                "published_on",
+                status
+                    .published_on
+                    .map_or_else(|| NONE.to_owned(), timestamp),
+            ),
         ]),
     }
 }

@@ -40,7 +40,7 @@ pub enum Error {
     Input(#[from] InputError),
     /// A row that was asked for by its key does not exist.
     #[error("no {what} with id {id}")]
-    NotFound { what: &'static str, id: i64 },
+    NotFound { what: &'static str, id: String },
     /// The database could not be reached. Both fields are already redacted.
     #[error("cannot connect to PostgreSQL at {url}: {reason}")]
     Connect { url: String, reason: String },

@@ -9,7 +9,7 @@ use chrono::Utc;
 use diesel::connection::SimpleConnection;
 use pp_lib::config::DatabaseConfig;
 use pp_lib::contract::search::SearchQuery;
-use pp_lib::contract::{self, DemandAccepted};
+use pp_lib::contract::{self, DemandAccepted, DemandProgress};
 use pp_lib::db::PgConnection;
 use pp_lib::db::stats::{Stats, read_stats};
 use pp_lib::db::works::{insert_work, search_works};
@@ -67,5 +67,9 @@ impl Backend for DbBackend {
     fn create_demand(&mut self, add_up_to: Option<i32>) -> Result<DemandAccepted, Error> {
         let demand = contract::demand_for(add_up_to).map_err(pp_lib::Error::from)?;
         Ok(contract::accept_demand(&mut self.conn, &demand)?)
+    }
+
+    fn follow_demand(&mut self, message_id: uuid::Uuid) -> Result<DemandProgress, Error> {
+        Ok(contract::follow_demand(&mut self.conn, message_id)?)
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pp_lib::auth::Secret;
 use pp_lib::contract::search::SearchQuery;
-use pp_lib::contract::{CreateWork, DemandAccepted, ErrorBody};
+use pp_lib::contract::{CreateWork, DemandAccepted, DemandProgress, ErrorBody};
 use pp_lib::db::stats::Stats;
 use pp_lib::error::redact_secrets;
 use pp_lib::event::Event;
@@ -70,6 +70,12 @@ impl HttpBackend {
 
     /// Sends `request` and reads the answer as `T` when its status is 2xx.
     fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, Error> {
+        let (status, body) = self.exchange(request)?;
+        parse(status, &body)
+    }
+
+    /// Sends `request`: the status and body of a 2xx answer, else the error it stands for.
+    fn exchange(&self, request: RequestBuilder) -> Result<(StatusCode, Vec<u8>), Error> {
         self.runtime.block_on(async {
             let response = request.send().await.map_err(|error| self.failed(&error))?;
             let status = response.status();
@@ -78,9 +84,7 @@ impl HttpBackend {
                 .await
                 .map_err(|error| self.failed(&error))?;
             if status.is_success() {
-                return serde_json::from_slice(&body).map_err(|error| {
-                    Error::BadAnswer(format!("{status} with a body that does not parse: {error}"))
-                });
+                return Ok((status, body.to_vec()));
             }
             Err(self.refused(status, &body))
         })
@@ -150,6 +154,13 @@ fn describe(error: &reqwest::Error) -> String {
     redact_secrets(text)
 }
 
+/// A 2xx answer's body, as the route documents it.
+fn parse<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|error| {
+        Error::BadAnswer(format!("{status} with a body that does not parse: {error}"))
+    })
+}
+
 /// `{"add_up_to": n}`, or no body for a random one.
 fn with_add_up_to(request: RequestBuilder, add_up_to: Option<i32>) -> RequestBuilder {
     match CreateWork::body(add_up_to) {
@@ -187,6 +198,17 @@ impl Backend for HttpBackend {
     fn create_demand(&mut self, add_up_to: Option<i32>) -> Result<DemandAccepted, Error> {
         let request = with_add_up_to(self.client.post(self.url("/work/demand")), add_up_to);
         self.send(request)
+    }
+
+    fn follow_demand(&mut self, message_id: uuid::Uuid) -> Result<DemandProgress, Error> {
+        let request = self
+            .client
+            .get(self.url(&format!("/work/demand/{message_id}")));
+        match self.exchange(request)? {
+            // 200 is the work; 202 says where the demand is.
+            (StatusCode::OK, body) => Ok(DemandProgress::Recorded(parse(StatusCode::OK, &body)?)),
+            (status, body) => Ok(DemandProgress::Waiting(parse(status, &body)?)),
+        }
     }
 }
 

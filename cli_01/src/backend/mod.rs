@@ -1,7 +1,7 @@
 //! The two ways of asking pp, behind one trait: [`http::HttpBackend`] calls the API,
 //! [`db::DbBackend`] runs pp_lib's queries on PostgreSQL. Both speak pp_lib's
 //! [`contract`](pp_lib::contract) — the same request and answer types ([`Work`], [`Event`],
-//! [`Stats`], [`DemandAccepted`]), the same not-found rule — so they give the same answers.
+//! [`Stats`], [`DemandAccepted`], [`DemandProgress`]), the same not-found rule — so they give the same answers.
 
 pub mod db;
 pub mod http;
@@ -11,8 +11,8 @@ use std::time::Duration;
 use clap::ValueEnum;
 use pp_lib::auth::Secret;
 use pp_lib::config::DatabaseConfig;
-use pp_lib::contract::DemandAccepted;
 use pp_lib::contract::search::SearchQuery;
+use pp_lib::contract::{DemandAccepted, DemandProgress};
 use pp_lib::db::stats::Stats;
 use pp_lib::event::Event;
 use pp_lib::work::Work;
@@ -42,6 +42,9 @@ pub trait Backend {
     fn create_work(&mut self, add_up_to: Option<i32>) -> Result<Work, Error>;
     /// Accepts a work demand into the outbox; `add_up_to` is random in 1..100 when not given.
     fn create_demand(&mut self, add_up_to: Option<i32>) -> Result<DemandAccepted, Error>;
+    /// What became of the demand with this message id: its work, or where it is; not found
+    /// when no demand has it.
+    fn follow_demand(&mut self, message_id: uuid::Uuid) -> Result<DemandProgress, Error>;
 }
 
 /// What [`connect`] needs to reach either way.

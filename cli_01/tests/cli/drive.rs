@@ -87,3 +87,62 @@ async fn create_stores_a_work_both_ways_that_the_other_way_finds() {
         );
     }
 }
+
+#[tokio::test]
+async fn follow_shows_a_demand_where_it_is_then_its_work_the_same_both_ways() {
+    use pp_lib::db::works::record_demands;
+    use pp_lib::demand::WorkDemand;
+
+    let api = TestApp::spawn(TestSettings::new()).await;
+    let output = api.cli("http", &["demand", "--add-up-to", "5"]).await;
+    assert_exit(&output, 0);
+    let answer: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    let message_id = answer["message_id"]
+        .as_str()
+        .expect("a message id")
+        .to_owned();
+
+    let mut waiting = Vec::new();
+    for via in VIAS {
+        let output = api.cli(via, &["follow", &message_id]).await;
+        assert_exit(&output, 0);
+        let status: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+        assert_eq!(status["state"], "outbox", "--via {via}: {status}");
+        assert_eq!(status["add_up_to"], 5, "--via {via}: {status}");
+        waiting.push(stdout(&output));
+        let table = api
+            .cli(via, &["follow", &message_id, "--output", "table"])
+            .await;
+        assert!(
+            stdout(&table).contains("state         outbox"),
+            "{}",
+            stdout(&table)
+        );
+    }
+    assert_eq!(waiting[0], waiting[1], "both ways answer alike");
+
+    let id: Uuid = message_id.parse().expect("a UUID");
+    let mut conn = api.db.connect();
+    record_demands(&mut conn, &[(id, WorkDemand::new(5).expect("valid"))]).expect("recorded");
+    let mut recorded = Vec::new();
+    for via in VIAS {
+        let output = api.cli(via, &["follow", &message_id]).await;
+        assert_exit(&output, 0);
+        let work: Work = serde_json::from_str(&stdout(&output)).expect("a work");
+        assert_eq!(
+            (work.demand_id, work.result),
+            (Some(id), Some(15)),
+            "--via {via}"
+        );
+        recorded.push(stdout(&output));
+    }
+    assert_eq!(recorded[0], recorded[1], "both ways answer alike");
+
+    let unknown = Uuid::new_v4().to_string();
+    for via in VIAS {
+        let output = api.cli(via, &["follow", &unknown]).await;
+        assert_exit(&output, 4);
+        let bad = api.cli(via, &["follow", "not-a-uuid"]).await;
+        assert_exit(&bad, 2);
+    }
+}

@@ -1,12 +1,19 @@
-//! `POST /work/demand`: accept a work demand durably, for the queue.
+//! `POST /work/demand`: accept a work demand durably, for the queue; `GET
+//! /work/demand/{message_id}`: follow it to its work.
 //!
 //! The demand is committed to the `demand_outbox` table, under a fresh UUID that becomes its
-//! AMQP message id, and the answer is 202 with that id. Nothing here talks to the broker, so a
-//! demand is accepted, and never lost, while RabbitMQ is down: the outbox relay publishes it.
+//! AMQP message id, and the answer is 202 with that id and, in `Location`, where to follow it.
+//! Nothing here talks to the broker, so a demand is accepted, and never lost, while RabbitMQ is
+//! down: the outbox relay publishes it.
 
+use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use pp_lib::contract::{CreateWork, DemandAccepted, accept_demand};
+use pp_lib::contract::{
+    CreateWork, DemandAccepted, DemandProgress, DemandStatus, accept_demand, follow_demand,
+    parse_message_id,
+};
 use pp_lib::demand::WorkDemand;
+use pp_lib::work::Work;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -23,6 +30,7 @@ use crate::state::AppState;
     responses(
         (status = 202, description = "Accepted: it will be published with this message id", body = DemandAccepted,
          headers(
+            ("Location" = String, description = "Where to follow the demand: `/work/demand/{message_id}`"),
             ("RateLimit-Policy" = String, description = "When rate limits are on: the client's quota, e.g. `\"pp\";q=100;w=2` (q requests per w seconds)"),
             ("RateLimit" = String, description = "When rate limits are on: what is left, e.g. `\"pp\";r=42;t=1` (r requests now, whole again in t seconds)"),
          )),
@@ -42,5 +50,54 @@ pub async fn create_demand(
         .run_db(move |conn| accept_demand(conn, &demand))
         .await?;
     state.outbox_wakeup.notify_one();
-    Ok(HttpResponse::Accepted().json(accepted))
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, demand_path(&accepted)))
+        .json(accepted))
+}
+
+/// Where a demand is followed.
+fn demand_path(accepted: &DemandAccepted) -> String {
+    format!("/work/demand/{}", accepted.message_id)
+}
+
+/// Follows a demand to its work.
+///
+/// 200 with the work once a consumer has recorded it (`Content-Location` names the work); 202
+/// with where the demand is before that: `outbox` (accepted, waiting for the relay) or
+/// `published` (the broker has it, waiting for a consumer). A demand is known by its outbox row
+/// until `PP_OUTBOX_RETENTION` after it was published, and by its work from then on.
+#[utoipa::path(
+    get,
+    path = "/work/demand/{message_id}",
+    tag = "work",
+    params(("message_id" = uuid::Uuid, Path, description = "The message id `POST /work/demand` answered")),
+    responses(
+        (status = 200, description = "The demand's work, recorded", body = Work,
+         headers(("Content-Location" = String, description = "The work's own path: `/work/{id}`"))),
+        (status = 202, description = "Not recorded yet: where the demand is", body = DemandStatus),
+        (status = 400, description = "The message id is not a UUID", body = ErrorBody),
+        (status = 404, description = "No demand has this message id (or its outbox row has expired and no work was recorded for it)", body = ErrorBody),
+        (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+    )
+)]
+pub async fn get_demand(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let message_id = parse_message_id(&path)?;
+    let progress = state
+        .run_db(move |conn| follow_demand(conn, message_id))
+        .await?;
+    Ok(match progress {
+        DemandProgress::Recorded(work) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_LOCATION, work_path(&work)))
+            .json(work),
+        DemandProgress::Waiting(status) => HttpResponse::Accepted().json(status),
+    })
+}
+
+/// A work's own path.
+fn work_path(work: &Work) -> String {
+    format!("/work/{}", work.id)
 }

@@ -14,7 +14,7 @@ use crate::auth::{Access, Mode};
 use crate::resource::{Served, only, served};
 
 /// The API's own routes, in the order they are matched: `/work/search` and `/work/demand` come
-/// before `/work/{id}`.
+/// before `/work/{id}`, and `/work/demand/{message_id}` before `/work/{id}/events`.
 fn api_routes() -> Vec<Served> {
     use Access::{Open, Read, Write};
     vec![
@@ -30,6 +30,12 @@ fn api_routes() -> Vec<Served> {
             Method::POST,
             Write,
             web::to(demand::create_demand),
+        ),
+        served(
+            "/work/demand/{message_id}",
+            Method::GET,
+            Read,
+            web::to(demand::get_demand),
         ),
         served("/work/{id}", Method::GET, Read, web::to(work::get_work)),
         served(

@@ -34,6 +34,12 @@ const ROUTES: &[(&str, &str, &str, Needs)] = &[
     ("POST", "/work", "/work", Needs::Write),
     ("GET", "/work/search", "/work/search", Needs::Read),
     ("POST", "/work/demand", "/work/demand", Needs::Write),
+    (
+        "GET",
+        "/work/demand/67e55044-10b1-426f-9247-bb680e5fe0c8",
+        "/work/demand/{message_id}",
+        Needs::Read,
+    ),
     ("GET", "/work/1", "/work/{id}", Needs::Read),
     ("GET", "/work/1/events", "/work/{id}/events", Needs::Read),
     ("GET", "/stats", "/stats", Needs::Read),

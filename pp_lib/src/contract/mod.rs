@@ -4,23 +4,26 @@
 //! - [`ErrorBody`]: every error answer, `{"http_code": 404, "message": "no work with id 7"}`.
 //! - [`CreateWork`]: the optional body of `POST /work` and `POST /work/demand`, and how it is read.
 //! - [`DemandAccepted`]: the `202` answer to an accepted demand; [`accept_demand`] gives it.
+//! - [`follow_demand`]: what became of a demand, by its message id: its work once recorded
+//!   ([`DemandProgress::Recorded`]), else where it is ([`DemandStatus`]), else not found.
 //! - [`search`]: `GET /work/search`'s parameters, checked, and the window they stand for.
 //! - The not-found rule: a work id no work has is [`Error::NotFound`] (`no work with id 7`, a 404
-//!   over HTTP); [`parse_work_id`] reads the id of a path, [`get_work`] and [`list_work_events`]
-//!   answer as the routes do.
+//!   over HTTP), and so is a message id no demand has; [`parse_work_id`] and [`parse_message_id`]
+//!   read the ids of paths, [`get_work`] and [`list_work_events`] answer as the routes do.
 //!
 //! Both ways of asking (the API, and cli_01's `--via db`) call these, so they answer alike by
 //! construction, not by keeping copies in step.
 
 pub mod search;
 
+use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::db::events::list_events;
-use crate::db::outbox::insert_demand;
-use crate::db::works::find_work;
+use crate::db::outbox::{find_demand, insert_demand};
+use crate::db::works::{find_work, find_work_by_demand};
 use crate::demand::WorkDemand;
 use crate::error::{Error, InputError};
 use crate::event::Event;
@@ -137,9 +140,127 @@ pub fn accept_demand(
     Ok(DemandAccepted::new(message_id, demand))
 }
 
+/// Where a demand accepted over HTTP is before its work is recorded: the `202` answer of
+/// `GET /work/demand/{message_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DemandStatus {
+    /// The demand's AMQP message id; its work will carry it as `demand_id`.
+    pub message_id: Uuid,
+    /// What the demand asks.
+    #[cfg_attr(feature = "openapi", schema(example = 4))]
+    pub add_up_to: i32,
+    /// Always false: the work is not recorded yet.
+    pub done: bool,
+    /// `outbox` while it waits for the relay; `published` once the broker has confirmed it,
+    /// until a consumer records its work.
+    pub state: DemandState,
+    /// When the API accepted it, in seconds since the epoch (as a work's times are).
+    #[serde(with = "chrono::serde::ts_seconds")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64, example = 1634115736))]
+    pub accepted_on: DateTime<Utc>,
+    /// When the broker confirmed it, in seconds since the epoch; absent while it is in the
+    /// outbox.
+    #[serde(
+        default,
+        with = "chrono::serde::ts_seconds_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>, example = 1634115737))]
+    pub published_on: Option<DateTime<Utc>>,
+}
+
+/// Where a demand is before its work is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum DemandState {
+    /// Committed to the outbox, waiting for the relay to publish it.
+    Outbox,
+    /// Published (the broker confirmed it), waiting for a consumer.
+    Published,
+}
+
+impl DemandState {
+    /// The state as the JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DemandState::Outbox => "outbox",
+            DemandState::Published => "published",
+        }
+    }
+}
+
+/// What became of a demand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DemandProgress {
+    /// Its work is recorded (done: the consumer records a work computed).
+    Recorded(Work),
+    /// Not yet: where it is.
+    Waiting(DemandStatus),
+}
+
+/// What became of the demand with this message id: its work once a consumer has recorded it,
+/// else its place in the outbox, else [`Error::NotFound`]. A demand is known by its outbox row
+/// until the row's retention ends (`PP_OUTBOX_RETENTION` after it was published) and by its
+/// work from then on: one the consumer dead-lettered reads `published` until then, and is
+/// unknown after. A demand another producer published straight to the queue is known once its
+/// work is.
+pub fn follow_demand(conn: &mut PgConnection, message_id: Uuid) -> Result<DemandProgress, Error> {
+    if let Some(work) = find_work_by_demand(conn, message_id)? {
+        return Ok(DemandProgress::Recorded(work));
+    }
+    let Some(demand) = find_demand(conn, message_id)? else {
+        return Err(demand_not_found(message_id));
+    };
+    let add_up_to = demand
+        .body
+        .get("add_up_to")
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|add_up_to| i32::try_from(add_up_to).ok())
+        .ok_or_else(|| {
+            Error::Bug(format!(
+                "the outbox holds demand {message_id} without a valid add_up_to"
+            ))
+        })?;
+    Ok(DemandProgress::Waiting(DemandStatus {
+        message_id,
+        add_up_to,
+        done: false,
+        state: match demand.published_on {
+            Some(_) => DemandState::Published,
+            None => DemandState::Outbox,
+        },
+        accepted_on: demand.created_on,
+        published_on: demand.published_on,
+    }))
+}
+
+/// The error for a message id no demand has: `no demand with id 5f0c…`.
+pub fn demand_not_found(message_id: Uuid) -> Error {
+    Error::NotFound {
+        what: "demand",
+        id: message_id.to_string(),
+    }
+}
+
+/// Reads a demand's message id from a path: a UUID (any of the spellings the `uuid` crate
+/// reads: hyphenated, simple, braced, URN).
+pub fn parse_message_id(text: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(text).map_err(|_| {
+        InputError::Request(format!(
+            "a demand's message id is a UUID like 67e55044-10b1-426f-9247-bb680e5fe0c8, got {text:?}"
+        ))
+        .into()
+    })
+}
+
 /// The error for a work id no work has: `no work with id 7`.
 pub fn work_not_found(id: i64) -> Error {
-    Error::NotFound { what: "work", id }
+    Error::NotFound {
+        what: "work",
+        id: id.to_string(),
+    }
 }
 
 /// Reads a work id from a path: a whole number. Ids start at 1, so 0 and below are simply
@@ -175,6 +296,26 @@ pub fn list_work_events(conn: &mut PgConnection, id: i64) -> Result<Vec<Event>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_demand_state_is_spelled_as_its_json() {
+        for state in [DemandState::Outbox, DemandState::Published] {
+            assert_eq!(
+                serde_json::to_value(state).expect("a state serialises"),
+                serde_json::json!(state.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn message_ids_are_uuids() {
+        let id = Uuid::new_v4();
+        assert_eq!(parse_message_id(&id.to_string()).expect("a UUID"), id);
+        for text in ["", "7", "not-a-uuid", "67e55044-10b1-426f-9247"] {
+            let error = parse_message_id(text).expect_err(text);
+            assert!(matches!(error, Error::Input(_)), "{text}: {error:?}");
+        }
+    }
 
     #[test]
     fn bodies_give_add_up_to_or_none() {

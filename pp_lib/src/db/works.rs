@@ -54,6 +54,15 @@ pub fn find_work(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Work>> 
         .optional()
 }
 
+/// The work recorded for the demand with this message id, if one is.
+pub fn find_work_by_demand(conn: &mut PgConnection, demand_id: Uuid) -> QueryResult<Option<Work>> {
+    works::table
+        .filter(works::demand_id.eq(demand_id))
+        .select(Work::as_select())
+        .first(conn)
+        .optional()
+}
+
 /// What a search looks for. Results come in id order; `after_id` pages through them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkSearch {
