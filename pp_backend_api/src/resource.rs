@@ -9,8 +9,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{Error, HttpRequest, HttpResponse, Route, web};
 
-use crate::auth::Access;
 use crate::auth::guard::{Admission, admit};
+use crate::auth::{Access, Mode};
 use crate::error::{ErrorBody, ErrorResponse};
 use crate::middleware::{RouteLabel, catch_panics};
 use crate::rate_limit::{Charge, Traffic, charge_request};
@@ -35,12 +35,13 @@ pub fn served(path: &'static str, method: Method, access: Access, route: Route) 
 
 /// A resource that serves `route` for `method` and answers 405, with the `Allow` header RFC 9110
 /// asks for, to every other method. Its requests pass the guard ([`admit`]: who may, given
-/// `access`), then count against the rate limits the access is subject to, and its handler's
-/// panics are answered 500 ([`catch_panics`]): all in [`gate`].
+/// `access`, under the API's `mode`), then count against the rate limits the access is subject
+/// to, and its handler's panics are answered 500 ([`catch_panics`]): all in [`gate`].
 pub fn only(
     path: &'static str,
     method: Method,
     access: Access,
+    mode: Mode,
     route: Route,
 ) -> impl HttpServiceFactory + use<> {
     let traffic = access.traffic(&method);
@@ -53,7 +54,7 @@ pub fn only(
             method_not_allowed(request, allow.clone())
         }))
         .wrap(from_fn(move |request, next: Next<BoxBody>| {
-            gate(access, traffic, request, next)
+            gate(access, mode, traffic, request, next)
         }))
 }
 
@@ -63,11 +64,12 @@ pub fn only(
 /// answer.
 async fn gate(
     access: Access,
+    mode: Mode,
     traffic: Traffic,
     request: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse, Error> {
-    let request = match admit(access, request).await? {
+    let request = match admit(access, mode, request).await? {
         Admission::Admitted(request) => request,
         Admission::Refused(response) => return Ok(response),
     };

@@ -281,8 +281,21 @@ pub enum Admission {
 
 /// The guard, on each resource (which knows its [`Access`]; [`crate::resource::only`] runs it
 /// first): refuses cross-site changes, finds who is asking, and admits them when the route
-/// allows them (401, 403, 429 otherwise).
-pub async fn admit(access: Access, request: ServiceRequest) -> Result<Admission, Error> {
+/// allows them (401, 403, 429 otherwise). `mode` is the API's, as its [`Auth`] holds it: given
+/// to the resource when it is built, so the common read is admitted without looking anything up.
+pub async fn admit(
+    access: Access,
+    mode: Mode,
+    request: ServiceRequest,
+) -> Result<Admission, Error> {
+    if csrf::is_safe(request.method())
+        && (access == Access::Open
+            || (access == Access::Read && mode != Mode::All && presents_nothing(request.headers())))
+    {
+        // A read that may be anonymous, from a client that shows nothing, is nobody's: there
+        // is nothing to find out. The common read costs the guard one pass over its headers.
+        return Ok(Admission::Admitted(request));
+    }
     let (Some(auth), Some(state)) = (
         request.app_data::<web::Data<Auth>>().cloned(),
         request.app_data::<web::Data<AppState>>().cloned(),
@@ -305,12 +318,6 @@ pub async fn admit(access: Access, request: ServiceRequest) -> Result<Admission,
         }
     }
     if access == Access::Open {
-        return Ok(Admission::Admitted(request));
-    }
-    if access == Access::Read && auth.mode != Mode::All && presents_nothing(request.headers()) {
-        // A read needs an identity only under `all` (which no request is held to otherwise),
-        // and a client that shows nothing is nobody: there is nothing to find out. The common
-        // read costs the guard three header lookups.
         return Ok(Admission::Admitted(request));
     }
     let needed = access.needs(auth.mode_for(request.request()));

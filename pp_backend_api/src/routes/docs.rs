@@ -117,13 +117,14 @@ impl utoipa::Modify for WorkLinks {
     }
 }
 
-/// Registers `document`, Swagger UI, and `/docs` → `/docs/`.
-pub fn configure(cfg: &mut web::ServiceConfig, document: String) {
+/// Registers `document`, Swagger UI, and `/docs` → `/docs/`, guarded under the API's `mode`.
+pub fn configure(cfg: &mut web::ServiceConfig, document: String, mode: Mode) {
     let document = web::Bytes::from(document);
     cfg.service(crate::resource::only(
         OPENAPI_PATH,
         Method::GET,
         Access::Read,
+        mode,
         web::to(move || {
             let document = document.clone();
             async move {

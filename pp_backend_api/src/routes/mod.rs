@@ -65,8 +65,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, mode: Mode) {
             served.path,
             served.method,
             served.access,
+            mode,
             served.route,
         ));
     }
-    docs::configure(cfg, docs::openapi_json(mode, &accesses));
+    docs::configure(cfg, docs::openapi_json(mode, &accesses), mode);
 }
