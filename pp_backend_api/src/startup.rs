@@ -20,8 +20,9 @@ use anyhow::Context;
 use pp_lib::amqp::{Broker, Topology};
 use pp_lib::cache::{Redis, WorkCache};
 use pp_lib::config::SecretUrl;
+use pp_lib::db::announce::Announcer;
 use pp_lib::db::{PgPool, build_pool_lazy};
-use pp_lib::shutdown::Shutdown;
+use pp_lib::shutdown::{Shutdown, ShutdownTrigger};
 
 use crate::auth::directory::{self, KeyDirectory};
 use crate::auth::guard::Auth;
@@ -101,6 +102,7 @@ pub struct Application {
     pool: PgPool,
     relay: Option<RelayTask>,
     retention: RetentionConfig,
+    announcer: Arc<Announcer>,
     directory: Arc<KeyDirectory>,
     /// Where to listen for the keys' changes.
     database_url: SecretUrl,
@@ -219,6 +221,7 @@ impl Application {
         )
         .context("failed to start the database threads")?;
         state.relaying = settings.relay.enabled;
+        let announcer = state.announcer.clone();
         let state = web::Data::new(state);
         let metrics_framing = metrics.framing.clone();
         let relay = settings.relay.enabled.then(|| RelayTask {
@@ -267,6 +270,7 @@ impl Application {
             pool,
             relay,
             retention: settings.retention,
+            announcer,
             directory,
             database_url: settings.database.url.clone(),
             keys_refresh: settings.auth.keys_refresh,
@@ -287,40 +291,15 @@ impl Application {
     /// (within the shutdown timeout) and returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        let purge = tokio::spawn(janitor::run(self.pool.clone(), self.retention));
-        let (stop_relay, relay_shutdown) = Shutdown::new();
-        let keys_changed = Arc::new(tokio::sync::Notify::new());
-        let keys_listener = tokio::spawn(pp_lib::db::listen::listen(
-            self.database_url.clone(),
-            directory::KEYS_CHANGED,
-            keys_changed.clone(),
-            relay_shutdown.clone(),
-        ));
-        let keys = tokio::spawn(directory::keep_fresh(
+        let background = Background::start(
+            self.pool,
+            self.retention,
+            self.relay,
+            self.announcer,
             self.directory,
-            self.pool.clone(),
-            keys_changed,
+            &self.database_url,
             self.keys_refresh,
-            relay_shutdown.clone(),
-        ));
-        // A relay runs at once for a demand any replica accepted: PostgreSQL announces it.
-        let outbox_listener = self.relay.as_ref().map(|task| {
-            tokio::spawn(pp_lib::db::listen::listen(
-                self.database_url.clone(),
-                pp_lib::db::outbox::OUTBOX_ADDED,
-                task.wakeup.clone(),
-                relay_shutdown.clone(),
-            ))
-        });
-        let relay = self.relay.map(|task| {
-            tokio::spawn(relay::relay(
-                self.pool.clone(),
-                task.config,
-                task.wakeup,
-                task.metrics,
-                relay_shutdown,
-            ))
-        });
+        );
         let mut server = self.server;
         let outcome = tokio::select! {
             outcome = &mut server => outcome,
@@ -332,21 +311,93 @@ impl Application {
                 outcome
             }
         };
-        purge.abort();
-        // The relay finishes its round (and its transaction) before the process goes, and the
-        // keys' last uses are written.
-        stop_relay.trigger();
-        if tokio::time::timeout(RELAY_STOP_TIMEOUT, keys)
+        background.stop().await;
+        outcome.context("the HTTP server failed")?;
+        log::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The tasks that run beside the server: the janitor, the keys kept fresh and their listener,
+/// the announcer, and (when this process relays) the relay and the outbox's listener.
+struct Background {
+    purge: tokio::task::JoinHandle<()>,
+    stop: ShutdownTrigger,
+    keys: tokio::task::JoinHandle<()>,
+    /// Tasks that end on the stop; the relay's last round is waited for apart.
+    companions: Vec<tokio::task::JoinHandle<()>>,
+    relay: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(
+        pool: PgPool,
+        retention: RetentionConfig,
+        relay: Option<RelayTask>,
+        announcer: Arc<Announcer>,
+        directory: Arc<KeyDirectory>,
+        database_url: &SecretUrl,
+        keys_refresh: Duration,
+    ) -> Self {
+        let purge = tokio::spawn(janitor::run(pool.clone(), retention));
+        let (stop, stopping) = Shutdown::new();
+        let keys_changed = Arc::new(tokio::sync::Notify::new());
+        let mut companions = vec![
+            tokio::spawn(pp_lib::db::listen::listen(
+                database_url.clone(),
+                directory::KEYS_CHANGED,
+                keys_changed.clone(),
+                stopping.clone(),
+            )),
+            tokio::spawn(announcer.run(pool.clone(), stopping.clone())),
+        ];
+        let keys = tokio::spawn(directory::keep_fresh(
+            directory,
+            pool.clone(),
+            keys_changed,
+            keys_refresh,
+            stopping.clone(),
+        ));
+        let relay = relay.map(|task| {
+            // A relay runs at once for a demand any replica accepted: the replica announces it.
+            companions.push(tokio::spawn(pp_lib::db::listen::listen(
+                database_url.clone(),
+                pp_lib::db::outbox::OUTBOX_ADDED,
+                task.wakeup.clone(),
+                stopping.clone(),
+            )));
+            tokio::spawn(relay::relay(
+                pool,
+                task.config,
+                task.wakeup,
+                task.metrics,
+                stopping,
+            ))
+        });
+        Background {
+            purge,
+            stop,
+            keys,
+            companions,
+            relay,
+        }
+    }
+
+    /// Stops them: the relay finishes its round (and its transaction) before the process goes,
+    /// the keys' last uses are written, and what the announcer owes is sent.
+    async fn stop(self) {
+        self.purge.abort();
+        self.stop.trigger();
+        if tokio::time::timeout(RELAY_STOP_TIMEOUT, self.keys)
             .await
             .is_err()
         {
             log::warn!("the API keys' last uses were not written in {RELAY_STOP_TIMEOUT:?}");
         }
-        let _ = tokio::time::timeout(RELAY_STOP_TIMEOUT, keys_listener).await;
-        if let Some(listener) = outbox_listener {
-            let _ = tokio::time::timeout(RELAY_STOP_TIMEOUT, listener).await;
+        for companion in self.companions {
+            let _ = tokio::time::timeout(RELAY_STOP_TIMEOUT, companion).await;
         }
-        if let Some(relay) = relay
+        if let Some(relay) = self.relay
             && tokio::time::timeout(RELAY_STOP_TIMEOUT, relay)
                 .await
                 .is_err()
@@ -355,9 +406,6 @@ impl Application {
                 "the outbox relay did not stop in {RELAY_STOP_TIMEOUT:?}; its round rolls back"
             );
         }
-        outcome.context("the HTTP server failed")?;
-        log::info!("stopped");
-        Ok(())
     }
 }
 

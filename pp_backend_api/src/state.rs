@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use actix_web::web;
 use pp_lib::cache::{SingleFlight, WorkCache, WorkJson, work_json};
+use pp_lib::db::announce::Announcer;
+use pp_lib::db::outbox::OUTBOX_ADDED;
 use pp_lib::db::works::{
-    SearchPlanning, WorkSearch, find_work, find_works, insert_work, insert_works,
+    SearchPlanning, WORKS_PENDING, WorkSearch, find_work, find_works, insert_work, insert_works,
     search_narrow_works, search_works,
 };
 use pp_lib::db::{PgConnection, PgPool, with_connection};
@@ -67,6 +69,9 @@ pub struct AppState {
     pub work_searcher: Arc<Batcher<WorkSearch, Vec<Work>>>,
     /// Woken when a demand enters the outbox, so the relay publishes it at once.
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
+    /// Tells the other processes, after the commit, of works and demands this one wrote: the
+    /// sweepers ([`WORKS_PENDING`]) and the other replicas' relays ([`OUTBOX_ADDED`]).
+    pub announcer: Arc<Announcer>,
     /// Works cached in Redis and memory (disabled without Redis).
     pub cache: Arc<WorkCache>,
     /// Cache misses for the same work share one database read.
@@ -149,12 +154,25 @@ impl AppState {
             narrow_searcher: Arc::new(narrow_searcher),
             work_searcher: Arc::new(work_searcher),
             outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
+            announcer: Announcer::new(&[WORKS_PENDING, OUTBOX_ADDED]),
             cache: Arc::new(cache),
             work_loads: Arc::new(SingleFlight::new()),
             relaying: false,
             unbatched: Arc::new(tokio::sync::Semaphore::new(unbatched_room(pool_size))),
             deadline,
         })
+    }
+
+    /// After works were created pending (committed): the sweepers finish them at once.
+    pub fn works_created(&self) {
+        self.announcer.announce(WORKS_PENDING);
+    }
+
+    /// After demands entered the outbox (committed): this process's relay and every other
+    /// replica's publish them at once.
+    pub fn demands_accepted(&self) {
+        self.outbox_wakeup.notify_one();
+        self.announcer.announce(OUTBOX_ADDED);
     }
 
     /// A work's JSON: from the cache when it holds it, else read from PostgreSQL (one read for

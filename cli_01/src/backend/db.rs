@@ -11,8 +11,10 @@ use pp_lib::config::DatabaseConfig;
 use pp_lib::contract::search::SearchQuery;
 use pp_lib::contract::{self, DemandAccepted, DemandProgress};
 use pp_lib::db::PgConnection;
+use pp_lib::db::announce::announce;
+use pp_lib::db::outbox::OUTBOX_ADDED;
 use pp_lib::db::stats::{Stats, read_stats};
-use pp_lib::db::works::{insert_work, search_works};
+use pp_lib::db::works::{WORKS_PENDING, insert_work, search_works};
 use pp_lib::event::Event;
 use pp_lib::work::{NewWork, Work};
 
@@ -58,15 +60,18 @@ impl Backend for DbBackend {
 
     fn create_work(&mut self, add_up_to: Option<i32>) -> Result<Work, Error> {
         let demand = contract::demand_for(add_up_to).map_err(pp_lib::Error::from)?;
-        Ok(insert_work(
-            &mut self.conn,
-            &NewWork::from_api(demand.add_up_to()),
-        )?)
+        let work = insert_work(&mut self.conn, &NewWork::from_api(demand.add_up_to()))?;
+        // Committed: a listening sweeper finishes it at once, as one created over HTTP.
+        announce(&mut self.conn, &[WORKS_PENDING])?;
+        Ok(work)
     }
 
     fn create_demand(&mut self, add_up_to: Option<i32>) -> Result<DemandAccepted, Error> {
         let demand = contract::demand_for(add_up_to).map_err(pp_lib::Error::from)?;
-        Ok(contract::accept_demand(&mut self.conn, &demand)?)
+        let accepted = contract::accept_demand(&mut self.conn, &demand)?;
+        // Committed: a listening relay publishes it at once, as one accepted over HTTP.
+        announce(&mut self.conn, &[OUTBOX_ADDED])?;
+        Ok(accepted)
     }
 
     fn follow_demand(&mut self, message_id: uuid::Uuid) -> Result<DemandProgress, Error> {

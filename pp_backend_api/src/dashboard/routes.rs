@@ -648,7 +648,7 @@ pub async fn enqueue_demands(
             })?)
         })
         .await?;
-    state.outbox_wakeup.notify_one();
+    state.demands_accepted();
     Ok(HttpResponse::Accepted().json(DemandsEnqueued {
         accepted,
         message_ids,

@@ -49,7 +49,7 @@ pub async fn create_demand(
     let accepted: DemandAccepted = state
         .run_db(move |conn| accept_demand(conn, &demand))
         .await?;
-    state.outbox_wakeup.notify_one();
+    state.demands_accepted();
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, demand_path(&accepted)))
         .json(accepted))

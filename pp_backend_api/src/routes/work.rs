@@ -60,6 +60,7 @@ pub async fn create_work(
             .work_inserter
             .submit(NewWork::from_api(add_up_to))
             .await?;
+        state.works_created();
         return Ok(HttpResponse::Ok().json(work));
     };
     // The canonical request: what the body asked, not its bytes.
@@ -75,9 +76,11 @@ pub async fn create_work(
         })
         .await?;
     match creation {
-        IdempotentCreation::Created(work) | IdempotentCreation::Replayed(work) => {
+        IdempotentCreation::Created(work) => {
+            state.works_created();
             Ok(HttpResponse::Ok().json(work))
         }
+        IdempotentCreation::Replayed(work) => Ok(HttpResponse::Ok().json(work)),
         IdempotentCreation::Conflict { first_request } => Err(ApiError::Unprocessable(format!(
             "Idempotency-Key was first used for a different request ({first_request}); use a new key"
         ))),

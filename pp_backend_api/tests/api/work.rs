@@ -142,3 +142,36 @@ async fn events_are_empty_while_pending_and_three_once_done() {
     assert!(done.done);
     assert_eq!(done.result, Some(10));
 }
+
+/// Whether `conn`, listening, has been sent a notification since it last looked.
+fn heard(conn: &mut diesel::PgConnection) -> Result<(), &'static str> {
+    let mut any = false;
+    for notification in conn.notifications_iter() {
+        notification.expect("a readable notification");
+        any = true;
+    }
+    if any { Ok(()) } else { Err("nothing heard") }
+}
+
+#[tokio::test]
+async fn works_and_demands_are_announced_once_committed() {
+    use diesel::RunQueryDsl;
+    use pp_lib::db::outbox::OUTBOX_ADDED;
+    use pp_lib::db::works::WORKS_PENDING;
+    use pp_lib::testkit::eventually;
+
+    let app = TestApp::spawn(TestSettings::new()).await;
+    for (path, channel) in [("/work", WORKS_PENDING), ("/work/demand", OUTBOX_ADDED)] {
+        let mut listener = app.db.connect();
+        diesel::sql_query(format!("listen {channel}"))
+            .execute(&mut listener)
+            .expect("listen");
+        assert!(heard(&mut listener).is_err(), "{channel}: quiet at first");
+        let response = app.post(path, None).await;
+        assert!(response.status().is_success(), "POST {path}");
+        eventually(&format!("an announcement on {channel}"), async || {
+            heard(&mut listener)
+        })
+        .await;
+    }
+}

@@ -24,6 +24,7 @@
 //! In actix-web handlers `actix_web::web::block(move || …)` does the same. Keep the closure
 //! short and free of `.await`; never hold a pooled connection across an await point.
 
+pub mod announce;
 pub mod audit_trail;
 pub mod backlogs;
 pub mod events;

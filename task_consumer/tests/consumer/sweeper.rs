@@ -45,18 +45,25 @@ async fn the_sweeper_finishes_api_created_works_within_its_window() {
     services.db.assert_no_wrong_works();
 }
 
+/// Inserts `count` works as the API does: committed, then announced on `WORKS_PENDING`.
+fn create_announced_works(db: &TestDatabase, count: usize) {
+    insert_api_works(db, count);
+    pp_lib::db::announce::announce(&mut db.connect(), &[pp_lib::db::works::WORKS_PENDING])
+        .expect("announced");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_work_created_over_http_wakes_the_sweeper_at_once() {
+async fn a_work_created_and_announced_wakes_the_sweeper_at_once() {
     let services = TestServices::create().await;
     let mut settings = services.settings();
-    // The next tick an hour away: only PostgreSQL's announcement can wake the sweeper.
+    // The next tick an hour away: only the announcement can wake the sweeper.
     settings.sweeper.every = Duration::from_secs(3_600);
     insert_api_works(&services.db, 1);
     let consumer = TestConsumer::start(settings).await;
     // The first tick comes at start and finishes the first work.
     services.db.eventually_count(DONE_API_WORKS, 1).await;
     for created in 2..=4 {
-        insert_api_works(&services.db, 1);
+        create_announced_works(&services.db, 1);
         services.db.eventually_count(DONE_API_WORKS, created).await;
     }
     let metrics = consumer.metrics.clone();
