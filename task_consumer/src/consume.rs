@@ -57,6 +57,8 @@ use pp_lib::amqp::dead_lettering::{
     DeadLetterPublished, dead_letter_properties, publish_copy, publish_dead_letter,
 };
 use pp_lib::amqp::{Backoff, Broker, DemandId};
+use pp_lib::db::announce::Announcer;
+use pp_lib::db::works::{WORKS_DONE, done_item};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::demand::WorkDemand;
 use pp_lib::outage::Outage;
@@ -131,6 +133,8 @@ struct Shared {
     /// After shutdown was asked for: when in-flight demands stop being retried. One deadline for
     /// the whole process, so a shutdown while the database is down takes one grace period.
     give_up_at: OnceLock<Instant>,
+    /// Tells the API replicas of the works recorded, once committed ([`WORKS_DONE`]).
+    announcer: Arc<Announcer>,
 }
 
 impl Shared {
@@ -157,6 +161,7 @@ pub async fn consume(
     pool: PgPool,
     config: ConsumerConfig,
     metrics: Arc<Metrics>,
+    announcer: Arc<Announcer>,
     shutdown: Shutdown,
 ) -> Result<(), Error> {
     let (deliveries, receiver) = mpsc::channel::<Taken>(usize::from(config.prefetch).max(1));
@@ -176,6 +181,7 @@ pub async fn consume(
         quorum: broker.topology().queue_type() == pp_lib::config::QueueType::Quorum,
         database: std::sync::Mutex::new(database),
         give_up_at: OnceLock::new(),
+        announcer,
     });
     let workers: Vec<_> = (0..config.workers.max(1))
         .map(|_| tokio::spawn(work(receiver.clone(), shared.clone())))
@@ -367,6 +373,8 @@ async fn process(batch: Vec<Taken>, shared: &Shared, retrying: &mut Retrying) {
         }
         match attempt(&part, shared, retrying).await {
             BatchOutcome::Recorded(recorded) => {
+                let done = recorded.created.iter().map(done_item).collect();
+                shared.announcer.announce_items(WORKS_DONE, done);
                 acknowledge(part, recorded.created.len(), recorded.duplicates, shared).await;
                 next = parts.next_part();
             }

@@ -27,7 +27,9 @@ use std::sync::Arc;
 
 use pp_lib::amqp::{Broker, Topology};
 use pp_lib::cache::{Redis, WorkCache};
+use pp_lib::db::announce::Announcer;
 use pp_lib::db::build_pool_lazy;
+use pp_lib::db::works::WORKS_DONE;
 use pp_lib::shutdown::{Shutdown, ShutdownTrigger};
 
 use anyhow::Context;
@@ -112,12 +114,19 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
             shutdown.clone(),
         ))
     });
+    // The works recorded and swept are announced to the API replicas, whose waiting requests
+    // answer at once.
+    // It stops after the consumer and the sweeper, to announce their last works.
+    let announcer = Announcer::new(&[WORKS_DONE]);
+    let (stop_announcing, announcing_stops) = Shutdown::new();
+    let announcing = tokio::spawn(announcer.clone().run(pool.clone(), announcing_stops));
     let sweeper = tokio::spawn(sweeper::sweep(
         pool.clone(),
         cache,
         settings.sweeper.clone(),
         metrics.clone(),
         announced,
+        announcer.clone(),
         shutdown.clone(),
     ));
     let consumer = consume::consume(
@@ -125,6 +134,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
         pool,
         settings.consumer.clone(),
         metrics.clone(),
+        announcer,
         shutdown,
     );
     let task = tokio::spawn(async move {
@@ -134,6 +144,10 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Run
         }
         if let Err(error) = sweeper.await {
             log::error!("the sweeper failed: {error}");
+        }
+        stop_announcing.trigger();
+        if let Err(error) = announcing.await {
+            log::error!("the announcer failed: {error}");
         }
         if let Some(listener) = listener
             && let Err(error) = listener.await

@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use pp_lib::cache::WorkCache;
 use pp_lib::config::format_duration;
-use pp_lib::db::works::{count_pending_api_works_before, since_any_age};
+use pp_lib::db::announce::{Announcer, notify, payloads};
+use pp_lib::db::works::{WORKS_DONE, count_pending_api_works_before, done_item, since_any_age};
 use pp_lib::db::{PgPool, with_connection};
 use pp_lib::outage::Outage;
 use pp_lib::shutdown::Shutdown;
+use pp_lib::work::Work;
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -36,6 +38,7 @@ pub async fn sweep(
     config: SweeperConfig,
     metrics: Arc<Metrics>,
     announced: Arc<Notify>,
+    announcer: Arc<Announcer>,
     shutdown: Shutdown,
 ) {
     if config.every.is_zero() {
@@ -68,6 +71,7 @@ pub async fn sweep(
                 Ok(done) => {
                     database.recovered();
                     if !done.is_empty() {
+                        announcer.announce_items(WORKS_DONE, done.iter().map(done_item).collect());
                         metrics.swept.inc_by(done.len() as u64);
                         log::info!("sweeper finished {} API-created work(s)", done.len());
                     }
@@ -213,6 +217,7 @@ pub async fn sweep_once(
     while !shutdown.is_requested() {
         let done = pp_lib::cache::writes::sweep_pending_works(pool, cache, since, batch).await?;
         if !done.is_empty() {
+            announce_done(pool, &done).await;
             report.swept += done.len() as u64;
             report.batches += 1;
             log::debug!("swept {} so far", report.swept);
@@ -224,6 +229,26 @@ pub async fn sweep_once(
     report.left_older = count_older(pool, since).await?;
     report.took = started.elapsed();
     Ok(report)
+}
+
+/// Announces `done` on [`WORKS_DONE`] at once, for a one-off sweep (a daemon's announcer folds
+/// its announcements instead). A failure is logged: whoever waits for them looks again later.
+async fn announce_done(pool: &PgPool, done: &[Work]) {
+    let items: Vec<String> = done.iter().map(done_item).collect();
+    let notifications: Vec<(&str, String)> = payloads(&items)
+        .into_iter()
+        .map(|payload| (WORKS_DONE, payload))
+        .collect();
+    let pool = pool.clone();
+    let sent = tokio::task::spawn_blocking(move || {
+        with_connection(&pool, |conn| Ok(notify(conn, &notifications)?))
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => log::warn!("could not announce the works swept: {error}"),
+        Err(error) => log::warn!("could not announce the works swept: {error}"),
+    }
 }
 
 #[cfg(test)]

@@ -19,21 +19,68 @@ use diesel::sql_types::Text;
 
 use crate::db::PgConnection;
 
+/// Longest payload pp sends: PostgreSQL refuses one of 8,000 bytes or more.
+pub const MAX_PAYLOAD: usize = 7_900;
+
 /// Sends an empty notification on each of `channels`, in one statement, committed at once.
 pub fn announce(conn: &mut PgConnection, channels: &[&str]) -> diesel::QueryResult<()> {
-    if channels.is_empty() {
+    let notifications: Vec<(&str, String)> = channels
+        .iter()
+        .map(|channel| (*channel, String::new()))
+        .collect();
+    notify(conn, &notifications)
+}
+
+/// Sends each `(channel, payload)`, in one statement, committed at once. A payload is at most
+/// [`MAX_PAYLOAD`] bytes ([`payloads`] cuts a list to fit).
+pub fn notify(
+    conn: &mut PgConnection,
+    notifications: &[(&str, String)],
+) -> diesel::QueryResult<()> {
+    if notifications.is_empty() {
         return Ok(());
     }
-    let calls: Vec<String> = (1..=channels.len())
-        .map(|n| format!("pg_notify(${n}, '')"))
+    let calls: Vec<String> = (1..=notifications.len())
+        .map(|n| format!("pg_notify(${}, ${})", 2 * n - 1, 2 * n))
         .collect();
     let statement = format!("select {}", calls.join(", "));
-    // Each channel is bound, never spliced into the text.
+    // Channels and payloads are bound, never spliced into the text.
     let mut query = diesel::sql_query(statement).into_boxed();
-    for channel in channels {
-        query = query.bind::<Text, _>(channel.to_string());
+    for (channel, payload) in notifications {
+        query = query
+            .bind::<Text, _>(channel.to_string())
+            .bind::<Text, _>(payload.clone());
     }
     query.execute(conn).map(|_| ())
+}
+
+/// `items` joined by commas into payloads of at most [`MAX_PAYLOAD`] bytes (an item longer
+/// than that goes alone, cut: items are short ids).
+pub fn payloads(items: &[String]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut current = String::new();
+    for item in items {
+        let item = &item[..floor_char_boundary(item, MAX_PAYLOAD)];
+        if !current.is_empty() && current.len() + 1 + item.len() > MAX_PAYLOAD {
+            payloads.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(',');
+        }
+        current.push_str(item);
+    }
+    if !current.is_empty() {
+        payloads.push(current);
+    }
+    payloads
+}
+
+/// The largest index at most `max` that starts a character of `text`.
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    (0..=max.min(text.len()))
+        .rev()
+        .find(|&index| text.is_char_boundary(index))
+        .unwrap_or(0)
 }
 
 #[cfg(feature = "listen")]
@@ -41,13 +88,12 @@ pub use self::announcer::Announcer;
 
 #[cfg(feature = "listen")]
 mod announcer {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
     use std::time::Duration;
 
     use tokio::sync::Notify;
 
-    use super::announce;
+    use super::{notify, payloads};
     use crate::db::{PgPool, with_connection};
     use crate::shutdown::Shutdown;
 
@@ -59,10 +105,24 @@ mod announcer {
     /// 11% off the API's `POST /work`), and a lone write is announced at once.
     const SPACING: Duration = Duration::from_millis(5);
 
+    /// Items owed on one channel beyond which they are dropped for one empty announcement,
+    /// which tells the listeners to look at everything again (a database down for long).
+    const MAX_OWED_ITEMS: usize = 100_000;
+
+    /// What is owed on one channel.
+    struct Owed {
+        channel: &'static str,
+        /// An announcement is owed.
+        asked: bool,
+        /// The items it carries; none for an empty one.
+        items: Vec<String>,
+    }
+
     /// Announcements a server owes, sent by [`Announcer::run`] one statement at a time: each
-    /// channel asked for while a statement is on its way goes out, once, in the next.
+    /// channel asked for while a statement is on its way goes out, once, in the next, with
+    /// every item asked meanwhile.
     pub struct Announcer {
-        channels: Vec<(&'static str, AtomicBool)>,
+        owed: Mutex<Vec<Owed>>,
         asked: Notify,
     }
 
@@ -70,41 +130,80 @@ mod announcer {
         /// An announcer for these channels (plain identifiers).
         pub fn new(channels: &[&'static str]) -> Arc<Self> {
             Arc::new(Announcer {
-                channels: channels
-                    .iter()
-                    .map(|channel| (*channel, AtomicBool::new(false)))
-                    .collect(),
+                owed: Mutex::new(
+                    channels
+                        .iter()
+                        .map(|channel| Owed {
+                            channel,
+                            asked: false,
+                            items: Vec::new(),
+                        })
+                        .collect(),
+                ),
                 asked: Notify::new(),
             })
         }
 
-        /// Asks for a notification on `channel`, after a write committed. Returns at once.
-        /// A channel this announcer was not made for is a bug: it is logged, never sent.
+        /// Asks for an empty notification on `channel`, after a write committed. Returns at
+        /// once. A channel this announcer was not made for is a bug: it is logged, never sent.
         pub fn announce(&self, channel: &str) {
-            match self.channels.iter().find(|(name, _)| *name == channel) {
-                Some((_, owed)) => {
-                    owed.store(true, Ordering::Release);
-                    self.asked.notify_one();
+            self.owe(channel, Vec::new());
+        }
+
+        /// Asks for `items` to be announced on `channel` (joined by commas, in as many
+        /// notifications as their length asks), after the write they tell of committed.
+        pub fn announce_items(&self, channel: &str, items: Vec<String>) {
+            self.owe(channel, items);
+        }
+
+        fn owe(&self, channel: &str, items: Vec<String>) {
+            {
+                let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some(entry) = owed.iter_mut().find(|entry| entry.channel == channel) else {
+                    log::error!("no announcer for the channel {channel}");
+                    return;
+                };
+                entry.asked = true;
+                if entry.items.len() + items.len() > MAX_OWED_ITEMS {
+                    // Too many to tell one by one: an empty announcement says "look again".
+                    entry.items = Vec::new();
+                    entry.asked = true;
+                } else if !items.is_empty() {
+                    entry.items.extend(items);
                 }
-                None => log::error!("no announcer for the channel {channel}"),
             }
+            self.asked.notify_one();
         }
 
-        /// The channels owed now, cleared.
-        fn take(&self) -> Vec<&'static str> {
-            self.channels
-                .iter()
-                .filter(|(_, owed)| owed.swap(false, Ordering::AcqRel))
-                .map(|(name, _)| *name)
-                .collect()
-        }
-
-        /// Owes `channels` again (their statement failed).
-        fn owe(&self, channels: &[&'static str]) {
-            for (name, owed) in &self.channels {
-                if channels.contains(name) {
-                    owed.store(true, Ordering::Release);
+        /// The notifications owed now, cleared.
+        fn take(&self) -> Vec<(&'static str, String)> {
+            let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut notifications = Vec::new();
+            for entry in owed.iter_mut().filter(|entry| entry.asked) {
+                entry.asked = false;
+                let items = std::mem::take(&mut entry.items);
+                if items.is_empty() {
+                    notifications.push((entry.channel, String::new()));
+                } else {
+                    notifications.extend(
+                        payloads(&items)
+                            .into_iter()
+                            .map(|payload| (entry.channel, payload)),
+                    );
                 }
+            }
+            notifications
+        }
+
+        /// Owes `notifications` again (their statement failed).
+        fn owe_again(&self, notifications: Vec<(&'static str, String)>) {
+            for (channel, payload) in notifications {
+                let items = if payload.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![payload]
+                };
+                self.owe(channel, items);
             }
         }
 
@@ -119,15 +218,15 @@ mod announcer {
                     () = self.asked.notified() => false,
                     () = shutdown.requested() => true,
                 };
-                let channels = self.take();
-                match send(&pool, &channels).await {
+                let notifications = self.take();
+                match send(&pool, &notifications).await {
                     Ok(()) => {
                         if failing {
                             log::info!("announcing again");
                             failing = false;
                         }
                         backoff = Duration::from_millis(100);
-                        if !channels.is_empty() && !stopping {
+                        if !notifications.is_empty() && !stopping {
                             // Cut short by a stop, it leaves what was asked to the last round.
                             shutdown.sleep(SPACING).await;
                         }
@@ -135,14 +234,12 @@ mod announcer {
                     Err(reason) => {
                         if !failing {
                             log::warn!(
-                                "cannot announce on {} ({reason}); trying again with backoff, \
-                                 and the listeners look periodically meanwhile",
-                                channels.join(", ")
+                                "cannot announce ({reason}); trying again with backoff, and the \
+                                 listeners look periodically meanwhile"
                             );
                             failing = true;
                         }
-                        self.owe(&channels);
-                        self.asked.notify_one();
+                        self.owe_again(notifications);
                         if stopping || !shutdown.sleep(backoff).await {
                             return;
                         }
@@ -156,15 +253,15 @@ mod announcer {
         }
     }
 
-    /// Sends `channels` (nothing when empty) on a blocking thread.
-    async fn send(pool: &PgPool, channels: &[&'static str]) -> Result<(), String> {
-        if channels.is_empty() {
+    /// Sends `notifications` (nothing when there are none) on a blocking thread.
+    async fn send(pool: &PgPool, notifications: &[(&'static str, String)]) -> Result<(), String> {
+        if notifications.is_empty() {
             return Ok(());
         }
         let pool = pool.clone();
-        let channels = channels.to_vec();
+        let notifications = notifications.to_vec();
         match tokio::task::spawn_blocking(move || {
-            with_connection(&pool, |conn| Ok(announce(conn, &channels)?))
+            with_connection(&pool, |conn| Ok(notify(conn, &notifications)?))
         })
         .await
         {
@@ -172,5 +269,30 @@ mod announcer {
             Ok(Err(error)) => Err(error.to_string()),
             Err(error) => Err(error.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_are_joined_into_payloads_that_postgresql_takes() {
+        assert!(payloads(&[]).is_empty());
+        assert_eq!(payloads(&["1".to_owned(), "2/x".to_owned()]), ["1,2/x"]);
+        let items: Vec<String> = (0..2_000).map(|n| format!("{n:08}")).collect();
+        let sent = payloads(&items);
+        assert!(sent.len() > 1);
+        assert!(sent.iter().all(|payload| payload.len() <= MAX_PAYLOAD));
+        let back: Vec<String> = sent
+            .iter()
+            .flat_map(|payload| payload.split(','))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(back, items, "every item once, in order");
+        let long = "é".repeat(MAX_PAYLOAD);
+        let cut = payloads(&[long]);
+        assert_eq!(cut.len(), 1);
+        assert!(cut[0].len() <= MAX_PAYLOAD);
     }
 }

@@ -31,25 +31,71 @@ const CHECK_EVERY: Duration = Duration::from_secs(10);
 /// Longest wait for one connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a listener does with what it hears.
+pub trait Hearing: Send + 'static {
+    /// A notification, with its payload (empty when none was sent).
+    fn heard(&mut self, payload: &str);
+    /// The listener is connected, for the first time or again: whatever was sent while it was
+    /// not is lost, so whoever relies on it should look again.
+    fn connected(&mut self);
+    /// Whether anyone still relies on it: once not, the listener ends (within a poll).
+    fn wanted(&self) -> bool;
+}
+
+/// Wakes a [`Notify`]'s waiter ([`Notify::notify_one`]: a permit is kept while none waits, so
+/// nothing is missed between two waits) at each notification and each (re)connection; wanted
+/// while anyone else holds the `Notify`.
+struct Wake(Arc<Notify>);
+
+impl Hearing for Wake {
+    fn heard(&mut self, _payload: &str) {
+        self.0.notify_one();
+    }
+
+    fn connected(&mut self) {
+        self.0.notify_one();
+    }
+
+    fn wanted(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+}
+
 /// Listens on `channel` (a plain identifier) of the database at `url` until `shutdown`, or
-/// until nobody else holds `woken`, waking `woken`'s waiter ([`Notify::notify_one`]: a permit is
-/// kept while none waits, so nothing is missed between two waits) at each notification and after
+/// until nobody else holds `woken`, waking `woken`'s waiter at each notification and after
 /// each (re)connection. It runs on a blocking thread, which a runtime that goes (its tasks
 /// dropped, so `woken` held by no one) waits for: it must end then, within a poll.
 pub async fn listen(url: SecretUrl, channel: &'static str, woken: Arc<Notify>, shutdown: Shutdown) {
-    let ran =
-        tokio::task::spawn_blocking(move || listen_blocking(&url, channel, &woken, &shutdown))
-            .await;
+    listen_with(url, channel, Wake(woken), shutdown).await;
+}
+
+/// Listens on `channel` of the database at `url` until `shutdown` or until `hearing` is no
+/// longer [wanted](Hearing::wanted), telling `hearing` each notification and each
+/// (re)connection, on a blocking thread.
+pub async fn listen_with(
+    url: SecretUrl,
+    channel: &'static str,
+    mut hearing: impl Hearing,
+    shutdown: Shutdown,
+) {
+    let ran = tokio::task::spawn_blocking(move || {
+        listen_blocking(&url, channel, &mut hearing, &shutdown);
+    })
+    .await;
     if let Err(error) = ran {
         log::error!("listening on {channel} panicked: {error}");
     }
 }
 
-fn listen_blocking(url: &SecretUrl, channel: &str, woken: &Arc<Notify>, shutdown: &Shutdown) {
+fn listen_blocking(
+    url: &SecretUrl,
+    channel: &str,
+    hearing: &mut impl Hearing,
+    shutdown: &Shutdown,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
-    let stopped = || shutdown.is_requested() || Arc::strong_count(woken) < 2;
-    while !stopped() {
+    while !shutdown.is_requested() && hearing.wanted() {
         match connect(url, channel) {
             Ok(mut conn) => {
                 if failing {
@@ -57,8 +103,8 @@ fn listen_blocking(url: &SecretUrl, channel: &str, woken: &Arc<Notify>, shutdown
                     failing = false;
                 }
                 backoff = Duration::from_millis(100);
-                wake(woken);
-                if let Err(error) = poll(&mut conn, woken, &stopped) {
+                hearing.connected();
+                if let Err(error) = poll(&mut conn, hearing, shutdown) {
                     log::warn!(
                         "lost the connection listening on {channel} ({error}); connecting again"
                     );
@@ -73,7 +119,7 @@ fn listen_blocking(url: &SecretUrl, channel: &str, woken: &Arc<Notify>, shutdown
                     );
                     failing = true;
                 }
-                sleep_unless_stopped(backoff, &stopped);
+                sleep_unless_stopped(backoff, &|| shutdown.is_requested() || !hearing.wanted());
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
@@ -86,35 +132,26 @@ fn connect(url: &SecretUrl, channel: &str) -> Result<PgConnection, crate::Error>
     Ok(conn)
 }
 
-/// Wakes `woken` for each notification until `stopped`; the error that ended the connection. A
-/// server gone without a word (its host down) sends nothing to notice: a query every
-/// [`CHECK_EVERY`] finds out.
+/// Tells `hearing` each notification until it is no longer wanted or `shutdown`; the error
+/// that ended the connection. A server gone without a word (its host down) sends nothing to
+/// notice: a query every [`CHECK_EVERY`] finds out.
 fn poll(
     conn: &mut PgConnection,
-    woken: &Notify,
-    stopped: &impl Fn() -> bool,
+    hearing: &mut impl Hearing,
+    shutdown: &Shutdown,
 ) -> Result<(), crate::Error> {
     let mut checked = std::time::Instant::now();
-    while !stopped() {
+    while !shutdown.is_requested() && hearing.wanted() {
         if checked.elapsed() >= CHECK_EVERY {
             diesel::sql_query("select 1").execute(conn)?;
             checked = std::time::Instant::now();
         }
-        let mut notified = false;
         for notification in conn.notifications_iter() {
-            notification?;
-            notified = true;
+            hearing.heard(&notification?.payload);
         }
-        if notified {
-            wake(woken);
-        }
-        sleep_unless_stopped(POLL_EVERY, stopped);
+        sleep_unless_stopped(POLL_EVERY, &|| shutdown.is_requested() || !hearing.wanted());
     }
     Ok(())
-}
-
-fn wake(woken: &Notify) {
-    woken.notify_one();
 }
 
 fn sleep_unless_stopped(pause: Duration, stopped: &impl Fn() -> bool) {

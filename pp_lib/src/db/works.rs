@@ -585,9 +585,34 @@ pub fn count_pending_api_works_before(
 const PENDING_API_WORKS_BEFORE: &str = "select count(*) as n from works \
      where not done and demand_id is null and created_on < $1";
 
-/// The channel on which PostgreSQL announces a work created pending without a demand (over
-/// HTTP), when its transaction commits: the sweeper listens to run at once.
+/// The channel on which a writer announces works it created pending without a demand (over
+/// HTTP), once committed: the sweeper listens to run at once.
 pub const WORKS_PENDING: &str = "pp_works_pending";
+
+/// The channel on which the consumer and the sweeper announce the works they finished, once
+/// committed: the API listens to answer the requests waiting for them. A payload lists them,
+/// comma-separated, each as [`done_item`] writes it; an empty payload says that some finished
+/// without saying which (whoever waits looks again).
+pub const WORKS_DONE: &str = "pp_works_done";
+
+/// A finished work as [`WORKS_DONE`] names it: `id`, or `id/demand_id` for a demand's.
+pub fn done_item(work: &Work) -> String {
+    match work.demand_id {
+        Some(demand) => format!("{}/{demand}", work.id),
+        None => work.id.to_string(),
+    }
+}
+
+/// The works a [`WORKS_DONE`] payload names (an item that does not read is skipped).
+pub fn done_items(payload: &str) -> impl Iterator<Item = (i64, Option<Uuid>)> + '_ {
+    payload
+        .split(',')
+        .filter(|item| !item.is_empty())
+        .filter_map(|item| match item.split_once('/') {
+            Some((id, demand)) => Some((id.parse().ok()?, Some(demand.parse().ok()?))),
+            None => Some((item.parse().ok()?, None)),
+        })
+}
 
 /// Claims up to `limit` pending works created over HTTP since `created_since`, oldest first, and
 /// locks them until the caller's transaction ends. Rows another transaction holds are skipped, so
@@ -802,6 +827,15 @@ pub fn finish_works(conn: &mut PgConnection, pending: &[Work]) -> Result<Vec<Wor
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn finished_works_are_named_and_read_back() {
+        let demand = Uuid::new_v4();
+        let payload = format!("7,8/{demand},x,9/nope,,10");
+        let items: Vec<(i64, Option<Uuid>)> = done_items(&payload).collect();
+        assert_eq!(items, [(7, None), (8, Some(demand)), (10, None)]);
+    }
+
     use super::*;
 
     #[test]

@@ -178,3 +178,57 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     response
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_and_swept_works_are_announced_once_committed() {
+    use std::collections::{HashMap, HashSet};
+
+    use diesel::RunQueryDsl;
+    use pp_lib::db::works::{WORKS_DONE, WORKS_PENDING, done_items};
+    use pp_storage::testkit::DONE_API_WORKS;
+
+    let services = TestServices::create().await;
+    let mut listener = services.db.connect();
+    diesel::sql_query(format!("listen {WORKS_DONE}"))
+        .execute(&mut listener)
+        .expect("listen");
+    let consumer = TestConsumer::start(services.settings()).await;
+    let ids = services.queue.publish_demands(&demands(300)).await;
+    crate::sweeper::insert_api_works(&services.db, 5);
+    pp_lib::db::announce::announce(&mut services.db.connect(), &[WORKS_PENDING])
+        .expect("announced");
+    services.db.eventually_count(DONE_DEMANDS, 300).await;
+    services.db.eventually_count(DONE_API_WORKS, 5).await;
+
+    let mut demands_heard: HashMap<Uuid, i64> = HashMap::new();
+    let mut works_heard: HashSet<i64> = HashSet::new();
+    eventually("every finished work announced", async || {
+        for notification in listener.notifications_iter() {
+            let notification = notification.expect("a notification");
+            for (work, demand) in done_items(&notification.payload) {
+                match demand {
+                    Some(demand) => {
+                        demands_heard.insert(demand, work);
+                    }
+                    None => {
+                        works_heard.insert(work);
+                    }
+                }
+            }
+        }
+        if demands_heard.len() == 300 && works_heard.len() == 5 {
+            Ok(())
+        } else {
+            Err((demands_heard.len(), works_heard.len()))
+        }
+    })
+    .await;
+    let mut conn = services.db.connect();
+    for id in &ids {
+        let work = pp_lib::db::works::find_work_by_demand(&mut conn, *id)
+            .expect("query")
+            .expect("recorded");
+        assert_eq!(demands_heard.get(id), Some(&work.id), "demand {id}");
+    }
+    consumer.stop().await;
+}
