@@ -45,9 +45,10 @@ key=$(DATABASE_URL=$contract_url target/release/pp_storage keys create --name co
 # No relay for this run: the outbox keeps the demands, which is all the contract is about. The
 # dashboard's dead-letter actions get a queue of their own: the fuzzer retries and discards.
 # Failed authentications are let through unthrottled: the fuzzer fails them on purpose, by the
-# thousand, and must see 401s (the throttle has tests of its own).
+# thousand, and must see 401s (the throttle has tests of its own). Nothing finishes a work in
+# this run, so a request that prefers to wait waits 1 s at most (PP_WAIT_MAX), not a minute.
 RUST_LOG=warn DATABASE_URL=$contract_url PP_HTTP_ADDR=127.0.0.1:$port PP_OUTBOX_RELAY=off PP_QUEUE=$database \
-    PP_AUTH=all PP_AUTH_FAILURES=1000000/s target/release/pp_backend_api &
+    PP_AUTH=all PP_AUTH_FAILURES=1000000/s PP_WAIT_MAX=1s target/release/pp_backend_api &
 api_pid=$!
 scripts/wait-for-api.sh "$port" contract
 

@@ -45,6 +45,11 @@ pub enum ApiError {
     /// Too many requests wait for the database: this one was not run (load shedding).
     #[error("the server is busy, retry later")]
     Busy,
+    /// As many requests wait for works (`Prefer: wait`) as the server allows.
+    #[error(
+        "{0} requests already wait for works (PP_WAITERS_MAX); retry later, or ask without Prefer: wait"
+    )]
+    TooManyWaiting(usize),
     /// Anything unexpected. Its text is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -56,7 +61,9 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy | ApiError::TooManyWaiting(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -68,7 +75,7 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = ErrorBody::response(self.status_code(), self.to_string());
-        if let ApiError::Unavailable(_) | ApiError::Busy = self {
+        if let ApiError::Unavailable(_) | ApiError::Busy | ApiError::TooManyWaiting(_) = self {
             // Overload and outages pass: tell clients when to come back instead of hammering.
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,

@@ -51,3 +51,4 @@ pub mod startup;
 pub mod state;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod waiters;

@@ -22,6 +22,8 @@ pub struct Metrics {
     pool_in_use: IntGauge,
     pool_idle: IntGauge,
     pool_max: IntGauge,
+    /// Requests waiting for works (`Prefer: wait`).
+    waiting: IntGauge,
     /// Outbox rows the relay published (broker-confirmed).
     pub outbox_published: IntCounter,
     /// 1 while the outbox relay is connected to RabbitMQ.
@@ -104,6 +106,11 @@ impl Metrics {
         registry.register(Box::new(pool_in_use.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
         registry.register(Box::new(pool_max.clone()))?;
+        let waiting = IntGauge::new(
+            "waiting_requests",
+            "Requests waiting for a work to be done (Prefer: wait)",
+        )?;
+        registry.register(Box::new(waiting.clone()))?;
         let outbox_published = IntCounter::new(
             "outbox_published_total",
             "Accepted demands the outbox relay published, confirmed by the broker",
@@ -156,6 +163,7 @@ impl Metrics {
             pool_in_use,
             pool_idle,
             pool_max,
+            waiting,
             outbox_published,
             outbox_broker_connected,
             outbox_broker_blocked,
@@ -185,7 +193,8 @@ impl Metrics {
     }
 
     /// The text exposition of every metric, with the pool's state read now.
-    pub fn render(&self, pool: &PgPool) -> Result<String, prometheus::Error> {
+    pub fn render(&self, pool: &PgPool, waiting: usize) -> Result<String, prometheus::Error> {
+        self.waiting.set(i64::try_from(waiting).unwrap_or(i64::MAX));
         let state = pool.state();
         let idle = i64::from(state.idle_connections);
         self.pool_idle.set(idle);

@@ -14,6 +14,7 @@ use crate::janitor::RetentionConfig;
 use crate::origin::OriginConfig;
 use crate::rate_limit::RateLimitConfig;
 use crate::relay::RelayConfig;
+use crate::waiters::WaitConfig;
 
 /// Largest request body accepted by default: a work request is a few dozen bytes.
 pub const DEFAULT_MAX_BODY_BYTES: u32 = 16 * 1024;
@@ -84,6 +85,8 @@ pub struct Settings {
     pub dashboard: DashboardConfig,
     #[command(flatten)]
     pub auth: AuthConfig,
+    #[command(flatten)]
+    pub wait: WaitConfig,
 }
 
 impl Settings {

@@ -20,7 +20,6 @@ use anyhow::Context;
 use pp_lib::amqp::{Broker, Topology};
 use pp_lib::cache::{Redis, WorkCache};
 use pp_lib::config::SecretUrl;
-use pp_lib::db::announce::Announcer;
 use pp_lib::db::{PgPool, build_pool_lazy};
 use pp_lib::shutdown::{Shutdown, ShutdownTrigger};
 
@@ -39,6 +38,7 @@ use crate::relay::{self, RelayConfig};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
+use crate::waiters::WakeWaiters;
 
 /// Longest wait, at shutdown, for the outbox relay to finish its round.
 const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,7 +102,7 @@ pub struct Application {
     pool: PgPool,
     relay: Option<RelayTask>,
     retention: RetentionConfig,
-    announcer: Arc<Announcer>,
+    state: web::Data<AppState>,
     directory: Arc<KeyDirectory>,
     /// Where to listen for the keys' changes.
     database_url: SecretUrl,
@@ -218,10 +218,10 @@ impl Application {
             settings.idempotency_ttl,
             cache,
             settings.deadline,
+            &settings.wait,
         )
         .context("failed to start the database threads")?;
         state.relaying = settings.relay.enabled;
-        let announcer = state.announcer.clone();
         let state = web::Data::new(state);
         let metrics_framing = metrics.framing.clone();
         let relay = settings.relay.enabled.then(|| RelayTask {
@@ -249,7 +249,7 @@ impl Application {
             mode,
         ));
         let shared = Shared {
-            state,
+            state: state.clone(),
             dashboard,
             auth,
             rate_limits,
@@ -270,7 +270,7 @@ impl Application {
             pool,
             relay,
             retention: settings.retention,
-            announcer,
+            state: state.clone(),
             directory,
             database_url: settings.database.url.clone(),
             keys_refresh: settings.auth.keys_refresh,
@@ -291,11 +291,12 @@ impl Application {
     /// (within the shutdown timeout) and returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
+        let waiters = self.state.waiters.clone();
         let background = Background::start(
             self.pool,
             self.retention,
             self.relay,
-            self.announcer,
+            &self.state,
             self.directory,
             &self.database_url,
             self.keys_refresh,
@@ -305,6 +306,8 @@ impl Application {
             outcome = &mut server => outcome,
             () = shutdown => {
                 log::info!("shutting down: finishing the requests in flight");
+                // Requests waiting for works answer with what they have now.
+                waiters.close();
                 // The stop command is sent now; the server future carries it out, so it must be
                 // polled while the stop is awaited.
                 let (outcome, ()) = tokio::join!(server, handle.stop(true));
@@ -319,7 +322,8 @@ impl Application {
 }
 
 /// The tasks that run beside the server: the janitor, the keys kept fresh and their listener,
-/// the announcer, and (when this process relays) the relay and the outbox's listener.
+/// the announcer, the listener that wakes requests waiting for works, and (when this process
+/// relays) the relay and the outbox's listener.
 struct Background {
     purge: tokio::task::JoinHandle<()>,
     stop: ShutdownTrigger,
@@ -334,7 +338,7 @@ impl Background {
         pool: PgPool,
         retention: RetentionConfig,
         relay: Option<RelayTask>,
-        announcer: Arc<Announcer>,
+        state: &AppState,
         directory: Arc<KeyDirectory>,
         database_url: &SecretUrl,
         keys_refresh: Duration,
@@ -349,7 +353,13 @@ impl Background {
                 keys_changed.clone(),
                 stopping.clone(),
             )),
-            tokio::spawn(announcer.run(pool.clone(), stopping.clone())),
+            tokio::spawn(state.announcer.clone().run(pool.clone(), stopping.clone())),
+            tokio::spawn(pp_lib::db::listen::listen_with(
+                database_url.clone(),
+                pp_lib::db::works::WORKS_DONE,
+                WakeWaiters(state.waiters.clone()),
+                stopping.clone(),
+            )),
         ];
         let keys = tokio::spawn(directory::keep_fresh(
             directory,

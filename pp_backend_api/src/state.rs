@@ -18,6 +18,7 @@ use pp_lib::work::{NewWork, Work};
 use crate::db_lanes::{Batcher, Lane};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::waiters::{WaitConfig, Waiters};
 
 /// Why a shared lookup failed, in a form every caller that shared it can take a copy of.
 #[derive(Debug, Clone)]
@@ -72,6 +73,10 @@ pub struct AppState {
     /// Tells the other processes, after the commit, of works and demands this one wrote: the
     /// sweepers ([`WORKS_PENDING`]) and the other replicas' relays ([`OUTBOX_ADDED`]).
     pub announcer: Arc<Announcer>,
+    /// The requests waiting for works to be done (`Prefer: wait`).
+    pub waiters: Arc<Waiters>,
+    /// Longest wait honoured.
+    pub wait_max: Duration,
     /// Works cached in Redis and memory (disabled without Redis).
     pub cache: Arc<WorkCache>,
     /// Cache misses for the same work share one database read.
@@ -99,6 +104,7 @@ impl AppState {
         idempotency_ttl: Duration,
         cache: WorkCache,
         deadline: Duration,
+        wait: &WaitConfig,
     ) -> std::io::Result<Self> {
         let pool_size = usize::try_from(pool.max_size()).unwrap_or(usize::MAX);
         let threads = usize::try_from(pool.max_size().saturating_sub(2))
@@ -155,12 +161,28 @@ impl AppState {
             work_searcher: Arc::new(work_searcher),
             outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
             announcer: Announcer::new(&[WORKS_PENDING, OUTBOX_ADDED]),
+            waiters: Waiters::new(wait.waiters as usize),
+            wait_max: wait.max,
             cache: Arc::new(cache),
             work_loads: Arc::new(SingleFlight::new()),
             relaying: false,
             unbatched: Arc::new(tokio::sync::Semaphore::new(unbatched_room(pool_size))),
             deadline,
         })
+    }
+
+    /// The wait `request` prefers (`Prefer: wait=N`), capped by the setting; `None` when it asks
+    /// none.
+    pub fn preferred_wait(&self, request: &actix_web::HttpRequest) -> Option<Duration> {
+        crate::waiters::preferred_wait(request.headers())
+            .map(|seconds| Duration::from_secs(seconds).min(self.wait_max))
+    }
+
+    /// The work with this id, read from PostgreSQL itself (a request that waited must see what
+    /// was committed, not what a cache kept).
+    pub async fn fresh_work(&self, id: i64) -> Result<Work, ApiError> {
+        self.run_db(move |conn| pp_lib::contract::get_work(conn, id))
+            .await
     }
 
     /// After works were created pending (committed): the sweepers finish them at once.

@@ -7,7 +7,7 @@
 //! down: the outbox relay publishes it.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use pp_lib::contract::{
     CreateWork, DemandAccepted, DemandProgress, DemandStatus, accept_demand, follow_demand,
     parse_message_id,
@@ -17,6 +17,7 @@ use pp_lib::work::Work;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use crate::waiters::{Awaited, PREFERENCE_APPLIED, applied, wait_until};
 
 /// Accepts a work demand for the queue.
 ///
@@ -70,30 +71,58 @@ fn demand_path(accepted: &DemandAccepted) -> String {
     get,
     path = "/work/demand/{message_id}",
     tag = "work",
-    params(("message_id" = uuid::Uuid, Path, description = "The message id `POST /work/demand` answered")),
+    params(
+        ("message_id" = uuid::Uuid, Path, description = "The message id `POST /work/demand` answered"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): answer as soon as the demand's work is recorded, or after N seconds (at most PP_WAIT_MAX) with where the demand is"),
+    ),
     responses(
         (status = 200, description = "The demand's work, recorded", body = Work,
-         headers(("Content-Location" = String, description = "The work's own path: `/work/{id}`"))),
-        (status = 202, description = "Not recorded yet: where the demand is", body = DemandStatus),
+         headers(
+            ("Content-Location" = String, description = "The work's own path: `/work/{id}`"),
+            ("Preference-Applied" = String, description = "`wait=N` when the request waited (N as honoured)"),
+         )),
+        (status = 202, description = "Not recorded yet: where the demand is", body = DemandStatus,
+         headers(("Preference-Applied" = String, description = "`wait=N` when the request waited (N as honoured)"))),
         (status = 400, description = "The message id is not a UUID", body = ErrorBody),
         (status = 404, description = "No demand has this message id (or its outbox row has expired and no work was recorded for it)", body = ErrorBody),
-        (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
+        (status = 503, description = "Database unavailable or too slow, or as many requests wait (Prefer: wait) as PP_WAITERS_MAX allows", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn get_demand(
+    request: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let message_id = parse_message_id(&path)?;
-    let progress = state
-        .run_db(move |conn| follow_demand(conn, message_id))
-        .await?;
+    let look = || async {
+        let progress = state
+            .run_db(move |conn| follow_demand(conn, message_id))
+            .await?;
+        let recorded = matches!(progress, DemandProgress::Recorded(_));
+        Ok((progress, recorded))
+    };
+    let wait = state.preferred_wait(&request);
+    let progress = match wait {
+        Some(wait) => wait_until(&state.waiters, Awaited::Demand(message_id), wait, look).await?,
+        None => look().await?.0,
+    };
+    let mut answer = match &progress {
+        DemandProgress::Recorded(work) => {
+            let mut answer = HttpResponse::Ok();
+            answer.insert_header((header::CONTENT_LOCATION, work_path(work)));
+            answer
+        }
+        DemandProgress::Waiting(_) => HttpResponse::Accepted(),
+    };
+    if let Some(wait) = wait {
+        answer
+            .insert_header((PREFERENCE_APPLIED, applied(wait.as_secs())))
+            .insert_header((header::VARY, "Prefer"));
+    }
     Ok(match progress {
-        DemandProgress::Recorded(work) => HttpResponse::Ok()
-            .insert_header((header::CONTENT_LOCATION, work_path(&work)))
-            .json(work),
-        DemandProgress::Waiting(status) => HttpResponse::Accepted().json(status),
+        DemandProgress::Recorded(work) => answer.json(work),
+        DemandProgress::Waiting(status) => answer.json(status),
     })
 }
 

@@ -1,6 +1,8 @@
 //! `/work`: create a work, get one, search them, list a work's events.
 
-use actix_web::http::header::{ContentType, HeaderName, HeaderValue};
+use std::time::Duration;
+
+use actix_web::http::header::{self, ContentType, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use pp_lib::contract::search::SearchParams;
@@ -14,6 +16,7 @@ use pp_lib::work::{NewWork, Work};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use crate::waiters::{Awaited, PREFERENCE_APPLIED, applied, wait_until};
 
 /// The header that makes a retried `POST /work` return the first result.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -32,10 +35,12 @@ pub const NEXT_AFTER_ID: HeaderName = HeaderName::from_static("x-next-after-id")
     request_body(content = Option<CreateWork>, content_type = "application/json"),
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key with the same add_up_to returns the first result (keys are kept 24 h). 1 to 255 printable ASCII characters, no spaces.", min_length = 1, max_length = 255, pattern = r"^[!-~]{1,255}$"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): answer as soon as the work is done, or after N seconds (at most PP_WAIT_MAX) with it as it is"),
     ),
     responses(
-        (status = 200, description = "The work, as stored", body = Work,
+        (status = 200, description = "The work, as stored (with Prefer: wait, as soon as it is done)", body = Work,
          headers(
+            ("Preference-Applied" = String, description = "`wait=N` when the request waited (N as honoured)"),
             ("RateLimit-Policy" = String, description = "When rate limits are on: the client's quota, e.g. `\"pp\";q=100;w=2` (q requests per w seconds)"),
             ("RateLimit" = String, description = "When rate limits are on: what is left, e.g. `\"pp\";r=42;t=1` (r requests now, whole again in t seconds)"),
          )),
@@ -43,7 +48,7 @@ pub const NEXT_AFTER_ID: HeaderName = HeaderName::from_static("x-next-after-id")
         (status = 400, description = "Malformed body, add_up_to out of range, or a malformed Idempotency-Key", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Idempotency-Key reused with another add_up_to", body = ErrorBody),
-        (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
+        (status = 503, description = "Database unavailable or too slow, or as many requests wait (Prefer: wait) as PP_WAITERS_MAX allows", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
@@ -54,6 +59,7 @@ pub async fn create_work(
 ) -> Result<HttpResponse, ApiError> {
     let demand = CreateWork::parse(&body)?;
     let key = idempotency_key(&request)?;
+    let wait = state.preferred_wait(&request);
     let Some(key) = key else {
         let add_up_to = demand.unwrap_or_else(WorkDemand::random).add_up_to();
         let work = state
@@ -61,7 +67,7 @@ pub async fn create_work(
             .submit(NewWork::from_api(add_up_to))
             .await?;
         state.works_created();
-        return Ok(HttpResponse::Ok().json(work));
+        return work_answer(&state, work, wait).await;
     };
     // The canonical request: what the body asked, not its bytes.
     let fingerprint = match demand {
@@ -78,9 +84,9 @@ pub async fn create_work(
     match creation {
         IdempotentCreation::Created(work) => {
             state.works_created();
-            Ok(HttpResponse::Ok().json(work))
+            work_answer(&state, work, wait).await
         }
-        IdempotentCreation::Replayed(work) => Ok(HttpResponse::Ok().json(work)),
+        IdempotentCreation::Replayed(work) => work_answer(&state, work, wait).await,
         IdempotentCreation::Conflict { first_request } => Err(ApiError::Unprocessable(format!(
             "Idempotency-Key was first used for a different request ({first_request}); use a new key"
         ))),
@@ -108,26 +114,69 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     get,
     path = "/work/{id}",
     tag = "work",
-    params(("id" = i64, Path, description = "The work's id (ids start at 1; 0 and below are no work's)")),
+    params(
+        ("id" = i64, Path, description = "The work's id (ids start at 1; 0 and below are no work's)"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): answer as soon as the work is done, or after N seconds (at most PP_WAIT_MAX) with it as it is"),
+    ),
     responses(
-        (status = 200, description = "The work", body = Work),
+        (status = 200, description = "The work", body = Work,
+         headers(
+            ("Preference-Applied" = String, description = "`wait=N` when the request waited (N as honoured)"),
+         )),
         (status = 400, description = "The id is not a whole number", body = ErrorBody),
         (status = 404, description = "No work has this id", body = ErrorBody),
-        (status = 503, description = "Database unavailable or too slow", body = ErrorBody,
+        (status = 503, description = "Database unavailable or too slow, or as many requests wait (Prefer: wait) as PP_WAITERS_MAX allows", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn get_work(
+    request: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_work_id(&path)?;
+    if let Some(wait) = state.preferred_wait(&request) {
+        return wait_for_work(&state, id, wait).await;
+    }
     match state.work_json(id).await? {
         Some(json) => Ok(HttpResponse::Ok()
             .content_type(ContentType::json())
             .body(web::Bytes::from_owner(JsonText(json)))),
         None => Err(work_not_found(id).into()),
     }
+}
+
+/// `work` as it is, or, with a `wait`, as soon as it is done or once the wait is over, with
+/// `Preference-Applied` saying the wait was honoured.
+async fn work_answer(
+    state: &AppState,
+    work: Work,
+    wait: Option<Duration>,
+) -> Result<HttpResponse, ApiError> {
+    match wait {
+        Some(wait) => wait_for_work(state, work.id, wait).await,
+        None => Ok(HttpResponse::Ok().json(work)),
+    }
+}
+
+/// The work `id` as soon as it is done, or as it is once `wait` is over.
+async fn wait_for_work(
+    state: &AppState,
+    id: i64,
+    wait: Duration,
+) -> Result<HttpResponse, ApiError> {
+    // Every look, the first too, comes after the request registered as waiting: a work done
+    // before it did is seen done, one done after wakes it.
+    let work = wait_until(&state.waiters, Awaited::Work(id), wait, || async move {
+        let work = state.fresh_work(id).await?;
+        let done = work.done;
+        Ok((work, done))
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((PREFERENCE_APPLIED, applied(wait.as_secs())))
+        .insert_header((header::VARY, "Prefer"))
+        .json(work))
 }
 
 /// Searches works by code prefix, newest window first in id order.

@@ -19,4 +19,5 @@ mod retention;
 mod search;
 mod shutdown;
 mod stats;
+mod wait;
 mod work;
