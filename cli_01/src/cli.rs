@@ -183,11 +183,16 @@ Examples:
 Examples:
   cli_01 follow 67e55044-10b1-426f-9247-bb680e5fe0c8             GET /work/demand/{message_id}
   cli_01 demand --output json | jq -r .message_id | xargs cli_01 follow
-  cli_01 follow 67e55044-10b1-426f-9247-bb680e5fe0c8 --via db    the same, from PostgreSQL")]
+  cli_01 follow 67e55044-10b1-426f-9247-bb680e5fe0c8 --via db    the same, from PostgreSQL
+  cli_01 follow 67e55044-10b1-426f-9247-bb680e5fe0c8 --wait 30s  the work as soon as it is recorded")]
     Follow {
         /// The demand's message id, as `cli_01 demand` printed it.
         #[arg(value_parser = parse_message_id)]
         message_id: uuid::Uuid,
+        /// Wait up to this long for the work to be recorded (`Prefer: wait` over HTTP, where the
+        /// API caps it; PostgreSQL's announcements from the database), then show what is there.
+        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+        wait: Option<Duration>,
     },
 
     /// List a work's events, oldest first (none while it is pending).
@@ -271,6 +276,15 @@ fn parse_since(text: &str) -> Result<Duration, String> {
     chrono::Duration::from_std(since)
         .map_err(|_| format!("`{text}` is too long a window: use e.g. 1h, 7d, 3650d"))?;
     Ok(since)
+}
+
+/// How long `follow` may wait: whole seconds up to an hour (the API caps its own).
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    let wait = parse_duration(text)?;
+    if wait > Duration::from_secs(3_600) {
+        return Err(format!("`{text}` is too long a wait: an hour at most"));
+    }
+    Ok(wait)
 }
 
 /// A demand's message id: a UUID, as the API reads one.

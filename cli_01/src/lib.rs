@@ -45,7 +45,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<(), Error> {
         Query::Search(search) => Answer::Works(backend.search_works(&search.query())?),
         Query::Create { add_up_to } => Answer::Work(backend.create_work(*add_up_to)?),
         Query::Demand { add_up_to } => Answer::Demand(backend.create_demand(*add_up_to)?),
-        Query::Follow { message_id } => match backend.follow_demand(*message_id)? {
+        Query::Follow { message_id, wait } => match backend.follow_demand(*message_id, *wait)? {
             DemandProgress::Recorded(work) => Answer::Work(work),
             DemandProgress::Waiting(status) => Answer::DemandStatus(status),
         },

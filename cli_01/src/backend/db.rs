@@ -14,7 +14,7 @@ use pp_lib::db::PgConnection;
 use pp_lib::db::announce::announce;
 use pp_lib::db::outbox::OUTBOX_ADDED;
 use pp_lib::db::stats::{Stats, read_stats};
-use pp_lib::db::works::{WORKS_PENDING, insert_work, search_works};
+use pp_lib::db::works::{WORKS_DONE, WORKS_PENDING, insert_work, search_works};
 use pp_lib::event::Event;
 use pp_lib::work::{NewWork, Work};
 
@@ -37,6 +37,25 @@ impl DbBackend {
         let millis = config.statement_timeout.as_millis();
         conn.batch_execute(&format!("set statement_timeout = {millis}"))?;
         Ok(DbBackend { conn, sweep_window })
+    }
+}
+
+impl DbBackend {
+    /// Returns once PostgreSQL announced a finished work on this listening connection, or at
+    /// `deadline`. libpq reads notifications without blocking: looked at every 10 ms.
+    fn await_announcement(&mut self, deadline: std::time::Instant) -> Result<(), Error> {
+        while std::time::Instant::now() < deadline {
+            let mut heard = false;
+            for notification in self.conn.notifications_iter() {
+                notification?;
+                heard = true;
+            }
+            if heard {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(())
     }
 }
 
@@ -74,7 +93,25 @@ impl Backend for DbBackend {
         Ok(accepted)
     }
 
-    fn follow_demand(&mut self, message_id: uuid::Uuid) -> Result<DemandProgress, Error> {
-        Ok(contract::follow_demand(&mut self.conn, message_id)?)
+    fn follow_demand(
+        &mut self,
+        message_id: uuid::Uuid,
+        wait: Option<std::time::Duration>,
+    ) -> Result<DemandProgress, Error> {
+        let Some(wait) = wait else {
+            return Ok(contract::follow_demand(&mut self.conn, message_id)?);
+        };
+        // Listening first: a work recorded after the first look is announced, never missed.
+        self.conn.batch_execute(&format!("listen {WORKS_DONE}"))?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let progress = contract::follow_demand(&mut self.conn, message_id)?;
+            if matches!(progress, DemandProgress::Recorded(_))
+                || std::time::Instant::now() >= deadline
+            {
+                return Ok(progress);
+            }
+            self.await_announcement(deadline)?;
+        }
     }
 }

@@ -200,10 +200,20 @@ impl Backend for HttpBackend {
         self.send(request)
     }
 
-    fn follow_demand(&mut self, message_id: uuid::Uuid) -> Result<DemandProgress, Error> {
-        let request = self
+    fn follow_demand(
+        &mut self,
+        message_id: uuid::Uuid,
+        wait: Option<Duration>,
+    ) -> Result<DemandProgress, Error> {
+        let mut request = self
             .client
             .get(self.url(&format!("/work/demand/{message_id}")));
+        if let Some(wait) = wait {
+            // The API answers within the wait: the timeout is for what comes after it.
+            request = request
+                .header("prefer", format!("wait={}", wait.as_secs()))
+                .timeout(wait + self.timeout);
+        }
         match self.exchange(request)? {
             // 200 is the work; 202 says where the demand is.
             (StatusCode::OK, body) => Ok(DemandProgress::Recorded(parse(StatusCode::OK, &body)?)),

@@ -43,8 +43,13 @@ pub trait Backend {
     /// Accepts a work demand into the outbox; `add_up_to` is random in 1..100 when not given.
     fn create_demand(&mut self, add_up_to: Option<i32>) -> Result<DemandAccepted, Error>;
     /// What became of the demand with this message id: its work, or where it is; not found
-    /// when no demand has it.
-    fn follow_demand(&mut self, message_id: uuid::Uuid) -> Result<DemandProgress, Error>;
+    /// when no demand has it. With a `wait`, as soon as its work is recorded, or once the wait
+    /// is over.
+    fn follow_demand(
+        &mut self,
+        message_id: uuid::Uuid,
+        wait: Option<Duration>,
+    ) -> Result<DemandProgress, Error>;
 }
 
 /// What [`connect`] needs to reach either way.

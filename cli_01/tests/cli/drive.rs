@@ -146,3 +146,49 @@ async fn follow_shows_a_demand_where_it_is_then_its_work_the_same_both_ways() {
         assert_exit(&bad, 2);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_waits_for_the_work_to_be_recorded_both_ways() {
+    use pp_lib::db::announce::notify;
+    use pp_lib::db::works::{WORKS_DONE, done_item, record_demands};
+    use pp_lib::demand::WorkDemand;
+    use pp_lib::testkit::eventually;
+
+    let api = TestApp::spawn(TestSettings::new()).await;
+    for via in VIAS {
+        let output = api.cli("http", &["demand", "--add-up-to", "6"]).await;
+        let answer: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+        let message_id = answer["message_id"].as_str().expect("an id").to_owned();
+        let id: Uuid = message_id.parse().expect("a UUID");
+        let args = ["follow", message_id.as_str(), "--wait", "25s"];
+        let follow = api.cli(via, &args);
+        let finish = async {
+            if via == "http" {
+                // The request waits in the API before the work is recorded.
+                eventually("the follow waiting in the API", async || {
+                    let metrics = api.get_text("/metrics").await;
+                    if metrics.contains("pp_api_waiting_requests 1") {
+                        Ok(())
+                    } else {
+                        Err("not yet")
+                    }
+                })
+                .await;
+            }
+            let mut conn = api.db.connect();
+            let recorded = record_demands(&mut conn, &[(id, WorkDemand::new(6).expect("valid"))])
+                .expect("recorded");
+            notify(&mut conn, &[(WORKS_DONE, done_item(&recorded.created[0]))]).expect("announced");
+        };
+        let (output, ()) = tokio::join!(follow, finish);
+        assert_exit(&output, 0);
+        let work: Work = serde_json::from_str(&stdout(&output)).unwrap_or_else(|error| {
+            panic!("--via {via}: a work, not {}: {error}", stdout(&output))
+        });
+        assert_eq!(
+            (work.demand_id, work.result),
+            (Some(id), Some(21)),
+            "--via {via}"
+        );
+    }
+}
