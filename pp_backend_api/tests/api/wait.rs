@@ -247,3 +247,27 @@ async fn a_created_work_and_a_followed_demand_can_be_waited_for() {
     assert_eq!(outcome(&followed), outcome(&stored));
     assert_eq!(followed.demand_id, Some(message_id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_answers_its_waiting_requests_with_what_it_has() {
+    let mut app = TestApp::spawn(TestSettings::new()).await;
+    let created: Work = app.post_work(None).await.json().await.expect("a work");
+    let (name, value) = prefer(60);
+    let read = tokio::spawn(
+        app.client
+            .get(app.url(&format!("/work/{}", created.id)))
+            .header(name, value)
+            .send(),
+    );
+    eventually_waiting(&app, 1).await;
+    // The graceful stop gives requests in flight 10 s here: a request still waiting then would
+    // be cut off without an answer.
+    app.stop().await.expect("a clean stop");
+    let response = read
+        .await
+        .expect("task")
+        .expect("an answer before the stop ended");
+    assert_eq!(response.status(), StatusCode::OK);
+    let answered: Work = response.json().await.expect("a work");
+    assert_eq!(outcome(&answered), outcome(&created), "still pending");
+}
