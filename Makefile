@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup build migrate db-status db-reset api producer consumer run test test-repeat contract bench-api bench-queue bench-latency bench-dashboard seed-big screenshots bench-overload chaos cluster-chaos cluster-up cluster-status cluster-down cli-run-01 cli-run-02 compose-check lint fmt ci clean
+.PHONY: help setup build migrate db-status db-reset api producer consumer run test test-repeat contract bench-api bench-queue bench-latency bench-waiters bench-dashboard seed-big screenshots bench-overload chaos cluster-chaos cluster-up cluster-status cluster-down cli-run-01 cli-run-02 compose-check lint fmt ci clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -74,6 +74,9 @@ bench-queue: setup ## Benchmark the pipeline: publish rate, consumer rate, pgben
 
 bench-latency: setup ## Time from request to done work for POST /work and POST /work/demand at light load (p50, p90, p99, from the database's clocks)
 	@scripts/bench-latency.sh
+
+bench-waiters: setup ## 10,000 requests waiting (Prefer: wait) on one work: the API's memory while they wait, and how fast all are answered once it is done
+	@scripts/bench-waiters.sh
 
 bench-dashboard: setup ## Seed a million works and three million events, time every dashboard query (< 50 ms each), and GET with and without 5 dashboard tabs
 	@scripts/install.sh wrk
