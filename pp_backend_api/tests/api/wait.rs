@@ -12,9 +12,16 @@ use serde_json::Value;
 
 use pp_backend_api::testkit::{TestApp, TestSettings, error_message};
 
-/// `Prefer` for a wait of `seconds`.
-fn prefer(seconds: u64) -> (&'static str, String) {
-    ("prefer", format!("wait={seconds}"))
+/// `GET path` preferring a wait of `seconds`: the request, to send or spawn.
+fn get_waiting(
+    app: &TestApp,
+    path: &str,
+    seconds: u64,
+) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+    app.client
+        .get(app.url(path))
+        .header("prefer", format!("wait={seconds}"))
+        .send()
 }
 
 /// The requests waiting in `app`, as its metrics say.
@@ -52,9 +59,7 @@ fn finish_and_announce(app: &TestApp, work: &Work) -> Work {
 async fn a_waiting_read_answers_once_its_work_is_done_and_says_the_wait_was_applied() {
     let app = TestApp::spawn(TestSettings::new()).await;
     let created: Work = app.post_work(None).await.json().await.expect("a work");
-    let url = app.url(&format!("/work/{}", created.id));
-    let (name, value) = prefer(25);
-    let read = tokio::spawn(app.client.get(url).header(name, value).send());
+    let read = tokio::spawn(get_waiting(&app, &format!("/work/{}", created.id), 25));
     eventually_waiting(&app, 1).await;
 
     let done = finish_and_announce(&app, &created);
@@ -82,12 +87,7 @@ async fn a_waiting_read_answers_once_its_work_is_done_and_says_the_wait_was_appl
 async fn a_wait_that_runs_out_answers_the_work_as_it_is_and_a_done_work_answers_at_once() {
     let app = TestApp::spawn(TestSettings::new()).await;
     let created: Work = app.post_work(None).await.json().await.expect("a work");
-    let (name, value) = prefer(1);
-    let response = app
-        .client
-        .get(app.url(&format!("/work/{}", created.id)))
-        .header(name, value)
-        .send()
+    let response = get_waiting(&app, &format!("/work/{}", created.id), 1)
         .await
         .expect("an answer");
     assert_eq!(response.status(), StatusCode::OK);
@@ -104,23 +104,13 @@ async fn a_wait_that_runs_out_answers_the_work_as_it_is_and_a_done_work_answers_
     // Done before anyone waits: the wait ends at its first look, with no announcement.
     let mut conn = app.db.connect();
     let done = finish_work(&mut conn, &created);
-    let (name, value) = prefer(25);
-    let response = app
-        .client
-        .get(app.url(&format!("/work/{}", created.id)))
-        .header(name, value)
-        .send()
+    let response = get_waiting(&app, &format!("/work/{}", created.id), 25)
         .await
         .expect("an answer");
     let answered: Work = response.json().await.expect("a work");
     assert_eq!(outcome(&answered), outcome(&done));
     // An unknown work is 404 at once, waiting or not.
-    let (name, value) = prefer(25);
-    let response = app
-        .client
-        .get(app.url("/work/424242"))
-        .header(name, value)
-        .send()
+    let response = get_waiting(&app, "/work/424242", 25)
         .await
         .expect("an answer");
     error_message(response, StatusCode::NOT_FOUND).await;
@@ -168,18 +158,10 @@ async fn a_wait_longer_than_the_setting_is_cut_to_it_and_unreadable_preferences_
 async fn past_the_most_waiters_a_request_that_would_wait_is_refused_503() {
     let app = TestApp::spawn(TestSettings::new().with(|settings| settings.wait.waiters = 1)).await;
     let created: Work = app.post_work(None).await.json().await.expect("a work");
-    let url = app.url(&format!("/work/{}", created.id));
-    let (name, value) = prefer(25);
-    let first = tokio::spawn(app.client.get(&url).header(name, value).send());
+    let path = format!("/work/{}", created.id);
+    let first = tokio::spawn(get_waiting(&app, &path, 25));
     eventually_waiting(&app, 1).await;
-    let (name, value) = prefer(25);
-    let second = app
-        .client
-        .get(&url)
-        .header(name, value)
-        .send()
-        .await
-        .expect("an answer");
+    let second = get_waiting(&app, &path, 25).await.expect("an answer");
     assert!(second.headers().get("retry-after").is_some());
     let message = error_message(second, StatusCode::SERVICE_UNAVAILABLE).await;
     assert!(message.contains("PP_WAITERS_MAX"), "{message}");
@@ -196,8 +178,12 @@ async fn past_the_most_waiters_a_request_that_would_wait_is_refused_503() {
 #[tokio::test]
 async fn a_created_work_and_a_followed_demand_can_be_waited_for() {
     let app = TestApp::spawn(TestSettings::new()).await;
-    let (name, value) = prefer(25);
-    let create = tokio::spawn(app.client.post(app.url("/work")).header(name, value).send());
+    let create = tokio::spawn(
+        app.client
+            .post(app.url("/work"))
+            .header("prefer", "wait=25")
+            .send(),
+    );
     eventually_waiting(&app, 1).await;
     let mut conn = app.db.connect();
     let pending: Vec<Work> =
@@ -223,13 +209,7 @@ async fn a_created_work_and_a_followed_demand_can_be_waited_for() {
         .as_str()
         .and_then(|id| id.parse().ok())
         .expect("a message id");
-    let (name, value) = prefer(25);
-    let follow = tokio::spawn(
-        app.client
-            .get(app.url(&format!("/work/demand/{message_id}")))
-            .header(name, value)
-            .send(),
-    );
+    let follow = tokio::spawn(get_waiting(&app, &format!("/work/demand/{message_id}"), 25));
     eventually_waiting(&app, 1).await;
     let recorded = record_demands(
         &mut conn,
@@ -252,13 +232,7 @@ async fn a_created_work_and_a_followed_demand_can_be_waited_for() {
 async fn a_stopping_server_answers_its_waiting_requests_with_what_it_has() {
     let mut app = TestApp::spawn(TestSettings::new()).await;
     let created: Work = app.post_work(None).await.json().await.expect("a work");
-    let (name, value) = prefer(60);
-    let read = tokio::spawn(
-        app.client
-            .get(app.url(&format!("/work/{}", created.id)))
-            .header(name, value)
-            .send(),
-    );
+    let read = tokio::spawn(get_waiting(&app, &format!("/work/{}", created.id), 60));
     eventually_waiting(&app, 1).await;
     // The graceful stop gives requests in flight 10 s here: a request still waiting then would
     // be cut off without an answer.
