@@ -116,6 +116,9 @@ mod announcer {
         asked: bool,
         /// The items it carries; none for an empty one.
         items: Vec<String>,
+        /// Too many items were owed: one empty announcement stands for them all (and for any
+        /// asked until it is sent).
+        overflowed: bool,
     }
 
     /// Announcements a server owes, sent by [`Announcer::run`] one statement at a time: each
@@ -137,6 +140,7 @@ mod announcer {
                             channel,
                             asked: false,
                             items: Vec::new(),
+                            overflowed: false,
                         })
                         .collect(),
                 ),
@@ -164,11 +168,11 @@ mod announcer {
                     return;
                 };
                 entry.asked = true;
-                if entry.items.len() + items.len() > MAX_OWED_ITEMS {
+                if entry.overflowed || entry.items.len() + items.len() > MAX_OWED_ITEMS {
                     // Too many to tell one by one: an empty announcement says "look again".
                     entry.items = Vec::new();
-                    entry.asked = true;
-                } else if !items.is_empty() {
+                    entry.overflowed = true;
+                } else {
                     entry.items.extend(items);
                 }
             }
@@ -176,11 +180,12 @@ mod announcer {
         }
 
         /// The notifications owed now, cleared.
-        fn take(&self) -> Vec<(&'static str, String)> {
+        pub(super) fn take(&self) -> Vec<(&'static str, String)> {
             let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
             let mut notifications = Vec::new();
             for entry in owed.iter_mut().filter(|entry| entry.asked) {
                 entry.asked = false;
+                entry.overflowed = false;
                 let items = std::mem::take(&mut entry.items);
                 if items.is_empty() {
                     notifications.push((entry.channel, String::new()));
@@ -294,5 +299,23 @@ mod tests {
         let cut = payloads(&[long]);
         assert_eq!(cut.len(), 1);
         assert!(cut[0].len() <= MAX_PAYLOAD);
+    }
+
+    #[cfg(feature = "listen")]
+    #[test]
+    fn past_the_most_items_one_empty_announcement_stands_for_them_all() {
+        let announcer = Announcer::new(&["a"]);
+        announcer.announce_items("a", vec!["1".to_owned()]);
+        assert_eq!(announcer.take(), [("a", "1".to_owned())]);
+        announcer.announce_items("a", (0..100_001).map(|n| n.to_string()).collect());
+        announcer.announce_items("a", vec!["2".to_owned()]);
+        assert_eq!(
+            announcer.take(),
+            [("a", String::new())],
+            "look again, whatever came after"
+        );
+        announcer.announce_items("a", vec!["3".to_owned()]);
+        assert_eq!(announcer.take(), [("a", "3".to_owned())]);
+        assert!(announcer.take().is_empty());
     }
 }
