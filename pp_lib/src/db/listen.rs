@@ -2,13 +2,16 @@
 //! waits for, instead of at its next periodic look.
 //!
 //! A [`listen`] task holds one connection of its own (not the pool's), `LISTEN`s on a channel,
-//! and wakes whoever waits on its [`Notify`] for every notification. libpq reads notifications
+//! and wakes whoever waits on its [`Notify`] for every notification; [`listen_with`] tells a
+//! [`Hearing`] each notification's payload instead (the API's waiting requests learn which works
+//! finished). libpq reads notifications
 //! without blocking, so the connection is polled every [`POLL_EVERY`]: a notification is seen
 //! within that (5 ms later on average: a work created over HTTP is swept within milliseconds),
 //! and waiting costs one system call per poll, a hundred a second (diesel gives no socket to
 //! wait on instead): an idle API, debug build, used 0.85% of a core against 0.25% when it
 //! polled every 100 ms. A connection that fails is made again with backoff (logged once per
-//! outage); each new one wakes the waiters once, since notifications sent meanwhile were lost.
+//! outage); each new one is told to whoever relies on it ([`Hearing::connected`]), since
+//! notifications sent meanwhile were lost.
 //! Whoever relies on it keeps a periodic look as the fallback.
 
 use std::sync::Arc;
