@@ -233,18 +233,28 @@ pub fn preferred_wait(headers: &HeaderMap) -> Option<u64> {
 /// How long requests may wait, and how many at once.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WaitConfig {
-    /// Longest `Prefer: wait` honoured; a longer one waits this long.
+    /// Longest `Prefer: wait` honoured (an hour at most); a longer one waits this long.
     #[arg(
         long = "wait-max",
         env = "PP_WAIT_MAX",
         default_value = "60s",
-        value_parser = pp_lib::config::duration_setting
+        value_parser = wait_max_setting
     )]
     pub max: Duration,
     /// Most requests that may wait at once (`Prefer: wait`); past it, 503 with Retry-After.
     #[arg(long = "waiters-max", env = "PP_WAITERS_MAX", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub waiters: u32,
+}
+
+/// The longest wait honoured: a duration of an hour at most (a proxy in front, or a client,
+/// gives up long before a longer one would end).
+fn wait_max_setting(text: &str) -> Result<Duration, String> {
+    let wait = pp_lib::config::duration_setting(text)?;
+    if wait > Duration::from_secs(3_600) {
+        return Err(format!("`{text}` is too long a wait: an hour at most"));
+    }
+    Ok(wait)
 }
 
 /// Looks at something until `look` says it is final, or for `wait` at most, woken whenever
@@ -319,6 +329,14 @@ mod tests {
         for (values, expected) in cases {
             assert_eq!(preferred_wait(&headers(values)), expected, "{values:?}");
         }
+    }
+
+    #[test]
+    fn the_longest_wait_is_an_hour_at_most() {
+        assert_eq!(wait_max_setting("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(wait_max_setting("1h"), Ok(Duration::from_secs(3_600)));
+        assert!(wait_max_setting("2h").is_err());
+        assert!(wait_max_setting("forever").is_err());
     }
 
     #[tokio::test]
