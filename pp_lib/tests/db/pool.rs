@@ -132,7 +132,7 @@ const EXIT_RACE_URL: &str = "PP_TEST_EXIT_RACE_URL";
 /// A process ends while other threads are still opening connections (a pool connecting in the
 /// background, a listener reconnecting): the exit must not crash in the libraries libpq uses.
 /// The test runs copies of its own binary, each running only this test with `EXIT_RACE_URL`
-/// set: two threads connect over and over while the test returns and the process exits.
+/// set: four threads connect over and over while the test returns and the process exits.
 #[test]
 fn a_process_exits_cleanly_while_its_threads_open_connections() {
     const COPIES: u64 = 20;
@@ -142,19 +142,26 @@ fn a_process_exits_cleanly_while_its_threads_open_connections() {
             .expect("a UTF-8 URL")
             .parse()
             .expect("a valid URL");
-        for _ in 0..2 {
+        // Each connection opened is told; the test returns (and the process exits) after a
+        // number of them that varies by copy, while the other threads are still connecting.
+        let (opened, heard) = std::sync::mpsc::channel::<()>();
+        for _ in 0..4 {
             let url = url.clone();
+            let opened = opened.clone();
             std::thread::spawn(move || {
                 loop {
                     let _ = pp_lib::db::establish(&url, Duration::from_secs(5));
+                    let _ = opened.send(());
                 }
             });
         }
-        let pause: u64 = std::env::var("PP_TEST_EXIT_RACE_PAUSE_MS")
+        let connections: usize = std::env::var("PP_TEST_EXIT_RACE_CONNECTIONS")
             .ok()
-            .and_then(|pause| pause.parse().ok())
-            .unwrap_or(50);
-        std::thread::sleep(Duration::from_millis(pause));
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(1);
+        for _ in 0..connections {
+            heard.recv().expect("the connecting threads run");
+        }
         return;
     }
     let db = TestDatabase::create();
@@ -163,8 +170,8 @@ fn a_process_exits_cleanly_while_its_threads_open_connections() {
         let output = std::process::Command::new(std::env::current_exe().expect("this binary"))
             .args(["--exact", test, "--test-threads", "1"])
             .env(EXIT_RACE_URL, db.url().expose())
-            // Exits at varied points of a connection's life.
-            .env("PP_TEST_EXIT_RACE_PAUSE_MS", (20 + copy * 7).to_string())
+            // Exits at varied points of the other thread's connection.
+            .env("PP_TEST_EXIT_RACE_CONNECTIONS", (1 + copy % 8).to_string())
             .output()
             .expect("a copy of the test binary runs");
         assert!(
