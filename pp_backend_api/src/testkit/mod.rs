@@ -369,6 +369,14 @@ impl Drop for TestApp {
     }
 }
 
+/// The `Preference-Applied` an answer carries (`wait=N` when the request waited), if any.
+pub fn applied_wait(response: &Response) -> Option<&str> {
+    response
+        .headers()
+        .get("preference-applied")
+        .and_then(|value| value.to_str().ok())
+}
+
 /// Reads an error answer: asserts the status and the JSON body's `http_code`, returns `message`.
 pub async fn error_message(response: Response, status: StatusCode) -> String {
     assert_eq!(response.status(), status);

@@ -10,7 +10,7 @@ use pp_storage::testkit::finish_work;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use pp_backend_api::testkit::{TestApp, TestSettings, error_message};
+use pp_backend_api::testkit::{TestApp, TestSettings, applied_wait, error_message};
 
 /// `GET path` preferring a wait of `seconds`: the request, to send or spawn.
 fn get_waiting(
@@ -66,13 +66,7 @@ async fn a_waiting_read_answers_once_its_work_is_done_and_says_the_wait_was_appl
 
     let response = read.await.expect("task").expect("an answer");
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response
-            .headers()
-            .get("preference-applied")
-            .map(|v| v.as_bytes()),
-        Some(&b"wait=25"[..])
-    );
+    assert_eq!(applied_wait(&response), Some("wait=25"));
     let answered: Work = response.json().await.expect("a work");
     assert_eq!(
         outcome(&answered),
@@ -91,13 +85,7 @@ async fn a_wait_that_runs_out_answers_the_work_as_it_is_and_a_done_work_answers_
         .await
         .expect("an answer");
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response
-            .headers()
-            .get("preference-applied")
-            .map(|v| v.as_bytes()),
-        Some(&b"wait=1"[..])
-    );
+    assert_eq!(applied_wait(&response), Some("wait=1"));
     let pending: Work = response.json().await.expect("a work");
     assert!(!pending.done);
 
@@ -131,13 +119,7 @@ async fn a_wait_longer_than_the_setting_is_cut_to_it_and_unreadable_preferences_
         .send()
         .await
         .expect("an answer");
-    assert_eq!(
-        response
-            .headers()
-            .get("preference-applied")
-            .map(|v| v.as_bytes()),
-        Some(&b"wait=1"[..])
-    );
+    assert_eq!(applied_wait(&response), Some("wait=1"));
     for unreadable in ["wait=soon", "wait=-1", "wait", "handling=strict"] {
         let response = app
             .client
@@ -148,7 +130,7 @@ async fn a_wait_longer_than_the_setting_is_cut_to_it_and_unreadable_preferences_
             .expect("an answer");
         assert_eq!(response.status(), StatusCode::OK, "{unreadable}");
         assert!(
-            response.headers().get("preference-applied").is_none(),
+            applied_wait(&response).is_none(),
             "{unreadable}: not applied"
         );
     }

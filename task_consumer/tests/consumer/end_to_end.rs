@@ -1,7 +1,7 @@
 //! The whole pipeline in one process: the API (with its outbox relay), RabbitMQ, the consumer and
 //! its sweeper, over one database.
 
-use pp_backend_api::testkit::{TestApp, TestSettings};
+use pp_backend_api::testkit::{TestApp, TestSettings, applied_wait};
 use serde_json::Value;
 use task_consumer::testkit::{TestConsumer, test_settings};
 
@@ -63,13 +63,7 @@ async fn a_client_that_prefers_to_wait_gets_its_work_done_from_either_path() {
         .send()
         .await
         .expect("an answer");
-    assert_eq!(
-        response
-            .headers()
-            .get("preference-applied")
-            .map(|v| v.as_bytes()),
-        Some(&b"wait=25"[..])
-    );
+    assert_eq!(applied_wait(&response), Some("wait=25"));
     let work: Value = response.json().await.expect("JSON");
     assert_eq!(
         (work["done"].as_bool(), work["result"].as_i64()),
